@@ -1,0 +1,266 @@
+"""Per-pixel calibration terms of a visit image: c, σ_a and saturation.
+
+The pixel model (`isrinject.model`) needs, per pixel, the photometric scaling
+``c`` [image units per e⁻], the amplifier read noise ``σ_a`` [e⁻] and the
+amplifier saturation level [pre-flat e⁻].  They come from
+
+- the VisitImage's ``photometric_scaling`` field [nJy / e⁻] and unit: an image
+  in e⁻ has c = 1; an image in a flux density (nJy, µJy, ...) has
+  c = photometric_scaling converted to image units per e⁻;
+- an empirical per-amplifier fit when a flux-density image carries no usable
+  scaling: real pixels obey (ISR, see DESIGN.md)::
+
+      V·(f·R)² = c·(f·R·I) + c²·(σ_a² + K_a + f·B) [+ V_f term]
+
+  so a straight-line fit of ``y = V·(f·R)²`` against ``x = f·R·I`` over good
+  pixels has slope c (the noise of S enters x and y identically, so the fit
+  has no errors-in-variables bias);
+- or configured constants.
+
+Read noise and saturation come from the detector's amplifiers
+(``nominal_calibrations``: read noise in e⁻, saturation in ADU as in afw
+cameraGeom, converted with the amplifier gain) unless configured.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmplifierTerms",
+    "CalibrationError",
+    "PixelCalibration",
+    "amplifier_terms",
+    "fit_scaling_per_amplifier",
+    "image_units_per_njy",
+]
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+
+import astropy.units as u
+import numpy as np
+from lsst.images import Box, NoOverlapError
+
+_LOG = logging.getLogger(__name__)
+
+
+class CalibrationError(ValueError):
+    """The visit image lacks what the pixel model needs (and no fallback)."""
+
+
+def image_units_per_njy(unit: u.UnitBase) -> float | None:
+    """Return image units per nJy for a flux-density unit, `None` for e⁻.
+
+    Raises
+    ------
+    CalibrationError
+        If ``unit`` is neither electrons nor a spectral flux density.
+    """
+    if unit == u.electron:
+        return None
+    try:
+        return float((1.0 * u.nJy).to(unit))
+    except u.UnitConversionError:
+        raise CalibrationError(
+            f"Visit image unit {unit!s} is neither electrons nor a flux density (e.g. nJy); "
+            "the pixel model cannot relate it to pre-flat electrons."
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class AmplifierTerms:
+    """Electronic terms of one amplifier in the assembled image."""
+
+    name: str
+    bbox: Box
+    read_noise: float
+    """σ_a [e⁻]."""
+    saturation: float
+    """Saturation level in pre-flat electrons (inf if unknown)."""
+    scaling: float | None = None
+    """Empirical c for this amplifier [image units per e⁻], if fitted."""
+
+
+def amplifier_terms(
+    detector: object | None,
+    image_bbox: Box,
+    *,
+    read_noise: float | None = None,
+    saturation: float | None = None,
+) -> list[AmplifierTerms]:
+    """Collect per-amplifier read noise and saturation.
+
+    Parameters
+    ----------
+    detector
+        The VisitImage's detector (`None`, or one without amplifiers, gives
+        one pseudo-amplifier covering the image).
+    image_bbox
+        The image bounding box.
+    read_noise
+        Override for every amplifier [e⁻]; `None` to use the detector.
+    saturation
+        Override for every amplifier [pre-flat e⁻]; `None` to use the
+        detector's ``saturation`` [ADU] × ``gain`` [e⁻/ADU].
+
+    Raises
+    ------
+    CalibrationError
+        If neither the detector nor the override gives a read noise.
+    """
+    amps = list(getattr(detector, "amplifiers", None) or [])
+    terms = []
+    for amp in amps:
+        nominal = amp.nominal_calibrations
+        try:
+            bbox = amp.bbox.intersection(image_bbox)
+        except NoOverlapError:
+            continue
+        amp_read_noise = read_noise if read_noise is not None else (nominal.read_noise if nominal else None)
+        if amp_read_noise is None or not np.isfinite(amp_read_noise) or amp_read_noise < 0:
+            raise CalibrationError(
+                f"Amplifier {amp.name!r} has no usable read noise ({amp_read_noise!r}); "
+                "set config.read_noise."
+            )
+        if saturation is not None:
+            amp_saturation = saturation
+        elif nominal is not None and np.isfinite(nominal.saturation) and nominal.saturation > 0:
+            amp_saturation = nominal.saturation * (nominal.gain if np.isfinite(nominal.gain) else 1.0)
+        else:
+            amp_saturation = np.inf
+        terms.append(AmplifierTerms(amp.name, bbox, float(amp_read_noise), float(amp_saturation)))
+    if not terms:
+        if read_noise is None:
+            raise CalibrationError(
+                "The visit image's detector has no amplifiers overlapping the image; "
+                "set config.read_noise (and config.saturation) to use constants."
+            )
+        terms.append(
+            AmplifierTerms("ALL", image_bbox, float(read_noise), float(saturation if saturation else np.inf))
+        )
+    return terms
+
+
+def fit_scaling_per_amplifier(
+    image: np.ndarray,
+    variance: np.ndarray,
+    good: np.ndarray,
+    flat: np.ndarray,
+    amplifiers: Sequence[AmplifierTerms],
+    image_bbox: Box,
+    *,
+    illumination: np.ndarray | None = None,
+    min_pixels: int = 100,
+) -> list[AmplifierTerms]:
+    """Fit c per amplifier from the real pixels (see the module docstring).
+
+    Amplifiers whose fit fails (too few pixels, non-positive slope) take the
+    median of the others; if none succeeds a `CalibrationError` is raised.
+    """
+    fitted: list[float | None] = []
+    for amp in amplifiers:
+        sl = amp.bbox.slice_within(image_bbox)
+        flat_amp = flat[sl.y, sl.x]
+        illum_amp = 1.0 if illumination is None else illumination[sl.y, sl.x]
+        gain_like = flat_amp * illum_amp
+        ok = good[sl.y, sl.x] & np.isfinite(gain_like) & (gain_like > 0)
+        x = (gain_like * image[sl.y, sl.x])[ok]
+        y = (variance[sl.y, sl.x] * gain_like**2)[ok]
+        if x.size < min_pixels:
+            fitted.append(None)
+            continue
+        # Exclude the brightest 1 % (saturation, non-linearity, V_f term).
+        keep = x <= np.percentile(x, 99.0)
+        slope, _ = np.polyfit(x[keep], y[keep], 1)
+        fitted.append(float(slope) if np.isfinite(slope) and slope > 0 else None)
+    usable = [value for value in fitted if value is not None]
+    if not usable:
+        raise CalibrationError("Empirical fit of V·(f·R)² against f·R·I failed on every amplifier.")
+    fallback = float(np.median(usable))
+    for amp, value in zip(amplifiers, fitted):
+        if value is None:
+            _LOG.warning("Scaling fit failed for amplifier %s; using the median %g.", amp.name, fallback)
+    return [
+        dataclasses.replace(amp, scaling=value if value is not None else fallback)
+        for amp, value in zip(amplifiers, fitted)
+    ]
+
+
+@dataclasses.dataclass
+class PixelCalibration:
+    """Per-pixel c, σ_a and saturation for one visit image.
+
+    Attributes
+    ----------
+    image_bbox
+        The image bounding box.
+    amplifiers
+        Per-amplifier terms (and fitted c when ``scaling_source`` is
+        ``"empirical"``).
+    scaling_field
+        A callable ``(x=, y=) → nJy/e⁻`` (the VisitImage's
+        ``photometric_scaling``) or `None`.
+    scaling_constant
+        Constant photometric scaling [nJy/e⁻] when configured.
+    image_per_njy
+        Image units per nJy (`None` for an image in e⁻).
+    scaling_source
+        ``"visit_image"``, ``"empirical"`` or ``"config"``.
+    """
+
+    image_bbox: Box
+    amplifiers: list[AmplifierTerms]
+    scaling_field: object | None
+    scaling_constant: float | None
+    image_per_njy: float | None
+    scaling_source: str
+
+    def _amp_index(self, bbox: Box) -> np.ndarray:
+        index = np.full(bbox.shape, -1, dtype=np.int32)
+        for i, amp in enumerate(self.amplifiers):
+            try:
+                overlap = amp.bbox.intersection(bbox)
+            except NoOverlapError:
+                continue
+            sl = overlap.slice_within(bbox)
+            index[sl.y, sl.x] = i
+        return index
+
+    def _njy_per_electron(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if self.scaling_constant is not None:
+            return np.full(np.broadcast(x, y).shape, self.scaling_constant)
+        if self.scaling_field is None:
+            raise CalibrationError("No photometric scaling (nJy per electron) available.")
+        return np.asarray(self.scaling_field(x=x, y=y), dtype=np.float64)
+
+    def scaling_in(self, bbox: Box) -> np.ndarray:
+        """c [image units per e⁻] on ``bbox``."""
+        if self.image_per_njy is None:
+            return np.ones(bbox.shape)
+        if self.scaling_source == "empirical":
+            per_amp = np.array([amp.scaling for amp in self.amplifiers] + [np.nan], dtype=np.float64)
+            return per_amp[self._amp_index(bbox)]
+        grid = bbox.meshgrid()
+        return self._njy_per_electron(grid.x, grid.y) * self.image_per_njy
+
+    def image_units_per_njy_at(self, x: float, y: float) -> float:
+        """Image units per nJy of source flux at (x, y)."""
+        if self.image_per_njy is not None:
+            return self.image_per_njy
+        return 1.0 / float(self._njy_per_electron(np.asarray(x), np.asarray(y)))
+
+    def read_noise_in(self, bbox: Box) -> np.ndarray:
+        """σ_a [e⁻] on ``bbox`` (NaN outside every amplifier)."""
+        values = np.array([amp.read_noise for amp in self.amplifiers] + [np.nan])
+        return values[self._amp_index(bbox)]
+
+    def saturation_in(self, bbox: Box) -> np.ndarray:
+        """Saturation level [pre-flat e⁻] on ``bbox`` (inf outside amps)."""
+        values = np.array([amp.saturation for amp in self.amplifiers] + [np.inf])
+        return values[self._amp_index(bbox)]
+
+    def scaling_at(self, x: float, y: float) -> float:
+        """c [image units per e⁻] at one position."""
+        ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+        bbox = Box.factory[iy : iy + 1, ix : ix + 1]
+        return float(self.scaling_in(bbox)[0, 0])

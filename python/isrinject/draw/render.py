@@ -1,0 +1,286 @@
+"""Noiseless model stamps: catalog row → GalSim profile ⊗ image PSF → pixels.
+
+Each source is drawn in *image units* at its sub-pixel position with the
+visit image's own PSF evaluated there (``psf.compute_kernel_image``) and the
+local affine approximation of the image's sky projection, exactly as
+``lsst.source.injection`` does (``method="no_pixel"``: the PSF image already
+contains the pixel response).  The ``calib_flux_radius`` convention is
+source_injection's: the catalog flux is the flux inside a circular aperture of
+that radius around a point source, so the total drawn flux is
+``F / A(r)`` where ``A(r)`` is the fraction of the PSF inside radius ``r``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DrawnStamp",
+    "RenderSettings",
+    "aperture_fraction",
+    "draw_source",
+    "local_jacobian",
+    "psf_profile",
+    "source_profile",
+]
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import galsim
+import numpy as np
+from astropy.coordinates import SkyCoord
+from lsst.images import XY, Box, NoOverlapError
+from lsst.images.psfs import PointSpreadFunction
+
+from ..flags import InjectionFlag
+from .profiles import GALSIM_SOURCE_TYPES, SHEAR_PARAMETERS, canonical_source_type, profile_parameters
+
+# GalSim only raises for oversized FFTs when asked to; we want a per-source flag.
+galsim.errors.raise_fft_size_error = True
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderSettings:
+    """How stamps are drawn (the task's config, as plain values)."""
+
+    calib_flux_radius: float | None = 12.0
+    """Aperture radius [pixels] of the photometric calibration, or `None`
+    for total flux."""
+    max_draw_size: int = 1001
+    """Largest stamp side [pixels]; bigger automatic sizes are clipped."""
+    stamp_size_factor: float = 1.5
+    """Automatic stamp side = this × GalSim's ``getGoodImageSize`` (so
+    that ≥ 99.9 % of an extended profile's flux lands in the stamp)."""
+    stamp_prefix: str = ""
+    """Prefix (e.g. a directory) for the ``stamp`` column of Stamp sources."""
+    fits_alignment: str = "pixel"
+    """``pixel``: a Stamp's pixels map onto image pixels; ``wcs``: its FITS
+    WCS is honoured."""
+
+
+@dataclasses.dataclass
+class DrawnStamp:
+    """A noiseless model stamp in image units, clipped to the image."""
+
+    bbox: Box | None
+    """Absolute pixel box of ``model`` (the drawn stamp ∩ image), or `None`."""
+    model: np.ndarray | None
+    """Noiseless model M [image units] on ``bbox``."""
+    draw_size: int
+    """Side of the full (unclipped) stamp [pixels]."""
+    total_flux: float
+    """Flux the profile carries [image units] (after ``calib_flux_radius``)."""
+    flags: InjectionFlag = InjectionFlag(0)
+
+
+def local_jacobian(sky_projection: Any, x: float, y: float) -> galsim.JacobianWCS:
+    """Return the local affine pixel → sky map at (x, y) in GalSim's (u, v).
+
+    (u, v) are GalSim's tangent-plane coordinates [arcsec] about the sky
+    position of (x, y), so shapes (``q``, ``beta``) and sizes
+    (``half_light_radius`` in arcsec) mean what they mean on the sky.
+    """
+    # The source position and one pixel step along x and along y.
+    sky = sky_projection.pixel_to_sky(XY(x=np.array([x, x + 1.0, x]), y=np.array([y, y, y + 1.0])))
+    coords = [galsim.CelestialCoord(s.ra.deg * galsim.degrees, s.dec.deg * galsim.degrees) for s in sky]
+    centre = coords[0]
+    u_dx, v_dx = centre.project(coords[1], projection="gnomonic")
+    u_dy, v_dy = centre.project(coords[2], projection="gnomonic")
+    to_arcsec = galsim.arcsec
+    return galsim.JacobianWCS(
+        u_dx / to_arcsec, u_dy / to_arcsec, v_dx / to_arcsec, v_dy / to_arcsec
+    )
+
+
+def aperture_fraction(kernel: np.ndarray, radius: float | None, subsample: int = 8) -> float:
+    """Fraction of a centred, unit-sum PSF kernel inside a circle.
+
+    Each pixel's overlap with the circle of ``radius`` [pixels] is
+    integrated on a ``subsample × subsample`` grid.  Returns 1 when
+    ``radius`` is `None` or the whole kernel lies inside it.
+    """
+    if radius is None or radius <= 0:
+        return 1.0
+    ny, nx = kernel.shape
+    step = 1.0 / subsample
+    sub = (np.arange(subsample) + 0.5) * step - 0.5
+    yy = np.arange(ny) - (ny - 1) / 2
+    xx = np.arange(nx) - (nx - 1) / 2
+    y_sub = (yy[:, None] + sub[None, :]).ravel()
+    x_sub = (xx[:, None] + sub[None, :]).ravel()
+    inside = (y_sub[:, None] ** 2 + x_sub[None, :] ** 2) <= radius**2
+    weights = inside.reshape(ny, subsample, nx, subsample).mean(axis=(1, 3))
+    total = kernel.sum()
+    return float((kernel * weights).sum() / total) if total != 0 else 1.0
+
+
+def psf_profile(
+    psf: PointSpreadFunction, x: float, y: float, jacobian: galsim.BaseWCS, calib_flux_radius: float | None
+) -> tuple[galsim.InterpolatedImage, float, int]:
+    """Evaluate the image PSF at (x, y) as a unit-flux GalSim profile.
+
+    Returns
+    -------
+    profile
+        The PSF kernel as an `galsim.InterpolatedImage` in sky coordinates.
+    fraction
+        `aperture_fraction` of the kernel inside ``calib_flux_radius``.
+    kernel_size
+        Side of the kernel image [pixels].
+    """
+    kernel = np.array(psf.compute_kernel_image(x=x, y=y).array, dtype=np.float64)
+    total = kernel.sum()
+    if not np.isfinite(total) or total <= 0:
+        raise ValueError(f"PSF kernel at x={x:.1f}, y={y:.1f} has non-positive or non-finite sum {total!r}.")
+    kernel /= total
+    profile = galsim.InterpolatedImage(galsim.Image(kernel, wcs=jacobian), calculate_stepk=False)
+    return profile, aperture_fraction(kernel, calib_flux_radius), max(kernel.shape)
+
+
+def source_profile(
+    row: Mapping[str, Any], flux: float, jacobian: galsim.JacobianWCS, settings: RenderSettings
+) -> galsim.GSObject:
+    """Build the (pre-PSF) surface-brightness profile of one catalog row.
+
+    Parameters
+    ----------
+    row
+        Column values (masked values removed); ``source_type`` is required.
+    flux
+        Total flux [image units] (for ``Trail``: flux per pixel of length).
+    jacobian
+        Local pixel → sky map at the source position.
+    settings
+        Stamp-file prefix and FITS alignment.
+
+    Raises
+    ------
+    FileNotFoundError
+        A ``Stamp`` file does not exist (or holds no image).
+    ValueError
+        Missing or invalid shape parameters.
+    """
+    source_type = canonical_source_type(row["source_type"])
+    if source_type == "Stamp":
+        path = settings.stamp_prefix + str(row["stamp"]).strip()
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"Stamp file {path!r} does not exist.")
+        stamp = galsim.fits.read(path, read_header=True)
+        if settings.fits_alignment == "pixel":
+            stamp.wcs = jacobian
+        return galsim.InterpolatedImage(stamp, calculate_stepk=False).withFlux(flux)
+    if source_type == "Trail":
+        length = float(row["trail_length"])
+        if not np.isfinite(length) or length <= 0:
+            raise ValueError(f"Trail needs a positive finite trail_length [pixels]; got {length!r}.")
+        # A line thinner than a pixel, defined in pixel coordinates, then
+        # mapped to the sky; its flux is per pixel of length (as upstream).
+        trail = galsim.Box(length, 1e-6)
+        if "beta" in row:
+            trail = trail.rotate(float(row["beta"]) * galsim.degrees)
+        return jacobian.toWorld(trail).withFlux(flux * length)
+    if source_type not in GALSIM_SOURCE_TYPES:
+        raise ValueError(f"Unsupported source_type {source_type!r}.")
+    profile = getattr(galsim, source_type)(**profile_parameters(source_type, row))
+    shear = {key: row[key] for key in SHEAR_PARAMETERS if key in row}
+    if "beta" in shear:
+        shear["beta"] = float(shear["beta"]) * galsim.degrees
+    if shear and source_type != "DeltaFunction":
+        profile = profile.shear(**shear)
+    return profile.withFlux(flux)
+
+
+def _odd(size: float) -> int:
+    size = int(np.ceil(size))
+    return size if size % 2 == 1 else size + 1
+
+
+def draw_source(
+    row: Mapping[str, Any],
+    *,
+    x: float,
+    y: float,
+    flux: float,
+    psf: PointSpreadFunction,
+    sky_projection: Any,
+    image_bbox: Box,
+    settings: RenderSettings,
+) -> DrawnStamp:
+    """Draw one source's noiseless model stamp, clipped to the image.
+
+    Parameters
+    ----------
+    row
+        Catalog row values (masked values removed), standard column names.
+    x, y
+        Absolute pixel position of the source centre.
+    flux
+        Catalog flux [image units] inside ``calib_flux_radius``.
+    psf, sky_projection
+        The visit image's PSF and sky projection.
+    image_bbox
+        The visit image's bounding box.
+    settings
+        Drawing settings.
+
+    Returns
+    -------
+    stamp
+        The model and its box; failures are reported in ``flags``
+        (PSF_COMPUTE_ERROR, FFT_SIZE_ERROR, STAMP_MISSING, PARAM_BAD,
+        NO_OVERLAP, PARTIAL_OVERLAP, DRAW_ERROR), never raised.
+    """
+    flags = InjectionFlag(0)
+    jacobian = local_jacobian(sky_projection, x, y)
+    try:
+        psf_model, fraction, kernel_size = psf_profile(psf, x, y, jacobian, settings.calib_flux_radius)
+    except Exception:
+        return DrawnStamp(None, None, 0, float("nan"), InjectionFlag.PSF_COMPUTE_ERROR)
+    total_flux = flux / fraction
+    try:
+        profile = source_profile(row, total_flux, jacobian, settings)
+    except FileNotFoundError:
+        return DrawnStamp(None, None, 0, total_flux, InjectionFlag.STAMP_MISSING)
+    except (ValueError, TypeError, KeyError, galsim.GalSimError):
+        return DrawnStamp(None, None, 0, total_flux, InjectionFlag.PARAM_BAD)
+    convolved = galsim.Convolve(profile, psf_model)
+    requested = row.get("draw_size")
+    try:
+        if requested is not None and np.isfinite(requested) and requested > 0:
+            draw_size = _odd(requested)
+        else:
+            good = convolved.getGoodImageSize(jacobian.minLinearScale())
+            draw_size = _odd(max(kernel_size, settings.stamp_size_factor * good))
+    except galsim.GalSimError:
+        return DrawnStamp(None, None, 0, total_flux, InjectionFlag.FFT_SIZE_ERROR)
+    largest_odd = settings.max_draw_size if settings.max_draw_size % 2 else settings.max_draw_size - 1
+    draw_size = min(draw_size, largest_odd)
+    half = draw_size // 2
+    ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+    full_bbox = Box.factory[iy - half : iy + half + 1, ix - half : ix + half + 1]
+    try:
+        bbox = full_bbox.intersection(image_bbox)
+    except NoOverlapError:
+        return DrawnStamp(None, None, draw_size, total_flux, InjectionFlag.NO_OVERLAP)
+    if bbox != full_bbox:
+        flags |= InjectionFlag.PARTIAL_OVERLAP
+    bounds = galsim.BoundsI(full_bbox.x.min, full_bbox.x.max, full_bbox.y.min, full_bbox.y.max)
+    image = galsim.ImageD(bounds, wcs=jacobian)
+    try:
+        convolved.drawImage(image, offset=(x - ix, y - iy), method="no_pixel")
+    except galsim.GalSimFFTSizeError:
+        return DrawnStamp(None, None, draw_size, total_flux, flags | InjectionFlag.FFT_SIZE_ERROR)
+    except galsim.GalSimError:
+        return DrawnStamp(None, None, draw_size, total_flux, flags | InjectionFlag.DRAW_ERROR)
+    model = image.array[bbox.slice_within(full_bbox).y, bbox.slice_within(full_bbox).x]
+    return DrawnStamp(bbox, np.ascontiguousarray(model), draw_size, total_flux, flags)
+
+
+def sky_to_pixel(sky_projection: Any, ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised (ra, dec) [deg] → absolute pixel (x, y)."""
+    xy = sky_projection.sky_to_pixel(SkyCoord(ra=np.asarray(ra_deg) * 1.0, dec=np.asarray(dec_deg), unit="deg"))
+    return np.asarray(xy.x, dtype=np.float64), np.asarray(xy.y, dtype=np.float64)
+
+
+__all__ += ["sky_to_pixel"]
