@@ -1,0 +1,156 @@
+"""Rendering: fluxes, positions and per-source failure flags."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import galsim
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+from lsst.images import Box, DetectorFrame, SkyProjection
+from lsst.images.psfs import GaussianPointSpreadFunction
+
+from isrinject.draw import RenderSettings, aperture_fraction, draw_source, local_jacobian, sky_to_pixel
+from isrinject.flags import InjectionFlag
+
+BBOX = Box.factory[0:400, 0:500]
+PIXEL_SCALE = 0.2  # arcsec
+
+
+@pytest.fixture(scope="module")
+def projection() -> SkyProjection:
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.0, 2.0]
+    wcs.wcs.crpix = [251.0, 201.0]
+    # A rotated TAN projection so the local Jacobian is not diagonal.
+    angle = np.deg2rad(20.0)
+    scale = PIXEL_SCALE / 3600.0
+    wcs.wcs.cd = scale * np.array([[-np.cos(angle), np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    frame = DetectorFrame(instrument="Test", detector=1, visit=1, bbox=BBOX)
+    return SkyProjection.from_fits_wcs(wcs, frame, pixel_bounds=BBOX)
+
+
+@pytest.fixture(scope="module")
+def psf() -> GaussianPointSpreadFunction:
+    return GaussianPointSpreadFunction(2.0, bounds=BBOX, stamp_size=41)
+
+
+def _draw(row, projection, psf, *, x=250.3, y=180.7, flux=1e5, settings=None):
+    return draw_source(
+        row, x=x, y=y, flux=flux, psf=psf, sky_projection=projection, image_bbox=BBOX,
+        settings=settings or RenderSettings(calib_flux_radius=None),
+    )
+
+
+def test_local_jacobian_matches_pixel_scale(projection) -> None:
+    jac = local_jacobian(projection, 250.0, 200.0)
+    assert np.sqrt(abs(jac.pixelArea())) == pytest.approx(PIXEL_SCALE, rel=1e-5)
+
+
+def test_star_flux_and_centroid(projection, psf) -> None:
+    stamp = _draw({"source_type": "Star"}, projection, psf)
+    assert stamp.flags == 0
+    assert stamp.model.sum() == pytest.approx(1e5, rel=1e-3)
+    yy, xx = np.mgrid[stamp.bbox.y.start : stamp.bbox.y.stop, stamp.bbox.x.start : stamp.bbox.x.stop]
+    assert (stamp.model * xx).sum() / stamp.model.sum() == pytest.approx(250.3, abs=0.01)
+    assert (stamp.model * yy).sum() / stamp.model.sum() == pytest.approx(180.7, abs=0.01)
+
+
+def test_calib_flux_radius_convention(projection, psf) -> None:
+    """Flux inside r equals the catalog flux: total = F / A(r)."""
+    radius = 3.0
+    stamp = _draw({"source_type": "Star"}, projection, psf, settings=RenderSettings(calib_flux_radius=radius))
+    # For a Gaussian of σ = 2 px, A(r) = 1 − exp(−r²/2σ²) (pixel integration
+    # makes it slightly different; compare with the subsampled kernel).
+    kernel = psf.compute_kernel_image(x=250.3, y=180.7).array
+    fraction = aperture_fraction(kernel, radius)
+    assert fraction == pytest.approx(1 - np.exp(-(radius**2) / 8.0), abs=0.02)
+    assert stamp.total_flux == pytest.approx(1e5 / fraction, rel=1e-12)
+    assert stamp.model.sum() == pytest.approx(1e5 / fraction, rel=1e-3)
+    # A 12 px radius contains the whole 41 px kernel's flux but the corners.
+    assert aperture_fraction(kernel, 12.0) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"source_type": "Sersic", "n": 1.5, "half_light_radius": 1.0, "q": 0.6, "beta": 30.0},
+        {"source_type": "Sersic", "n": 4.0, "half_light_radius": 0.5, "q": 0.8, "beta": 100.0},
+        {"source_type": "Exponential", "half_light_radius": 0.8},
+        {"source_type": "DeVaucouleurs", "half_light_radius": 0.6, "q": 0.5, "beta": 0.0},
+        {"source_type": "Gaussian", "sigma": 0.5},
+    ],
+)
+def test_extended_flux_within_a_tenth_of_a_percent(projection, psf, row) -> None:
+    stamp = _draw(row, projection, psf)
+    assert stamp.flags == 0
+    assert stamp.model.sum() == pytest.approx(1e5, rel=1e-3)
+
+
+def test_shape_is_on_the_sky(projection, psf) -> None:
+    """beta is a sky position angle: the image's 20° rotation shows up."""
+    row = {"source_type": "Gaussian", "sigma": 1.0, "q": 0.3, "beta": 0.0}
+    stamp = _draw(row, projection, psf, flux=1.0)
+    yy, xx = np.mgrid[stamp.bbox.y.start : stamp.bbox.y.stop, stamp.bbox.x.start : stamp.bbox.x.stop]
+    m = stamp.model / stamp.model.sum()
+    cx, cy = (m * xx).sum(), (m * yy).sum()
+    ixx, iyy, ixy = (m * (xx - cx) ** 2).sum(), (m * (yy - cy) ** 2).sum(), (m * (xx - cx) * (yy - cy)).sum()
+    angle = 0.5 * np.degrees(np.arctan2(2 * ixy, ixx - iyy))
+    # The major axis is not along a pixel axis: it is rotated by the WCS.
+    assert abs(angle) % 90 == pytest.approx(20.0, abs=2.0) or abs(angle) % 90 == pytest.approx(70.0, abs=2.0)
+
+
+def test_trail_flux_per_pixel_of_length(projection, psf) -> None:
+    row = {"source_type": "Trail", "trail_length": 30.0, "beta": 45.0}
+    stamp = _draw(row, projection, psf, flux=100.0)
+    assert stamp.flags == 0
+    assert stamp.model.sum() == pytest.approx(100.0 * 30.0, rel=2e-3)
+
+
+def test_stamp_source(tmp_path, projection, psf) -> None:
+    image = galsim.Gaussian(sigma=1.5).drawImage(nx=31, ny=31, scale=1.0).array
+    path = tmp_path / "galaxy.fits"
+    fits.PrimaryHDU(image).writeto(path)
+    settings = RenderSettings(calib_flux_radius=None, stamp_prefix=str(tmp_path) + "/")
+    stamp = _draw({"source_type": "Stamp", "stamp": "galaxy.fits"}, projection, psf, settings=settings)
+    assert stamp.flags == 0
+    assert stamp.model.sum() == pytest.approx(1e5, rel=2e-3)
+    missing = _draw({"source_type": "Stamp", "stamp": "nope.fits"}, projection, psf, settings=settings)
+    assert missing.flags == InjectionFlag.STAMP_MISSING and missing.model is None
+
+
+def test_partial_and_no_overlap(projection, psf) -> None:
+    edge = _draw({"source_type": "Star"}, projection, psf, x=2.0, y=200.0)
+    assert edge.flags == InjectionFlag.PARTIAL_OVERLAP
+    # Φ(2.5 px / σ=2 px) = 0.894 of the flux lands right of the edge at −0.5.
+    assert edge.model.sum() == pytest.approx(0.894e5, rel=3e-3)
+    outside = _draw({"source_type": "Star"}, projection, psf, x=-80.0, y=200.0)
+    assert outside.flags == InjectionFlag.NO_OVERLAP
+
+
+def test_bad_parameters_are_flagged_not_raised(projection, psf) -> None:
+    assert _draw({"source_type": "Sersic", "n": 1.0}, projection, psf).flags == InjectionFlag.PARAM_BAD
+    assert _draw({"source_type": "Trail", "trail_length": -3.0}, projection, psf).flags == InjectionFlag.PARAM_BAD
+    huge = _draw({"source_type": "Sersic", "n": 1.0, "half_light_radius": 1e4}, projection, psf)
+    assert huge.flags & (InjectionFlag.FFT_SIZE_ERROR | InjectionFlag.PARTIAL_OVERLAP)
+
+
+def test_draw_size_column_and_cap(projection, psf) -> None:
+    sized = _draw({"source_type": "Star", "draw_size": 20}, projection, psf)
+    assert sized.draw_size == 21 and sized.bbox.shape == (21, 21)
+    capped = _draw(
+        {"source_type": "Exponential", "half_light_radius": 3.0}, projection, psf,
+        settings=RenderSettings(calib_flux_radius=None, max_draw_size=50),
+    )
+    assert capped.draw_size == 49
+
+
+def test_sky_to_pixel_round_trip(projection) -> None:
+    from lsst.images import XY
+
+    sky = projection.pixel_to_sky(XY(x=np.array([10.0, 250.5]), y=np.array([20.0, 399.0])))
+    x, y = sky_to_pixel(projection, sky.ra.to_value(u.deg), sky.dec.to_value(u.deg))
+    np.testing.assert_allclose(x, [10.0, 250.5], atol=1e-6)
+    np.testing.assert_allclose(y, [20.0, 399.0], atol=1e-6)
