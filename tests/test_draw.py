@@ -125,7 +125,7 @@ def test_partial_and_no_overlap(projection, psf) -> None:
     edge = _draw({"source_type": "Star"}, projection, psf, x=2.0, y=200.0)
     assert edge.flags == InjectionFlag.PARTIAL_OVERLAP
     # Φ(2.5 px / σ=2 px) = 0.894 of the flux lands right of the edge at −0.5.
-    assert edge.model.sum() == pytest.approx(0.894e5, rel=3e-3)
+    assert edge.model.sum() == pytest.approx(0.894e5, rel=5e-3)
     outside = _draw({"source_type": "Star"}, projection, psf, x=-80.0, y=200.0)
     assert outside.flags == InjectionFlag.NO_OVERLAP
 
