@@ -59,7 +59,7 @@ def image_units_per_njy(unit: u.UnitBase) -> float | None:
     if unit == u.electron:
         return None
     try:
-        return float((1.0 * u.nJy).to(unit))
+        return float((1.0 * u.nJy).to_value(unit))
     except u.UnitConversionError:
         raise CalibrationError(
             f"Visit image unit {unit!s} is neither electrons nor a flux density (e.g. nJy); "

@@ -1,0 +1,694 @@
+"""`VisitInjectTask`: ISR-consistent source injection into ``visit_image``.
+
+Connections, config and task read top to bottom; ``run()`` is glue over
+`isrinject.catalog` (schema, validation), `isrinject.draw` (noiseless
+stamps), `isrinject.calibration` (c, σ_a, saturation) and `isrinject.model`
+(the pixel model).  Class names match ``lsst.source.injection`` so that
+switching is an import change.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "VisitInjectConfig",
+    "VisitInjectConnections",
+    "VisitInjectTask",
+    "inject_sources",
+]
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+import numpy.ma as ma
+from astropy.table import Table
+from lsst.images import XY, Box, Image, MaskedImage, MaskPlane, NoOverlapError, VisitImage
+from lsst.images import get_legacy_optional_mask_planes, get_legacy_visit_image_mask_planes
+from lsst.pex.config import ChoiceField, Field, ListField
+from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
+from lsst.pipe.base import connectionTypes as cT
+
+from .calibration import (
+    CalibrationError,
+    PixelCalibration,
+    amplifier_terms,
+    fit_scaling_per_amplifier,
+    image_units_per_njy,
+)
+from .catalog import check_catalog, compose_catalog, standardize_columns
+from .draw import RenderSettings, draw_source, local_jacobian, sky_to_pixel
+from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
+from .model import inject_pixels, reconstruct_pre_flat_electrons
+
+_LOG = logging.getLogger(__name__)
+
+#: lsst.images names of the legacy (afw) mask plane names users put in configs.
+LEGACY_MASK_NAMES: dict[str, str] = {
+    legacy: plane.name
+    for legacy, plane in {**get_legacy_visit_image_mask_planes(), **get_legacy_optional_mask_planes()}.items()
+    if plane is not None
+}
+
+
+class VisitInjectConnections(
+    PipelineTaskConnections,
+    dimensions=("instrument", "visit", "detector"),
+    defaultTemplates={"injection_prefix": "injection_", "injected_prefix": "injected_"},
+):
+    """Connections of `VisitInjectTask`."""
+
+    visit_image = cT.Input(
+        doc="Calibrated single-visit image to inject sources into.",
+        name="visit_image",
+        storageClass="VisitImage",
+        dimensions=("instrument", "visit", "detector"),
+    )
+    injection_catalogs = cT.PrerequisiteInput(
+        doc="Catalogs of sources to inject (source_injection format), sharded by HTM7 trixel and band.",
+        name="{injection_prefix}catalog",
+        storageClass="ArrowAstropy",
+        dimensions=("htm7", "band"),
+        minimum=0,
+        multiple=True,
+    )
+    flat = cT.PrerequisiteInput(
+        doc="Flat field (image + variance) that ISR divided this visit by; the calibration valid "
+        "at the visit's time is chosen by the graph builder.",
+        name="flat",
+        storageClass="MaskedImageV2",
+        dimensions=("instrument", "detector", "physical_filter"),
+        isCalibration=True,
+    )
+    illumination_correction = cT.PrerequisiteInput(
+        doc="Illumination correction R the visit image was divided by after ISR.",
+        name="illuminationCorrection",
+        storageClass="ImageV2",
+        dimensions=("instrument", "detector", "physical_filter"),
+        isCalibration=True,
+    )
+    injected_visit_image = cT.Output(
+        doc="The visit image with injected sources.",
+        name="{injected_prefix}visit_image",
+        storageClass="VisitImage",
+        dimensions=("instrument", "visit", "detector"),
+    )
+    injected_visit_image_catalog = cT.Output(
+        doc="The injection catalog of this visit/detector with positions, fluxes and flags.",
+        name="{injected_prefix}visit_image_catalog",
+        storageClass="ArrowAstropy",
+        dimensions=("instrument", "visit", "detector"),
+    )
+
+    def __init__(self, *, config: VisitInjectConfig | None = None) -> None:
+        super().__init__(config=config)
+        if config is None:
+            return
+        # Real (DP1) repositories store ExposureF; the storage classes are
+        # config so the graph builds against them.
+        self.visit_image = dataclasses.replace(self.visit_image, storageClass=config.visit_image_storage_class)
+        self.injected_visit_image = dataclasses.replace(
+            self.injected_visit_image, storageClass=config.visit_image_storage_class
+        )
+        self.flat = dataclasses.replace(self.flat, storageClass=config.flat_storage_class)
+        self.illumination_correction = dataclasses.replace(
+            self.illumination_correction, storageClass=config.illumination_storage_class
+        )
+        if not config.do_illumination_correction:
+            del self.illumination_correction
+
+
+class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConnections):
+    """Configuration of `VisitInjectTask`.
+
+    Field names follow ``lsst.source.injection`` where the meaning is the
+    same; the rest describe the ISR pixel model.
+    """
+
+    # --- source_injection-compatible fields --------------------------------
+    process_all_data_ids = Field[bool](
+        doc="Write an output even when no source lands on this visit/detector (a copy of the input "
+        "with the INJECTED planes); otherwise such quanta end with NoWorkFound.",
+        default=False,
+    )
+    trim_padding = Field[int](
+        doc="Sources whose centre falls outside the image bbox grown by this many pixels are dropped.",
+        default=100,
+    )
+    selection = Field[str](
+        doc="Boolean expression selecting catalog rows, evaluated with ``injection_catalog`` (the "
+        "table) and ``np``; ``{visit}`` is replaced by the visit ID, e.g. "
+        "\"(injection_catalog['mag'] > 20) & (injection_catalog['mag'] < 25)\".",
+        default=None,
+        optional=True,
+    )
+    mask_plane_name = Field[str](doc="Mask plane set over every injected stamp.", default="INJECTED")
+    injection_core_size = Field[int](
+        doc="Side [pixels, odd] of the box at each source centre given the <mask_plane_name>_CORE plane.",
+        default=3,
+        check=lambda value: value >= 1 and value % 2 == 1,
+    )
+    calib_flux_radius = Field[float](
+        doc="Aperture radius [pixels] that defines the photometric calibration (slot_CalibFlux); the "
+        "catalog flux is the flux within it for a point source. None for total flux.",
+        default=12.0,
+        optional=True,
+    )
+    fits_alignment = ChoiceField[str](
+        doc="How Stamp sources (FITS images) are aligned.",
+        allowed={"pixel": "Stamp pixels map onto image pixels.", "wcs": "Honour the stamp's FITS WCS."},
+        default="pixel",
+    )
+    stamp_prefix = Field[str](doc="Prefix (e.g. a directory) for the stamp column.", default="")
+    inject_variance = Field[bool](doc="Add the injected variance ΔV to the variance plane.", default=True)
+    add_noise = Field[bool](
+        doc="Draw the injected pre-flat electrons from a Poisson distribution (else n = λ).", default=True
+    )
+    noise_seed = Field[int](
+        doc="Seed of the noise; combined with the visit and detector IDs so every quantum has "
+        "independent, reproducible noise.",
+        default=0,
+    )
+    bad_mask_names = ListField[str](
+        doc="Mask planes excluded from the empirical flux-variance fit (legacy or lsst.images names).",
+        default=["BAD", "CR", "CROSSTALK", "INTRP", "NO_DATA", "SAT", "SUSPECT", "UNMASKEDNAN"],
+    )
+    no_photon_mask_names = ListField[str](
+        doc="Mask planes of pixels that cannot receive photons (besides flat <= 0 or non-finite).",
+        default=["NO_DATA"],
+    )
+    col_ra = Field[str](doc="Column of right ascension [deg].", default="ra")
+    col_dec = Field[str](doc="Column of declination [deg].", default="dec")
+    col_source_type = Field[str](doc="Column of the source type (GalSim profile name).", default="source_type")
+    col_mag = Field[str](doc="Column of the AB magnitude.", default="mag")
+    col_stamp = Field[str](doc="Column of Stamp FITS file names.", default="stamp")
+    col_draw_size = Field[str](doc="Column of stamp sizes [pixels].", default="draw_size")
+    col_trail_length = Field[str](doc="Column of trail lengths [pixels].", default="trail_length")
+
+    # --- ISR pixel model -----------------------------------------------------
+    include_flat_variance = Field[bool](
+        doc="Propagate the flat's variance plane into ΔV (the (c/R)²·V_f/f⁴·(2Sn + n²) term).",
+        default=True,
+    )
+    do_saturation = Field[bool](
+        doc="Set SATURATED where pre-flat electrons S + n pass the amplifier saturation level.", default=True
+    )
+    do_illumination_correction = Field[bool](
+        doc="The visit image was divided by an illumination correction R (adds the prerequisite input).",
+        default=False,
+    )
+    scaling_source = ChoiceField[str](
+        doc="Where the photometric scaling c (image units per electron) comes from.",
+        allowed={
+            "visit_image": "The VisitImage's photometric_scaling; an nJy image without a usable one falls "
+            "back to the empirical fit (logged).",
+            "empirical": "A per-amplifier fit of V·(f·R)² against f·R·I over the real pixels.",
+            "config": "The constant photometric_scaling below.",
+        },
+        default="visit_image",
+    )
+    photometric_scaling = Field[float](
+        doc="Photometric scaling [nJy per electron] used when scaling_source='config', or for an "
+        "image in electrons that carries none.",
+        default=None,
+        optional=True,
+        check=lambda value: value is None or (np.isfinite(value) and value > 0),
+    )
+    read_noise = Field[float](
+        doc="Read noise [e⁻] for every amplifier; None uses the detector's amplifiers.",
+        default=None,
+        optional=True,
+    )
+    saturation = Field[float](
+        doc="Saturation level [pre-flat e⁻] for every amplifier; None uses the detector's amplifiers "
+        "(saturation [ADU] × gain).",
+        default=None,
+        optional=True,
+    )
+    max_draw_size = Field[int](doc="Largest stamp side [pixels].", default=1001)
+    stamp_size_factor = Field[float](
+        doc="Automatic stamp side as a multiple of GalSim's getGoodImageSize.", default=1.5
+    )
+
+    # --- storage classes (DP1 repositories store ExposureF) ------------------
+    visit_image_storage_class = Field[str](doc="Storage class of visit_image.", default="VisitImage")
+    flat_storage_class = Field[str](doc="Storage class of flat.", default="MaskedImageV2")
+    illumination_storage_class = Field[str](
+        doc="Storage class of illuminationCorrection.", default="ImageV2"
+    )
+
+    def column_names(self) -> dict[str, str]:
+        """Standard column name → configured column name."""
+        return {
+            "ra": self.col_ra,
+            "dec": self.col_dec,
+            "source_type": self.col_source_type,
+            "mag": self.col_mag,
+            "stamp": self.col_stamp,
+            "draw_size": self.col_draw_size,
+            "trail_length": self.col_trail_length,
+        }
+
+
+class VisitInjectTask(PipelineTask):
+    """Inject synthetic sources into a ``visit_image`` as if their photons
+    had arrived before ISR (see `isrinject.model`)."""
+
+    ConfigClass = VisitInjectConfig
+    _DefaultName = "visitInject"
+    config: VisitInjectConfig
+
+    def run(
+        self,
+        *,
+        visit_image: VisitImage,
+        injection_catalogs: Sequence[Table],
+        flat: MaskedImage,
+        illumination_correction: Image | MaskedImage | None = None,
+    ) -> Struct:
+        """Inject the catalog sources into a copy of ``visit_image``.
+
+        Parameters
+        ----------
+        visit_image
+            The calibrated visit image (never modified).
+        injection_catalogs
+            Injection catalogs overlapping the image (source_injection
+            format); may be empty.
+        flat
+            The flat (image f and variance V_f) ISR divided this image by.
+        illumination_correction
+            The illumination correction R, required when
+            ``config.do_illumination_correction``.
+
+        Returns
+        -------
+        result
+            ``injected_visit_image`` (`VisitImage`) and
+            ``injected_visit_image_catalog`` (`astropy.table.Table`).
+        """
+        visit_image = _as_visit_image(visit_image)
+        visit_id, detector_id = _data_id_of(visit_image)
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.config.noise_seed, visit_id, detector_id])))
+        catalog = compose_catalog(list(injection_catalogs))
+        if len(catalog) == 0 and not self.config.process_all_data_ids:
+            raise NoWorkFound(
+                f"No injection catalog rows for visit {visit_id}, detector {detector_id}; "
+                "set process_all_data_ids=True to write the image anyway."
+            )
+        result = inject_sources(
+            visit_image,
+            catalog,
+            flat=flat,
+            illumination=illumination_correction if self.config.do_illumination_correction else None,
+            config=self.config,
+            rng=rng,
+            log=self.log,
+            visit_id=visit_id,
+        )
+        n_injected = int(np.sum((np.asarray(result.catalog["injection_flag"]) & int(FATAL_FLAGS)) == 0))
+        if n_injected == 0 and not self.config.process_all_data_ids:
+            raise NoWorkFound(
+                f"None of {len(result.catalog)} sources could be injected into visit {visit_id}, "
+                f"detector {detector_id}; see the flags logged above."
+            )
+        return Struct(injected_visit_image=result.image, injected_visit_image_catalog=result.catalog)
+
+
+@dataclasses.dataclass
+class InjectionResult:
+    """Output of `inject_sources`."""
+
+    image: VisitImage
+    catalog: Table
+
+
+__all__ += ["InjectionResult", "LEGACY_MASK_NAMES"]
+
+
+def _as_visit_image(obj: Any) -> VisitImage:
+    """Accept an lsst.images VisitImage or (with afw present) a legacy Exposure."""
+    if isinstance(obj, VisitImage):
+        return obj
+    if hasattr(obj, "getMaskedImage"):
+        return VisitImage.from_legacy(obj, exposure_record=None)
+    raise TypeError(f"visit_image must be an lsst.images.VisitImage; got {type(obj).__name__}.")
+
+
+def _as_masked_image(obj: Any, what: str) -> tuple[Box, np.ndarray, np.ndarray | None]:
+    """Return (bbox, image array, variance array or None) of a calibration."""
+    if isinstance(obj, MaskedImage):
+        return obj.bbox, obj.image.array, obj.variance.array
+    if isinstance(obj, Image):
+        return obj.bbox, obj.array, None
+    if hasattr(obj, "getMaskedImage"):
+        return _as_masked_image(MaskedImage.from_legacy(obj.getMaskedImage()), what)
+    raise TypeError(f"{what} must be an lsst.images MaskedImage or Image; got {type(obj).__name__}.")
+
+
+def _data_id_of(visit_image: VisitImage) -> tuple[int, int]:
+    obs_info = visit_image.obs_info
+    visit_id = obs_info.visit_id if obs_info.visit_id is not None else (obs_info.exposure_id or 0)
+    return int(visit_id), int(visit_image.detector.id)
+
+
+def _calibration_cutout(
+    obj: Any, image_bbox: Box, what: str, log: logging.Logger | Any
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The calibration's planes on the image bbox (error if it does not cover it)."""
+    bbox, image, variance = _as_masked_image(obj, what)
+    if not bbox.contains(image_bbox):
+        raise ValueError(
+            f"The {what} bounding box {bbox} does not cover the visit image bounding box {image_bbox}."
+        )
+    sl = image_bbox.slice_within(bbox)
+    image = np.asarray(image[sl.y, sl.x], dtype=np.float64)
+    if variance is not None:
+        variance = np.asarray(variance[sl.y, sl.x], dtype=np.float64)
+    return image, variance
+
+
+def _mask_bits(visit_image: VisitImage, names: Sequence[str]) -> np.ndarray:
+    """OR of the named mask planes present in the image (legacy names accepted)."""
+    present = set(visit_image.mask.schema.names)
+    result = np.zeros(visit_image.bbox.shape, dtype=bool)
+    for name in names:
+        name = LEGACY_MASK_NAMES.get(name, name)
+        if name in present:
+            result |= visit_image.mask.get(name)
+    return result
+
+
+def _build_calibration(
+    visit_image: VisitImage,
+    config: VisitInjectConfig,
+    flat: np.ndarray,
+    illumination: np.ndarray | None,
+    log: logging.Logger | Any,
+) -> PixelCalibration:
+    image_per_njy = image_units_per_njy(visit_image.unit)
+    amps = amplifier_terms(
+        visit_image.detector, visit_image.bbox, read_noise=config.read_noise, saturation=config.saturation
+    )
+    field = visit_image.photometric_scaling
+    source = config.scaling_source
+    if source == "config":
+        if config.photometric_scaling is None:
+            raise CalibrationError("scaling_source='config' needs config.photometric_scaling [nJy/e⁻].")
+        return PixelCalibration(visit_image.bbox, amps, None, config.photometric_scaling, image_per_njy, "config")
+    if source == "visit_image":
+        usable = False
+        if field is not None:
+            try:
+                centre = visit_image.bbox
+                value = float(field(x=centre.x.center, y=centre.y.center))
+                usable = np.isfinite(value) and value > 0
+                if usable and field.unit is not None:
+                    # Normalise to nJy per electron.
+                    factor = float((1.0 * field.unit).to_value(u.nJy / u.electron))
+                    if factor != 1.0:
+                        field = field * factor
+            except (u.UnitConversionError, TypeError, ValueError) as err:
+                log.warning("Visit image photometric_scaling is unusable (%s).", err)
+                usable = False
+        if usable:
+            return PixelCalibration(visit_image.bbox, amps, field, None, image_per_njy, "visit_image")
+        if image_per_njy is None:
+            # An image in electrons: c = 1, but magnitudes still need nJy/e⁻.
+            if config.photometric_scaling is None:
+                raise CalibrationError(
+                    "The visit image is in electrons and has no usable photometric_scaling; set "
+                    "config.photometric_scaling [nJy/e⁻] to convert magnitudes."
+                )
+            return PixelCalibration(
+                visit_image.bbox, amps, None, config.photometric_scaling, None, "config"
+            )
+        log.warning(
+            "Visit image in %s has no usable photometric_scaling; fitting c per amplifier from V·(f·R)² "
+            "against f·R·I instead.",
+            visit_image.unit,
+        )
+    if image_per_njy is None:
+        raise CalibrationError("scaling_source='empirical' applies to flux-density images, not electrons.")
+    good = ~_mask_bits(visit_image, config.bad_mask_names)
+    good &= np.isfinite(visit_image.image.array) & np.isfinite(visit_image.variance.array)
+    amps = fit_scaling_per_amplifier(
+        visit_image.image.array,
+        visit_image.variance.array,
+        good,
+        flat,
+        amps,
+        visit_image.bbox,
+        illumination=illumination,
+    )
+    log.info("Empirical c per amplifier: %s", ", ".join(f"{a.name}={a.scaling:.4g}" for a in amps))
+    return PixelCalibration(visit_image.bbox, amps, None, None, image_per_njy, "empirical")
+
+
+def _with_planes(visit_image: VisitImage, names: Sequence[str]) -> None:
+    """Add missing mask planes (INJECTED, INJECTED_CORE, SATURATED) in place."""
+    known = {**get_legacy_visit_image_mask_planes(), **get_legacy_optional_mask_planes()}
+    by_name = {plane.name: plane for plane in known.values() if plane is not None}
+    present = set(visit_image.mask.schema.names)
+    missing = [
+        by_name.get(name, MaskPlane(name, f"Pixel affected by isrinject ({name})."))
+        for name in names
+        if name not in present
+    ]
+    if missing:
+        visit_image.mask = visit_image.mask.add_planes(missing)
+
+
+def _row_values(row: Any, colnames: Sequence[str]) -> dict[str, Any]:
+    values = {}
+    for name in colnames:
+        value = row[name]
+        if value is ma.masked:
+            continue
+        if isinstance(value, bytes):
+            value = value.decode()
+        values[name] = value.item() if isinstance(value, np.generic) else value
+    return values
+
+
+def inject_sources(
+    visit_image: VisitImage,
+    catalog: Table,
+    *,
+    flat: Any,
+    illumination: Any | None,
+    config: VisitInjectConfig,
+    rng: np.random.Generator,
+    log: logging.Logger | Any = _LOG,
+    visit_id: int = 0,
+) -> InjectionResult:
+    """Inject a composed catalog into a copy of ``visit_image``.
+
+    The plain function behind `VisitInjectTask.run` (testable without a
+    butler).  ``catalog`` is the output of `isrinject.catalog.compose_catalog`.
+    """
+    bbox = visit_image.bbox
+    flat_image, flat_variance = _calibration_cutout(flat, bbox, "flat", log)
+    if flat_variance is not None and (
+        not np.any(np.isfinite(flat_variance)) or np.all(flat_variance == 1.0)
+    ):
+        # lsst.images fills a missing variance plane with 1.0.
+        flat_variance = None
+    if flat_variance is None and config.include_flat_variance:
+        log.warning("The flat has no variance plane; the flat-variance term of ΔV is skipped.")
+    if not config.include_flat_variance:
+        flat_variance = None
+    illum_image = None
+    if illumination is not None:
+        illum_image, _ = _calibration_cutout(illumination, bbox, "illumination correction", log)
+    elif config.do_illumination_correction:
+        raise ValueError(
+            "do_illumination_correction=True but no illumination correction was given for "
+            f"visit {visit_id}, detector {visit_image.detector.id}."
+        )
+    calibration = _build_calibration(visit_image, config, flat_image, illum_image, log)
+
+    # --- catalog: standardise, select, locate, check ------------------------
+    centre_wcs = local_jacobian(visit_image.sky_projection, bbox.x.center, bbox.y.center)
+    pixel_scale = float(np.sqrt(abs(centre_wcs.pixelArea())))  # arcsec per pixel
+    catalog = standardize_columns(catalog, config.column_names(), pixel_scale)
+    if config.selection:
+        namespace = {"injection_catalog": catalog, "np": np}
+        selected = np.asarray(eval(config.selection.format(visit=visit_id), {"__builtins__": {}}, namespace))
+        log.info("Selection kept %d of %d sources.", int(np.sum(selected)), len(catalog))
+        catalog = catalog[selected.astype(bool)]
+    catalog = _add_pixel_positions(catalog, visit_image)
+    inside = bbox.dilated_by(config.trim_padding).contains(
+        x=np.nan_to_num(np.asarray(catalog["x"], dtype=float), nan=-1e30),
+        y=np.nan_to_num(np.asarray(catalog["y"], dtype=float), nan=-1e30),
+    )
+    if np.any(~inside):
+        log.info("Dropping %d sources centred outside the image padded by %d px.", int(np.sum(~inside)), config.trim_padding)
+    catalog = catalog[inside | ~np.isfinite(np.asarray(catalog["x"], dtype=float))]
+    report = check_catalog(catalog, max_draw_size=config.max_draw_size, stamp_prefix=config.stamp_prefix)
+    for problem in report.problems:
+        log.warning("Injection catalog: %s", problem)
+    flags = np.asarray(catalog["injection_flag"], dtype=np.int64) | np.asarray(report.flags, dtype=np.int64)
+
+    # --- output image and new columns --------------------------------------
+    output = visit_image.copy()
+    core_name = f"{config.mask_plane_name}_CORE"
+    sat_name = "SATURATED"
+    _with_planes(output, [config.mask_plane_name, core_name, sat_name])
+    no_photon_pixels = _mask_bits(output, config.no_photon_mask_names)
+    n_rows = len(catalog)
+    new_columns: dict[str, np.ndarray] = {
+        "injection_flux": np.full(n_rows, np.nan),
+        "injection_flux_electrons": np.full(n_rows, np.nan),
+        "injection_model_flux": np.full(n_rows, np.nan),
+        "injection_flat": np.full(n_rows, np.nan),
+        "injection_effective_gain": np.full(n_rows, np.nan),
+    }
+    draw_sizes = np.asarray(catalog["injection_draw_size"], dtype=np.int64).copy()
+    settings = RenderSettings(
+        calib_flux_radius=config.calib_flux_radius,
+        max_draw_size=config.max_draw_size,
+        stamp_size_factor=config.stamp_size_factor,
+        stamp_prefix=config.stamp_prefix,
+        fits_alignment=config.fits_alignment,
+    )
+    image_array = output.image.array
+    variance_array = output.variance.array
+    injected_mask = np.zeros(bbox.shape, dtype=bool)
+    core_mask = np.zeros(bbox.shape, dtype=bool)
+    saturated_mask = np.zeros(bbox.shape, dtype=bool)
+    half_core = config.injection_core_size // 2
+    colnames = catalog.colnames
+    for i, row in enumerate(catalog):
+        x, y = float(row["x"]), float(row["y"])
+        ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+        if bbox.contains(x=ix, y=iy):
+            local = (iy - bbox.y.start, ix - bbox.x.start)
+            new_columns["injection_flat"][i] = flat_image[local]
+            gain_scale = calibration.scaling_at(x, y)
+            r_value = 1.0 if illum_image is None else illum_image[local]
+            new_columns["injection_effective_gain"][i] = flat_image[local] * r_value / gain_scale
+        if flags[i] & int(FATAL_FLAGS):
+            continue
+        values = _row_values(row, colnames)
+        try:
+            flux_njy = float((values["mag"] * u.ABmag).to_value(u.nJy))
+            flux_image = flux_njy * calibration.image_units_per_njy_at(x, y)
+        except (CalibrationError, ValueError, TypeError) as err:
+            log.warning("Source %s: cannot convert mag %r to image units (%s).", row["injection_id"], values.get("mag"), err)
+            flags[i] |= InjectionFlag.MAG_BAD
+            continue
+        stamp = draw_source(
+            values, x=x, y=y, flux=flux_image, psf=visit_image.psf,
+            sky_projection=visit_image.sky_projection, image_bbox=bbox, settings=settings,
+        )
+        flags[i] |= int(stamp.flags)
+        draw_sizes[i] = stamp.draw_size
+        new_columns["injection_model_flux"][i] = stamp.total_flux
+        if stamp.model is None or stamp.bbox is None:
+            continue
+        sl = stamp.bbox.slice_within(bbox)
+        region = (sl.y, sl.x)
+        scaling = calibration.scaling_in(stamp.bbox)
+        read_noise = calibration.read_noise_in(stamp.bbox)
+        stamp_flat = flat_image[region]
+        stamp_flat_var = None if flat_variance is None else flat_variance[region]
+        stamp_illum = None if illum_image is None else illum_image[region]
+        signal = reconstruct_pre_flat_electrons(
+            variance_array[region], stamp_flat, scaling, np.nan_to_num(read_noise),
+            flat_variance=stamp_flat_var, illumination=stamp_illum,
+        )
+        pixels = inject_pixels(
+            stamp.model,
+            flat=stamp_flat,
+            flat_variance=stamp_flat_var,
+            illumination=stamp_illum,
+            scaling=scaling,
+            pre_flat_electrons=signal,
+            saturation=calibration.saturation_in(stamp.bbox) if config.do_saturation else None,
+            excluded=no_photon_pixels[region],
+            rng=rng,
+            add_noise=config.add_noise,
+        )
+        image_array[region] += pixels.delta_image.astype(image_array.dtype)
+        if config.inject_variance:
+            variance_array[region] += pixels.delta_variance.astype(variance_array.dtype)
+        if np.any(pixels.no_photons & (stamp.model > 0)):
+            flags[i] |= InjectionFlag.NO_PHOTONS
+        if np.any(pixels.saturated):
+            flags[i] |= InjectionFlag.SATURATED
+            saturated_mask[region] |= pixels.saturated
+        injected_mask[region] = True
+        try:
+            core = Box.factory[iy - half_core : iy + half_core + 1, ix - half_core : ix + half_core + 1]
+            csl = core.intersection(bbox).slice_within(bbox)
+            core_mask[csl.y, csl.x] = True
+        except NoOverlapError:
+            pass
+        new_columns["injection_flux"][i] = float(pixels.delta_image.sum())
+        new_columns["injection_flux_electrons"][i] = float(pixels.electrons.sum())
+
+    output.mask.set(config.mask_plane_name, injected_mask)
+    output.mask.set(core_name, core_mask)
+    if np.any(saturated_mask):
+        output.mask.set(sat_name, saturated_mask | output.mask.get(sat_name))
+
+    catalog = Table(catalog, copy=True)
+    catalog["injection_flag"] = flags
+    catalog["injection_draw_size"] = draw_sizes
+    for name, values in new_columns.items():
+        catalog[name] = values
+    catalog["injection_flux"].unit = visit_image.unit
+    catalog["injection_model_flux"].unit = visit_image.unit
+    catalog["injection_flux_electrons"].unit = u.electron
+    catalog["injection_effective_gain"].unit = u.electron / visit_image.unit
+    for name, bit in flag_descriptions().items():
+        catalog.meta[name] = bit
+    catalog.meta["injection_flag_doc"] = "bit index of each flag; see isrinject.flags.InjectionFlag"
+    catalog.meta["scaling_source"] = calibration.scaling_source
+    n_injected = int(np.sum((flags & int(FATAL_FLAGS)) == 0))
+    counts = {name: int(np.sum((flags & flag.value) != 0)) for name, flag in InjectionFlag.__members__.items()}
+    log.info(
+        "Injected %d of %d sources (c from %s); flags: %s",
+        n_injected, n_rows, calibration.scaling_source,
+        ", ".join(f"{k}({v})" for k, v in counts.items() if v) or "none",
+    )
+    output.metadata["INJECTED"] = "visit_image"
+    output.metadata["INJECTION_N_SOURCES"] = n_injected
+    return InjectionResult(image=output, catalog=catalog)
+
+
+def _add_pixel_positions(catalog: Table, visit_image: VisitImage) -> Table:
+    """Add absolute pixel ``x``/``y`` (from ra/dec, or x/y relative to the
+    image origin as in source_injection) and ``ra``/``dec`` if missing."""
+    catalog = Table(catalog, copy=False)
+    n_rows = len(catalog)
+    has_sky = {"ra", "dec"} <= set(catalog.colnames)
+    has_pixel = {"x", "y"} <= set(catalog.colnames)
+    if has_sky:
+        ra = np.ma.filled(np.ma.asarray(catalog["ra"], dtype=float), np.nan)
+        dec = np.ma.filled(np.ma.asarray(catalog["dec"], dtype=float), np.nan)
+        x = np.full(n_rows, np.nan)
+        y = np.full(n_rows, np.nan)
+        finite = np.isfinite(ra) & np.isfinite(dec)
+        if np.any(finite):
+            x[finite], y[finite] = sky_to_pixel(visit_image.sky_projection, ra[finite], dec[finite])
+        catalog["x"] = x
+        catalog["y"] = y
+    elif has_pixel:
+        x = np.ma.filled(np.ma.asarray(catalog["x"], dtype=float), np.nan) + visit_image.bbox.x.start
+        y = np.ma.filled(np.ma.asarray(catalog["y"], dtype=float), np.nan) + visit_image.bbox.y.start
+        catalog["x"], catalog["y"] = x, y
+        finite = np.isfinite(x) & np.isfinite(y)
+        ra = np.full(n_rows, np.nan)
+        dec = np.full(n_rows, np.nan)
+        if np.any(finite):
+            sky = visit_image.sky_projection.pixel_to_sky(XY(x=x[finite], y=y[finite]))
+            ra[finite], dec[finite] = sky.ra.deg, sky.dec.deg
+        catalog["ra"], catalog["dec"] = ra, dec
+    else:
+        catalog["x"] = np.full(n_rows, np.nan)
+        catalog["y"] = np.full(n_rows, np.nan)
+    return catalog
