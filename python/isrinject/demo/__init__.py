@@ -1,0 +1,1 @@
+"""The embedded demo: a simulated ISR data set in a local butler repository."""
