@@ -1,0 +1,133 @@
+"""End to end: the real `pipetask` on a temporary SQLite repo with certified flats."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from astropy.time import Time, TimeDelta
+from lsst.daf.butler import Butler
+
+from isrinject.catalog import ingest_injection_catalog
+from isrinject.demo.repo import (
+    RepoLayout,
+    certify_calibration,
+    create_repo,
+    detector_region,
+    put_visit_image,
+    register_dataset_types,
+    register_instrument,
+    register_visit,
+    set_input_chain,
+)
+from isrinject.sim import make_flat, simulate_exposure
+from isrinject.sim.camera import amplifier_boxes
+
+pytestmark = pytest.mark.slow
+
+PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "inject.yaml"
+PIPETASK = Path(sys.executable).parent / "pipetask"
+SHAPE = (200, 256)
+BAND = "r"
+T0 = Time("2026-03-01T00:00:00", scale="tai")
+T_SWITCH = Time("2026-03-10T00:00:00", scale="tai")
+VISITS = {101: T0 + TimeDelta(2 * 86400, format="sec"), 202: T_SWITCH + TimeDelta(2 * 86400, format="sec")}
+DETECTOR = 4
+
+
+def _pipetask(repo: Path, inputs: str, output: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        str(PIPETASK), "run", "-b", str(repo), "-i", inputs, "-o", output, "-p", str(PIPELINE),
+        "--register-dataset-types", "-d", f"instrument='{RepoLayout.instrument}'", *extra,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, np.ndarray]]:
+    """Two visits, each simulated with the flat certified for its time."""
+    layout = RepoLayout()
+    root = tmp_path_factory.mktemp("repo")
+    butler = create_repo(str(root))
+    filters = register_instrument(butler, layout.instrument, bands=[BAND], detectors=[DETECTOR])
+    register_dataset_types(butler)
+    rng = np.random.default_rng(11)
+    flat_a = make_flat(SHAPE, band=BAND, amp_boxes=amplifier_boxes(SHAPE), rng=rng)
+    # The second flat differs by a 25 % gradient, so the chosen one shows.
+    gradient = np.linspace(1.0, 1.25, SHAPE[1])[None, :]
+    flat_b = (flat_a[0] * gradient, flat_a[1] * gradient**2)
+    flats = {101: flat_a, 202: flat_b}
+    ranges = {101: (T0, T_SWITCH), 202: (T_SWITCH, None)}
+    sources = Table(
+        {"injection_id": [1, 2], "source_type": ["Star", "Sersic"], "mag": [19.0, 20.0],
+         "n": [1.0, 1.5], "half_light_radius": [0.0, 0.8], "q": [1.0, 0.6], "beta": [0.0, 45.0]}
+    )
+    for visit, begin in VISITS.items():
+        sim = simulate_exposure(
+            band=BAND, visit=visit, detector=DETECTOR, shape=SHAPE, seed=visit, instrument=layout.instrument,
+            flat=flats[visit], obs_time=begin,
+        )
+        vi = sim.visit_image
+        register_visit(
+            butler, layout.instrument, visit=visit, physical_filter=filters[BAND], begin=begin,
+            end=begin + TimeDelta(30, format="sec"),
+            detector_regions={DETECTOR: detector_region(vi.sky_projection, vi.bbox)},
+        )
+        put_visit_image(butler, vi, instrument=layout.instrument, visit=visit, detector=DETECTOR, run=layout.raw_run)
+        certify_calibration(
+            butler, "flat", sim.flat, data_id={"instrument": layout.instrument, "detector": DETECTOR,
+                                               "physical_filter": filters[BAND]},
+            run=f"{layout.calib_run}/{visit}", calib_collection=layout.calib_collection,
+            begin=ranges[visit][0], end=ranges[visit][1],
+        )
+        # Sources at fixed pixel positions of each visit image, as sky coordinates.
+        sky = vi.sky_projection.pixel_to_sky(_xy([80.0, 170.0], [100.0, 90.0]))
+        table = sources.copy()
+        table["injection_id"] = table["injection_id"] + visit * 10
+        table["ra"], table["dec"] = sky.ra.deg, sky.dec.deg
+        ingest_injection_catalog(butler, table, BAND, layout.catalog_run)
+    set_input_chain(butler, layout.inputs, [layout.raw_run, layout.calib_collection, layout.catalog_run])
+    set_input_chain(butler, "no_flats", [layout.raw_run, layout.catalog_run])
+    return root, {visit: flats[visit][0] for visit in VISITS}
+
+
+def _xy(x, y):
+    from lsst.images import XY
+
+    return XY(x=np.asarray(x, float), y=np.asarray(y, float))
+
+
+def test_pipetask_uses_the_flat_valid_at_the_visit_time(repo) -> None:
+    root, flats = repo
+    result = _pipetask(root, RepoLayout.inputs, "u/test/inject")
+    assert result.returncode == 0, result.stderr[-3000:]
+    butler = Butler.from_config(str(root), collections="u/test/inject")
+    for visit, flat in flats.items():
+        catalog = butler.get("injected_visit_image_catalog", instrument=RepoLayout.instrument, visit=visit,
+                             detector=DETECTOR)
+        assert len(catalog) == 2
+        assert np.all(catalog["injection_flag"] == 0), catalog["injection_flag"]
+        ix = np.floor(np.asarray(catalog["x"]) + 0.5).astype(int)
+        iy = np.floor(np.asarray(catalog["y"]) + 0.5).astype(int)
+        np.testing.assert_allclose(catalog["injection_flat"], flat[iy, ix], rtol=1e-6)
+        other = flats[202 if visit == 101 else 101]
+        assert np.all(np.abs(np.asarray(catalog["injection_flat"]) / other[iy, ix] - 1) > 0.03)
+        image = butler.get("injected_visit_image", instrument=RepoLayout.instrument, visit=visit, detector=DETECTOR)
+        original = butler.get("visit_image", instrument=RepoLayout.instrument, visit=visit, detector=DETECTOR,
+                              collections=RepoLayout.inputs)
+        delta = image.image.array.astype(float) - original.image.array
+        assert image.mask.get("INJECTED").sum() > 0
+        assert delta[~image.mask.get("INJECTED")].max() == 0.0
+        assert delta.sum() == pytest.approx(np.nansum(catalog["injection_flux"]), rel=1e-4)
+
+
+def test_missing_flat_fails_at_graph_build(repo) -> None:
+    root, _ = repo
+    result = _pipetask(root, "no_flats", "u/test/noflat")
+    assert result.returncode != 0
+    message = result.stderr + result.stdout
+    assert "flat" in message and "Not enough datasets" in message, message[-3000:]
