@@ -300,3 +300,39 @@ def compose_catalog(catalogs: Sequence[Table]) -> Table:
         types = normalize_source_types(column)
         data.replace_column("source_type", Column(types, name="source_type"))
     return data
+
+
+_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits", ".parquet": "parquet", ".parq": "parquet"}
+
+
+def catalog_format(path: str, format: str | None = None) -> str:
+    """Astropy table format for ``path`` (from its extension unless given).
+
+    Raises
+    ------
+    ValueError
+        If the extension is not one of ``.ecsv``, ``.fits``, ``.parquet``.
+    """
+    if format:
+        return format
+    lower = str(path).lower()
+    for extension, name in sorted(_FORMATS.items(), key=lambda item: -len(item[0])):
+        if lower.endswith(extension):
+            return name
+    raise ValueError(f"Cannot tell the catalog format of {str(path)!r}: use .ecsv, .fits or .parquet (or --format).")
+
+
+def read_catalog(path: str, format: str | None = None) -> Table:
+    """Read an injection catalog (ECSV, FITS or Parquet; strings as `str`)."""
+    fmt = catalog_format(path, format)
+    if fmt == "fits":
+        return Table.read(path, format=fmt, character_as_bytes=False)
+    return Table.read(path, format=fmt)
+
+
+def write_catalog(catalog: Table, path: str, format: str | None = None, overwrite: bool = False) -> None:
+    """Write an injection catalog, choosing the format from the extension."""
+    catalog.write(path, format=catalog_format(path, format), overwrite=overwrite)
+
+
+__all__ += ["catalog_format", "read_catalog", "write_catalog"]
