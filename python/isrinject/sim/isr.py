@@ -84,8 +84,9 @@ from lsst.images import SkyProjection
 from .camera import amplifier_index_map, make_comcam_detector
 from .flat import measure_flat, true_flat
 
-#: AB magnitude of 1 nJy: m = 31.4 − 2.5 log10(F / nJy).
-AB_MAG_OF_ONE_NJY: float = 2.5 * math.log10(3631.0e9)
+#: AB magnitude of 1 nJy: m = −2.5 log10(F_ν / (erg s⁻¹ cm⁻² Hz⁻¹)) − 48.6 gives
+#: exactly 31.4 for 1 nJy = 10⁻³² erg s⁻¹ cm⁻² Hz⁻¹ (as astropy's ABmag and afw).
+AB_MAG_OF_ONE_NJY: float = 31.4
 
 
 @dataclasses.dataclass(frozen=True)
