@@ -13,8 +13,6 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.table import Table
-from lsst.images import VisitImage
-
 from isrinject.sim import (
     BAND_PARAMETERS,
     amplifier_boxes,
@@ -30,6 +28,7 @@ from isrinject.sim import (
     true_flat,
     vignetting,
 )
+from lsst.images import VisitImage
 
 SHAPE = (256, 256)
 
@@ -98,7 +97,13 @@ def test_make_detector_amplifiers_tile_and_calibrations():
 
 
 def test_make_detector_validation_quotes_values():
-    kwargs = dict(instrument="X", detector_id=1, shape=(64, 64), read_noises=[5.0] * 16, saturations=[1e5] * 16)
+    kwargs = {
+        "instrument": "X",
+        "detector_id": 1,
+        "shape": (64, 64),
+        "read_noises": [5.0] * 16,
+        "saturations": [1e5] * 16,
+    }
     with pytest.raises(ValueError, match="got 3"):
         make_detector(gains=[1.0, 1.0, 1.0], **kwargs)
     with pytest.raises(ValueError, match="-1.0"):
@@ -151,7 +156,7 @@ def test_make_flat_bands_and_errors():
     f_y, _ = make_flat(SHAPE, band="y", amp_boxes=boxes, rng=np.random.default_rng(2))
     assert not np.allclose(f_u, f_y)
     # PRNU: u has more pixel-scale structure than y.
-    hp = lambda a: np.std(a[:, 1:] - a[:, :-1])  # noqa: E731
+    hp = lambda a: np.std(a[:, 1:] - a[:, :-1])
     assert hp(f_u) > hp(f_y)
     with pytest.raises(ValueError, match="'w'"):
         make_flat(SHAPE, band="w", amp_boxes=boxes, rng=rng)
@@ -166,7 +171,12 @@ def test_make_flat_bands_and_errors():
 @pytest.mark.parametrize("illumination", [False, True])
 def test_design_relation_per_pixel(units, illumination):
     exp = simulate_exposure(
-        band="g", visit=1, detector=8, shape=SHAPE, seed=5, units=units,
+        band="g",
+        visit=1,
+        detector=8,
+        shape=SHAPE,
+        seed=5,
+        units=units,
         do_illumination_correction=illumination,
     )
     vi = exp.visit_image
@@ -191,10 +201,24 @@ def test_realised_noise_matches_variance_including_flat_term(units):
     # A noisy flat (1 exposure of 2000 e⁻) makes the V_f term ≈ 45 % of the
     # Poisson term at r-band sky, so leaving it out would fail the test.
     boxes = amplifier_boxes(SHAPE)
-    flat = make_flat(SHAPE, band="r", amp_boxes=boxes, rng=np.random.default_rng(1),
-                     n_flat_exposures=1, flat_electrons_per_exposure=2000.0)
-    exp = simulate_exposure(band="r", visit=1, detector=8, shape=SHAPE, seed=9, units=units, flat=flat,
-                            do_illumination_correction=True)
+    flat = make_flat(
+        SHAPE,
+        band="r",
+        amp_boxes=boxes,
+        rng=np.random.default_rng(1),
+        n_flat_exposures=1,
+        flat_electrons_per_exposure=2000.0,
+    )
+    exp = simulate_exposure(
+        band="r",
+        visit=1,
+        detector=8,
+        shape=SHAPE,
+        seed=9,
+        units=units,
+        flat=flat,
+        do_illumination_correction=True,
+    )
     vi = exp.visit_image
     good = ~vi.mask.get("SATURATED")
     resid = vi.image.array[good] - exp.truth_image[good]
@@ -215,8 +239,18 @@ def test_realised_noise_matches_variance_including_flat_term(units):
 @pytest.mark.parametrize("units", ["nJy", "electron"])
 @pytest.mark.parametrize("illumination", [False, True])
 def test_flux_bookkeeping_noiseless(units, illumination):
-    kw = dict(band="r", visit=1, detector=8, shape=SHAPE, seed=21, units=units, add_noise=False,
-              do_illumination_correction=illumination, n_background_stars=0, n_background_galaxies=0)
+    kw = {
+        "band": "r",
+        "visit": 1,
+        "detector": 8,
+        "shape": SHAPE,
+        "seed": 21,
+        "units": units,
+        "add_noise": False,
+        "do_illumination_correction": illumination,
+        "n_background_stars": 0,
+        "n_background_galaxies": 0,
+    }
     star = _star(128.3, 120.7, 18.0)
     with_star = simulate_exposure(sources=star, **kw)
     without = simulate_exposure(**kw)
@@ -230,7 +264,7 @@ def test_flux_bookkeeping_noiseless(units, illumination):
 
 
 def test_added_sources_only_change_their_pixels_and_conserve_flux():
-    kw = dict(band="r", visit=3, detector=8, shape=SHAPE, seed=4)
+    kw = {"band": "r", "visit": 3, "detector": 8, "shape": SHAPE, "seed": 4}
     star = _star(60.0, 190.0, 18.0)
     a = simulate_exposure(sources=star, **kw)
     b = simulate_exposure(**kw)
@@ -246,8 +280,16 @@ def test_added_sources_only_change_their_pixels_and_conserve_flux():
 
 
 def test_star_matches_visit_image_psf():
-    kw = dict(band="i", visit=1, detector=8, shape=(64, 64), seed=2, add_noise=False,
-              n_background_stars=0, n_background_galaxies=0)
+    kw = {
+        "band": "i",
+        "visit": 1,
+        "detector": 8,
+        "shape": (64, 64),
+        "seed": 2,
+        "add_noise": False,
+        "n_background_stars": 0,
+        "n_background_galaxies": 0,
+    }
     x, y = 31.4, 30.8
     exp = simulate_exposure(sources=_star(x, y, 20.0), **kw)
     model = exp.source_model_njy
@@ -259,33 +301,60 @@ def test_star_matches_visit_image_psf():
 
 
 def test_sources_by_ra_dec_match_pixel_positions():
-    kw = dict(band="z", visit=1, detector=8, shape=(64, 64), seed=2, add_noise=False,
-              n_background_stars=0, n_background_galaxies=0)
+    kw = {
+        "band": "z",
+        "visit": 1,
+        "detector": 8,
+        "shape": (64, 64),
+        "seed": 2,
+        "add_noise": False,
+        "n_background_stars": 0,
+        "n_background_galaxies": 0,
+    }
     by_xy = simulate_exposure(sources=_star(20.2, 40.6, 19.0), **kw)
     ra, dec = by_xy.truth_catalog["ra"][0], by_xy.truth_catalog["dec"][0]
     sky = by_xy.visit_image.sky_projection.pixel_to_sky(x=np.array([20.2]), y=np.array([40.6]))
     assert sky.ra.deg[0] == pytest.approx(ra, abs=1e-9) and sky.dec.deg[0] == pytest.approx(dec, abs=1e-9)
     table = Table({"ra": [ra], "dec": [dec], "source_type": ["Star"], "mag": [19.0]})
     by_radec = simulate_exposure(sources=table, **kw)
-    np.testing.assert_allclose(by_radec.source_model_njy, by_xy.source_model_njy, atol=1e-6 * by_xy.source_model_njy.max())
+    np.testing.assert_allclose(
+        by_radec.source_model_njy, by_xy.source_model_njy, atol=1e-6 * by_xy.source_model_njy.max()
+    )
 
 
 def test_galaxy_sources_are_drawn():
-    table = Table({
-        "x": [100.0, 150.0, 60.0], "y": [100.0, 60.0, 180.0],
-        "source_type": ["Sersic", "Exponential", "DeVaucouleurs"], "mag": [19.0, 19.5, 20.0],
-        "n": [1.5, np.nan, np.nan], "half_light_radius": [0.8, 0.6, 0.5], "q": [0.5, 0.8, 0.7],
-        "beta": [30.0, 100.0, 0.0],
-    })
-    exp = simulate_exposure(band="r", visit=1, detector=8, shape=SHAPE, seed=1, sources=table, add_noise=False,
-                            n_background_stars=0, n_background_galaxies=0)
+    table = Table(
+        {
+            "x": [100.0, 150.0, 60.0],
+            "y": [100.0, 60.0, 180.0],
+            "source_type": ["Sersic", "Exponential", "DeVaucouleurs"],
+            "mag": [19.0, 19.5, 20.0],
+            "n": [1.5, np.nan, np.nan],
+            "half_light_radius": [0.8, 0.6, 0.5],
+            "q": [0.5, 0.8, 0.7],
+            "beta": [30.0, 100.0, 0.0],
+        }
+    )
+    exp = simulate_exposure(
+        band="r",
+        visit=1,
+        detector=8,
+        shape=SHAPE,
+        seed=1,
+        sources=table,
+        add_noise=False,
+        n_background_stars=0,
+        n_background_galaxies=0,
+    )
     total = exp.source_model_njy.sum()
     expected = np.sum(10 ** (-0.4 * (np.array([19.0, 19.5, 20.0]) - 31.4)))
     assert total == pytest.approx(expected, rel=0.02)  # profile tails beyond the stamps
 
 
 def test_saturation_sets_mask_and_clips():
-    exp = simulate_exposure(band="r", visit=1, detector=8, shape=SHAPE, seed=3, sources=_star(100.0, 100.0, 12.0))
+    exp = simulate_exposure(
+        band="r", visit=1, detector=8, shape=SHAPE, seed=3, sources=_star(100.0, 100.0, 12.0)
+    )
     vi = exp.visit_image
     sat = vi.mask.get("SATURATED")
     assert sat.sum() > 10
@@ -310,8 +379,9 @@ def test_defects_masks():
 
 @pytest.mark.parametrize("units", ["nJy", "electron"])
 def test_visit_image_fits_round_trip(tmp_path, units):
-    exp = simulate_exposure(band="u", visit=7, detector=8, shape=(64, 64), seed=3, units=units,
-                            sources=_star(30.0, 30.0, 13.0))
+    exp = simulate_exposure(
+        band="u", visit=7, detector=8, shape=(64, 64), seed=3, units=units, sources=_star(30.0, 30.0, 13.0)
+    )
     vi = exp.visit_image
     path = tmp_path / "visit_image.fits"
     vi.write(str(path))
@@ -332,22 +402,27 @@ def test_visit_image_fits_round_trip(tmp_path, units):
     # An electron image calibrates to the nJy one through photometric_scaling.
     if units == "electron":
         njy = back.convert_unit(u.nJy)
-        np.testing.assert_allclose(njy.image.array, vi.image.array * exp.photometric_scaling_njy_per_electron,
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            njy.image.array, vi.image.array * exp.photometric_scaling_njy_per_electron, rtol=1e-6
+        )
 
 
 def test_simulate_exposure_validation():
-    kw = dict(visit=1, detector=8, shape=(32, 32), seed=1)
+    kw = {"visit": 1, "detector": 8, "shape": (32, 32), "seed": 1}
     with pytest.raises(ValueError, match="'w'"):
         simulate_exposure(band="w", **kw)
     with pytest.raises(ValueError, match="'Jy'"):
         simulate_exposure(band="r", units="Jy", **kw)
     with pytest.raises(ValueError, match="'Box'"):
-        simulate_exposure(band="r", sources=Table({"x": [1.0], "y": [1.0], "source_type": ["Box"], "mag": [20.0]}), **kw)
+        simulate_exposure(
+            band="r", sources=Table({"x": [1.0], "y": [1.0], "source_type": ["Box"], "mag": [20.0]}), **kw
+        )
     with pytest.raises(ValueError, match=r"\(16, 16\)"):
         simulate_exposure(band="r", flat=(np.ones((16, 16)), np.zeros((16, 16))), **kw)
     with pytest.raises(ValueError, match="nan"):
-        simulate_exposure(band="r", sources=Table({"x": [1.0], "y": [1.0], "source_type": ["Star"], "mag": [np.nan]}), **kw)
+        simulate_exposure(
+            band="r", sources=Table({"x": [1.0], "y": [1.0], "source_type": ["Star"], "mag": [np.nan]}), **kw
+        )
 
 
 def test_comcam_detector_from_csv():

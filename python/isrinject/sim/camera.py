@@ -134,9 +134,7 @@ def load_comcam_amplifiers(csv_path: str | os.PathLike[str], ccd: str = "S11") -
             gain = float(record["gain_e_per_adu"])
             if not gain > 0:
                 raise ValueError(f"Amplifier {record['amp']!r} of {ccd} has non-positive gain {gain!r}.")
-            rows.append(
-                {"name": record["amp"], "gain": gain, "read_noise": float(record["read_noise_e"])}
-            )
+            rows.append({"name": record["amp"], "gain": gain, "read_noise": float(record["read_noise_e"])})
     if not rows:
         raise ValueError(f"No amplifiers for ccd={ccd!r} in {str(path)!r}.")
     return sorted(rows, key=lambda r: str(r["name"]))
@@ -192,9 +190,7 @@ def _validate_per_amp(name: str, values: Sequence[float], n_amps: int, *, positi
     return values
 
 
-def _make_camera_frame_set(
-    instrument: str, detector_id: int, shape: tuple[int, int]
-) -> CameraFrameSet:
+def _make_camera_frame_set(instrument: str, detector_id: int, shape: tuple[int, int]) -> CameraFrameSet:
     """Build a one-detector `CameraFrameSet` (the only private lsst.images API use).
 
     The AST FrameSet has three frames: ``FOCAL_PLANE`` (mm, base),
@@ -217,8 +213,7 @@ def _make_camera_frame_set(
     frame_set.addFrame(ast.FrameSet.BASE, ast.ZoomMap(2, rad_per_mm), field_angle)
     pixels = ast.Frame(
         2,
-        f"Ident=DETECTOR_{detector_id:03d},Domain=PIXELS,"
-        f"Bottom(1)=0,Top(1)={nx},Bottom(2)=0,Top(2)={ny}",
+        f"Ident=DETECTOR_{detector_id:03d},Domain=PIXELS,Bottom(1)=0,Top(1)={nx},Bottom(2)=0,Top(2)={ny}",
     )
     # focal plane (mm) → pixels: x_pix = x_mm / pixel_size + (nx - 1) / 2.
     fp_to_pix = ast.ZoomMap(2, 1.0 / _PIXEL_SIZE_MM).then(ast.ShiftMap([(nx - 1) / 2.0, (ny - 1) / 2.0]))

@@ -152,7 +152,7 @@ def true_flat(
     # Smooth QE gradient (random direction), peak-to-peak `gradient`.
     y, x = np.mgrid[0:ny, 0:nx].astype(float)
     angle = rng.uniform(0, 2 * math.pi)
-    t = (math.cos(angle) * (x / max(nx - 1, 1) - 0.5) + math.sin(angle) * (y / max(ny - 1, 1) - 0.5))
+    t = math.cos(angle) * (x / max(nx - 1, 1) - 0.5) + math.sin(angle) * (y / max(ny - 1, 1) - 0.5)
     flat *= 1.0 + params.gradient * t / max(np.ptp(t), 1e-12)
     # Dust donuts.
     scale = float(np.clip(min(ny, nx) / 512.0, 0.25, 8.0))

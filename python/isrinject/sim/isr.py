@@ -72,6 +72,7 @@ from lsst.images import (
     Mask,
     MaskedImage,
     MaskSchema,
+    SkyProjection,
     VisitImage,
     get_legacy_optional_mask_planes,
     get_legacy_visit_image_mask_planes,
@@ -79,7 +80,6 @@ from lsst.images import (
 from lsst.images.cameras import Detector
 from lsst.images.fields import ChebyshevField
 from lsst.images.psfs import GaussianPointSpreadFunction
-from lsst.images import SkyProjection
 
 from .camera import amplifier_index_map, make_comcam_detector
 from .flat import measure_flat, true_flat
@@ -120,7 +120,14 @@ BAND_PARAMETERS: dict[str, BandParameters] = {
 }
 
 #: Source types the simulator draws (lsst.source.injection vocabulary).
-SIM_SOURCE_TYPES: tuple[str, ...] = ("Star", "DeltaFunction", "Gaussian", "Exponential", "DeVaucouleurs", "Sersic")
+SIM_SOURCE_TYPES: tuple[str, ...] = (
+    "Star",
+    "DeltaFunction",
+    "Gaussian",
+    "Exponential",
+    "DeVaucouleurs",
+    "Sersic",
+)
 
 _REFERENCE_EXPOSURE_S = 30.0
 _GSPARAMS = galsim.GSParams(maximum_fft_size=8192, folding_threshold=1e-3)
@@ -151,7 +158,9 @@ def photometric_scaling_njy_per_electron(band: str, exposure_time_s: float = 30.
     return float(10.0 ** (-0.4 * (zp - AB_MAG_OF_ONE_NJY)))
 
 
-def illumination_correction(shape: tuple[int, int], rng: np.random.Generator, amplitude: float = 0.05) -> np.ndarray:
+def illumination_correction(
+    shape: tuple[int, int], rng: np.random.Generator, amplitude: float = 0.05
+) -> np.ndarray:
     """Smooth illumination correction ``R`` (dimensionless, mean 1).
 
     ``R = 1 + a·P(x̂, ŷ) / max|P|`` with ``P`` a random quadratic polynomial in
@@ -257,10 +266,16 @@ def _galsim_wcs(wcs: WCS) -> galsim.GSFitsWCS:
     """The same TAN WCS as a GalSim WCS (FITS 1-based pixel convention)."""
     cd = wcs.wcs.cd
     header = {
-        "CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN",
-        "CRVAL1": wcs.wcs.crval[0], "CRVAL2": wcs.wcs.crval[1],
-        "CRPIX1": wcs.wcs.crpix[0], "CRPIX2": wcs.wcs.crpix[1],
-        "CD1_1": cd[0, 0], "CD1_2": cd[0, 1], "CD2_1": cd[1, 0], "CD2_2": cd[1, 1],
+        "CTYPE1": "RA---TAN",
+        "CTYPE2": "DEC--TAN",
+        "CRVAL1": wcs.wcs.crval[0],
+        "CRVAL2": wcs.wcs.crval[1],
+        "CRPIX1": wcs.wcs.crpix[0],
+        "CRPIX2": wcs.wcs.crpix[1],
+        "CD1_1": cd[0, 0],
+        "CD1_2": cd[0, 1],
+        "CD2_1": cd[1, 0],
+        "CD2_2": cd[1, 1],
     }
     return galsim.GSFitsWCS(header=header)
 
@@ -279,21 +294,26 @@ def _random_background_catalog(
     rows: list[dict[str, Any]] = []
     for m in power_law_mags(n_stars, 16.0, 24.0):
         rows.append(
-            dict(x=rng.uniform(-5, nx + 4), y=rng.uniform(-5, ny + 4), source_type="Star", mag=float(m))
+            {
+                "x": rng.uniform(-5, nx + 4),
+                "y": rng.uniform(-5, ny + 4),
+                "source_type": "Star",
+                "mag": float(m),
+            }
         )
     for m in power_law_mags(n_galaxies, 19.0, 24.0):
         kind = ("Sersic", "Exponential", "DeVaucouleurs")[int(rng.integers(3))]
         rows.append(
-            dict(
-                x=rng.uniform(-5, nx + 4),
-                y=rng.uniform(-5, ny + 4),
-                source_type=kind,
-                mag=float(m),
-                n=float(rng.uniform(0.7, 3.0)) if kind == "Sersic" else math.nan,
-                half_light_radius=float(np.clip(rng.lognormal(math.log(0.6), 0.5), 0.2, 2.0)),
-                q=float(rng.uniform(0.3, 1.0)),
-                beta=float(rng.uniform(0.0, 180.0)),
-            )
+            {
+                "x": rng.uniform(-5, nx + 4),
+                "y": rng.uniform(-5, ny + 4),
+                "source_type": kind,
+                "mag": float(m),
+                "n": float(rng.uniform(0.7, 3.0)) if kind == "Sersic" else math.nan,
+                "half_light_radius": float(np.clip(rng.lognormal(math.log(0.6), 0.5), 0.2, 2.0)),
+                "q": float(rng.uniform(0.3, 1.0)),
+                "beta": float(rng.uniform(0.0, 180.0)),
+            }
         )
     return rows
 
@@ -304,7 +324,9 @@ def _table_rows(sources: Table, wcs: WCS) -> list[dict[str, Any]]:
     if "source_type" not in columns or "mag" not in columns:
         raise ValueError(f"sources needs columns 'source_type' and 'mag'; got {sorted(columns)}.")
     if {"ra", "dec"} <= columns:
-        x, y = wcs.world_to_pixel(SkyCoord(np.asarray(sources["ra"], float) * u.deg, np.asarray(sources["dec"], float) * u.deg))
+        x, y = wcs.world_to_pixel(
+            SkyCoord(np.asarray(sources["ra"], float) * u.deg, np.asarray(sources["dec"], float) * u.deg)
+        )
         x, y = np.atleast_1d(x), np.atleast_1d(y)
     elif {"x", "y"} <= columns:
         x, y = np.asarray(sources["x"], float), np.asarray(sources["y"], float)
@@ -316,7 +338,12 @@ def _table_rows(sources: Table, wcs: WCS) -> list[dict[str, Any]]:
         for key in ("n", "half_light_radius", "q", "beta"):
             if key in columns and not np.ma.is_masked(record[key]):
                 row[key] = float(record[key])
-        row.update(x=float(x[i]), y=float(y[i]), source_type=str(record["source_type"]).strip(), mag=float(record["mag"]))
+        row.update(
+            x=float(x[i]),
+            y=float(y[i]),
+            source_type=str(record["source_type"]).strip(),
+            mag=float(record["mag"]),
+        )
         if not math.isfinite(row["mag"]):
             raise ValueError(f"sources row {i}: mag must be finite; got {row['mag']!r}.")
         if not (math.isfinite(row["x"]) and math.isfinite(row["y"])):
@@ -368,8 +395,8 @@ def _draw_rows(
         x, y = row["x"], row["y"]
         jac = gs_wcs.jacobian(image_pos=galsim.PositionD(x + 1.0, y + 1.0))
         obj = galsim.Convolve(jac.toImage(_profile(row, row["flux_njy"])), psf)
-        half = min(int(math.ceil(max(obj.getGoodImageSize(1.0) / 2.0, 6.0 * psf_sigma))), 512)
-        ix, iy = int(round(x)), int(round(y))
+        half = min(math.ceil(max(obj.getGoodImageSize(1.0) / 2.0, 6.0 * psf_sigma)), 512)
+        ix, iy = round(x), round(y)
         bounds = galsim.BoundsI(ix - half, ix + half, iy - half, iy + half) & out.bounds
         if not bounds.isDefined():
             continue
@@ -381,8 +408,14 @@ def _draw_rows(
 
 
 def _obs_info(
-    *, instrument: str, band: str, visit: int, detector: int, exposure_time_s: float, obs_time: Time,
-    ra_dec: tuple[float, float]
+    *,
+    instrument: str,
+    band: str,
+    visit: int,
+    detector: int,
+    exposure_time_s: float,
+    obs_time: Time,
+    ra_dec: tuple[float, float],
 ) -> ObservationInfo:
     begin = obs_time.tai
     return ObservationInfo.makeObservationInfo(
@@ -490,7 +523,9 @@ def simulate_exposure(
     if not (math.isfinite(pixel_scale_arcsec) and pixel_scale_arcsec > 0):
         raise ValueError(f"pixel_scale_arcsec must be finite and > 0; got {pixel_scale_arcsec!r}.")
     if psf_sigma_pixels is None:
-        psf_sigma_pixels = params.psf_fwhm_arcsec / (2.0 * math.sqrt(2.0 * math.log(2.0))) / pixel_scale_arcsec
+        psf_sigma_pixels = (
+            params.psf_fwhm_arcsec / (2.0 * math.sqrt(2.0 * math.log(2.0))) / pixel_scale_arcsec
+        )
     if not (math.isfinite(psf_sigma_pixels) and psf_sigma_pixels > 0):
         raise ValueError(f"psf_sigma_pixels must be finite and > 0; got {psf_sigma_pixels!r}.")
     if sky_electrons is None:
@@ -535,7 +570,9 @@ def simulate_exposure(
     # Scene.
     wcs = _make_wcs(shape, ra_dec_center, pixel_scale_arcsec)
     gs_wcs = _galsim_wcs(wcs)
-    background_rows = _random_background_catalog(rng_scene, shape, int(n_background_stars), int(n_background_galaxies))
+    background_rows = _random_background_catalog(
+        rng_scene, shape, int(n_background_stars), int(n_background_galaxies)
+    )
     added_rows = _table_rows(sources, wcs) if sources is not None else []
     for origin, rows in (("background", background_rows), ("added", added_rows)):
         for row in rows:
@@ -568,7 +605,9 @@ def simulate_exposure(
     # ISR.
     background = sky_electrons * r_map
     image = c * (s / f_meas - background) / r_map
-    variance = (c / r_map) ** 2 * ((s + read_noise_map**2) / f_meas**2 + (s / f_meas) ** 2 * var_f / f_meas**2)
+    variance = (c / r_map) ** 2 * (
+        (s + read_noise_map**2) / f_meas**2 + (s / f_meas) ** 2 * var_f / f_meas**2
+    )
     image[no_data] = np.nan
     variance[no_data] = np.nan
 
@@ -580,15 +619,20 @@ def simulate_exposure(
     mask.set("BAD", bad)
     unit = u.nJy if units == "nJy" else u.electron
     sky_projection = SkyProjection.from_fits_wcs(wcs, detector_obj.frame, pixel_bounds=bbox)
-    stamp_size = 2 * int(math.ceil(5 * psf_sigma_pixels)) + 1
+    stamp_size = 2 * math.ceil(5 * psf_sigma_pixels) + 1
     visit_image = VisitImage(
         Image(image.astype(np.float32), bbox=bbox, unit=unit),
         mask=mask,
         variance=Image(variance.astype(np.float32), bbox=bbox, unit=unit**2),
         sky_projection=sky_projection,
         obs_info=_obs_info(
-            instrument=instrument, band=band, visit=visit, detector=detector,
-            exposure_time_s=exposure_time_s, obs_time=obs_time, ra_dec=ra_dec_center,
+            instrument=instrument,
+            band=band,
+            visit=visit,
+            detector=detector,
+            exposure_time_s=exposure_time_s,
+            obs_time=obs_time,
+            ra_dec=ra_dec_center,
         ),
         photometric_scaling=ChebyshevField(bbox, np.array([[c0]]), unit=u.nJy / u.electron),
         psf=GaussianPointSpreadFunction(psf_sigma_pixels, bounds=bbox, stamp_size=stamp_size),
@@ -602,7 +646,11 @@ def simulate_exposure(
     )
 
     all_rows = background_rows + added_rows
-    ra, dec = wcs.pixel_to_world_values([r["x"] for r in all_rows], [r["y"] for r in all_rows]) if all_rows else ([], [])
+    ra, dec = (
+        wcs.pixel_to_world_values([r["x"] for r in all_rows], [r["y"] for r in all_rows])
+        if all_rows
+        else ([], [])
+    )
     truth = Table(
         {
             "x": [r["x"] for r in all_rows],
