@@ -1,0 +1,209 @@
+"""VisitInjectTask.run on simulated visit images with a strongly structured flat."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from isrinject import VisitInjectConfig, VisitInjectTask
+from isrinject.flags import InjectionFlag
+from isrinject.sim import simulate_exposure
+
+SHAPE = (256, 256)
+
+
+def _grid_catalog(sim, n_side: int = 5, mag: float = 18.5, types=("Star", "Sersic")) -> Table:
+    """Sources on a grid of pixel positions, given as ra/dec."""
+    from lsst.images import XY
+
+    step = SHAPE[1] / (n_side + 1)
+    xs, ys = np.meshgrid(np.arange(1, n_side + 1) * step + 0.3, np.arange(1, n_side + 1) * step - 0.2)
+    sky = sim.visit_image.sky_projection.pixel_to_sky(XY(x=xs.ravel(), y=ys.ravel()))
+    n = xs.size
+    source_type = [types[i % len(types)] for i in range(n)]
+    return Table(
+        {
+            "injection_id": np.arange(n),
+            "ra": sky.ra.deg,
+            "dec": sky.dec.deg,
+            "source_type": source_type,
+            "mag": np.full(n, mag),
+            "n": np.full(n, 1.5),
+            "half_light_radius": np.full(n, 0.6),
+            "q": np.full(n, 0.7),
+            "beta": np.full(n, 30.0),
+        }
+    )
+
+
+def _run(sim, catalog, **config_values):
+    config = VisitInjectConfig()
+    for key, value in config_values.items():
+        setattr(config, key, value)
+    task = VisitInjectTask(config=config)
+    return task.run(
+        visit_image=sim.visit_image,
+        injection_catalogs=[catalog],
+        flat=sim.flat,
+        illumination_correction=None if sim.illumination is None else _illumination_image(sim),
+    )
+
+
+def _illumination_image(sim):
+    from lsst.images import Image
+
+    return Image(sim.illumination.astype(np.float32), bbox=sim.visit_image.bbox)
+
+
+@pytest.fixture(scope="module")
+def u_band():
+    """u band: read-noise dominated sky and the strongest vignetting."""
+    return simulate_exposure(band="u", visit=11, detector=0, shape=SHAPE, seed=5, units="nJy")
+
+
+@pytest.mark.parametrize("units", ["nJy", "electron"])
+def test_injected_pixels_lie_on_the_isr_relation_of_their_pixel(units) -> None:
+    """V_out equals ISR's variance of S + n with the simulator's own S, f, V_f, σ."""
+    sim = simulate_exposure(band="u", visit=12, detector=1, shape=SHAPE, seed=6, units=units)
+    catalog = _grid_catalog(sim)
+    result = _run(sim, catalog, scaling_source="visit_image",
+                  photometric_scaling=sim.photometric_scaling_njy_per_electron)
+    out = result.injected_visit_image
+    injected = out.mask.get("INJECTED")
+    assert injected.sum() > 2000
+    c = sim.scaling
+    f = sim.flat.image.array.astype(float)
+    vf = sim.flat.variance.array.astype(float)
+    gain = f / c
+    delta_image = out.image.array.astype(float) - sim.visit_image.image.array
+    electrons = delta_image * gain  # the injected pre-flat electrons n
+    # n is an integer count per pixel (float32 storage rounds it).
+    big = injected & (electrons > 50)
+    assert np.allclose(electrons[injected], np.round(electrons[injected]), atol=2e-3 * np.maximum(1, electrons[injected]))
+    signal = sim.pre_flat_electrons + np.round(electrons)
+    expected_variance = c**2 * ((signal + sim.read_noise_map**2) / f**2 + (signal / f) ** 2 * vf / f**2)
+    np.testing.assert_allclose(out.variance.array[big], expected_variance[big], rtol=2e-5)
+
+
+def test_injection_matches_physically_added_sources(u_band) -> None:
+    """Injected pixels vs the same sources added physically by the simulator:
+    same flat-normalised (I, V) slope within 2 % and the same realized noise."""
+    catalog = _grid_catalog(u_band, n_side=6, mag=19.0)
+    truth = simulate_exposure(band="u", visit=11, detector=0, shape=SHAPE, seed=5, units="nJy", sources=catalog)
+    result = _run(u_band, catalog)
+    out = result.injected_visit_image
+    injected = out.mask.get("INJECTED")
+    gain = u_band.flat.image.array / u_band.scaling  # e⁻ per image unit, R = 1
+
+    def slope(image, variance, select):
+        x = image[select] * gain[select]
+        y = variance[select] * gain[select] ** 2
+        return np.polyfit(x, y, 1)[0]
+
+    bright = injected & (truth.source_model_njy * gain / u_band.photometric_scaling_njy_per_electron * u_band.scaling > 30)
+    slope_injected = slope(out.image.array, out.variance.array, bright)
+    slope_truth = slope(truth.visit_image.image.array, truth.visit_image.variance.array, bright)
+    assert slope_injected == pytest.approx(slope_truth, rel=0.02)
+    assert slope_injected == pytest.approx(1.0, rel=0.03)
+
+    # Realized noise about the noiseless model (the background scene is
+    # identical in all three images, so subtracting the original removes it).
+    model = truth.truth_image - u_band.truth_image  # only the added sources
+    n = bright.sum()
+    noise_injected = (out.image.array - u_band.visit_image.image.array - model)[bright]
+    noise_truth = (truth.visit_image.image.array - u_band.visit_image.image.array - model)[bright]
+    recorded = (out.variance.array - u_band.visit_image.variance.array)[bright]
+    ratio_injected = np.mean(noise_injected**2) / recorded.mean()
+    assert ratio_injected == pytest.approx(1.0, abs=6 * np.sqrt(2 / n) + 0.02)
+    # The truth image's added noise matches too (same physics, independent draw).
+    assert np.mean(noise_injected**2) == pytest.approx(np.mean(noise_truth**2), rel=6 * np.sqrt(2 / n) + 0.03)
+
+
+def test_flux_noise_off_equals_catalog_flux(u_band) -> None:
+    """Sum of ΔI over each stamp (noise off) = catalog flux / A(calib_flux_radius) within 0.1 %."""
+    catalog = _grid_catalog(u_band, n_side=3, mag=20.0)
+    result = _run(u_band, catalog, add_noise=False)
+    out_catalog = result.injected_visit_image_catalog
+    assert np.all(out_catalog["injection_flag"] == 0)
+    flux_njy = 10 ** (-0.4 * (20.0 - 31.4))
+    # The simulator's PSF kernel fits inside calib_flux_radius = 12 px, so A = 1.
+    np.testing.assert_allclose(out_catalog["injection_model_flux"], flux_njy, rtol=1e-6)
+    np.testing.assert_allclose(out_catalog["injection_flux"], flux_njy, rtol=1e-3)
+    delta = result.injected_visit_image.image.array.astype(float) - u_band.visit_image.image.array
+    assert delta.sum() == pytest.approx(flux_njy * len(catalog), rel=1e-3)
+    # Star and Sersic both pass; electrons = flux·f/c summed over the stamp.
+    assert set(out_catalog["source_type"]) == {"Star", "Sersic"}
+
+
+def test_same_seed_identical_and_input_untouched(u_band) -> None:
+    catalog = _grid_catalog(u_band, n_side=3)
+    before_image = u_band.visit_image.image.array.copy()
+    before_variance = u_band.visit_image.variance.array.copy()
+    before_mask = u_band.visit_image.mask.array.copy()
+    first = _run(u_band, catalog, noise_seed=42)
+    second = _run(u_band, catalog, noise_seed=42)
+    third = _run(u_band, catalog, noise_seed=43)
+    assert np.array_equal(first.injected_visit_image.image.array, second.injected_visit_image.image.array)
+    assert np.array_equal(first.injected_visit_image.variance.array, second.injected_visit_image.variance.array)
+    assert not np.array_equal(first.injected_visit_image.image.array, third.injected_visit_image.image.array)
+    assert np.array_equal(u_band.visit_image.image.array, before_image)
+    assert np.array_equal(u_band.visit_image.variance.array, before_variance)
+    assert np.array_equal(u_band.visit_image.mask.array, before_mask)
+
+
+def test_two_detectors_have_uncorrelated_noise() -> None:
+    """Identical scenes on detectors 0 and 1 with one noise_seed: independent noise."""
+    sims = [simulate_exposure(band="r", visit=21, detector=d, shape=SHAPE, seed=9) for d in (0, 1)]
+    catalog = _grid_catalog(sims[0], n_side=6, mag=17.0)
+    residuals = []
+    for sim in sims:
+        noisy = _run(sim, catalog, noise_seed=7).injected_visit_image.image.array.astype(float)
+        clean = _run(sim, catalog, noise_seed=7, add_noise=False).injected_visit_image.image.array.astype(float)
+        residuals.append((noisy - clean)[clean != sim.visit_image.image.array])
+    size = min(len(r) for r in residuals)
+    a, b = residuals[0][:size], residuals[1][:size]
+    assert np.std(a) > 0
+    correlation = np.corrcoef(a, b)[0, 1]
+    assert abs(correlation) < 5 / np.sqrt(size)
+
+
+def test_masks_and_catalog_columns(u_band) -> None:
+    catalog = _grid_catalog(u_band, n_side=2)
+    catalog.add_row({"injection_id": 99, "ra": 10.0, "dec": -40.0, "source_type": "Star", "mag": 20.0,
+                     "n": 1.0, "half_light_radius": 1.0, "q": 1.0, "beta": 0.0})
+    catalog.add_row({"injection_id": 100, "ra": catalog["ra"][0], "dec": catalog["dec"][0],
+                     "source_type": "Blob", "mag": 20.0, "n": 1.0, "half_light_radius": 1.0, "q": 1.0, "beta": 0.0})
+    result = _run(u_band, catalog)
+    out_catalog = result.injected_visit_image_catalog
+    # The far-away source is dropped (outside the padded image), like upstream.
+    assert 99 not in out_catalog["injection_id"]
+    unknown = out_catalog[out_catalog["injection_id"] == 100]
+    assert unknown["injection_flag"][0] & InjectionFlag.TYPE_UNKNOWN
+    good = out_catalog[out_catalog["injection_flag"] == 0]
+    assert len(good) == 4
+    for column in ("x", "y", "injection_flux", "injection_flux_electrons", "injection_flat",
+                   "injection_effective_gain", "injection_draw_size"):
+        assert column in out_catalog.colnames and np.all(np.isfinite(good[column]))
+    np.testing.assert_allclose(good["injection_effective_gain"], good["injection_flat"] / u_band.scaling, rtol=1e-6)
+    assert out_catalog.meta["NO_PHOTONS"] == 6 and out_catalog.meta["MAG_BAD"] == 0
+    mask = result.injected_visit_image.mask
+    core = mask.get("INJECTED_CORE")
+    assert core.sum() == 4 * 9
+    assert np.all(mask.get("INJECTED")[core])
+
+
+def test_flat_holes_get_no_photons(u_band) -> None:
+    """f ≤ 0 / NaN pixels receive nothing and the source says so."""
+    catalog = _grid_catalog(u_band, n_side=1, mag=18.0)
+    flat = u_band.flat.copy()
+    x, y = 128.3, 127.8  # the single grid source (n_side=1) sits at the image centre
+    flat.image.array[126:130, 126:131] = 0.0
+    flat.image.array[131, 128] = np.nan
+    config = VisitInjectConfig()
+    result = VisitInjectTask(config=config).run(visit_image=u_band.visit_image, injection_catalogs=[catalog], flat=flat)
+    delta = result.injected_visit_image.image.array - u_band.visit_image.image.array
+    assert np.all(delta[126:130, 126:131] == 0) and delta[131, 128] == 0
+    row = result.injected_visit_image_catalog[0]
+    assert row["injection_flag"] == InjectionFlag.NO_PHOTONS
+    assert abs(row["x"] - x) < 1 and abs(row["y"] - y) < 1
