@@ -207,3 +207,27 @@ def test_flat_holes_get_no_photons(u_band) -> None:
     row = result.injected_visit_image_catalog[0]
     assert row["injection_flag"] == InjectionFlag.NO_PHOTONS
     assert abs(row["x"] - x) < 1 and abs(row["y"] - y) < 1
+
+
+def test_no_catalog_rows(u_band) -> None:
+    """No sources: NoWorkFound by default, an unchanged copy with empty planes on request."""
+    from lsst.pipe.base import NoWorkFound
+
+    task = VisitInjectTask(config=VisitInjectConfig())
+    with pytest.raises(NoWorkFound, match="visit 11, detector 0"):
+        task.run(visit_image=u_band.visit_image, injection_catalogs=[], flat=u_band.flat)
+    config = VisitInjectConfig()
+    config.process_all_data_ids = True
+    result = VisitInjectTask(config=config).run(visit_image=u_band.visit_image, injection_catalogs=[], flat=u_band.flat)
+    out = result.injected_visit_image
+    assert np.array_equal(out.image.array, u_band.visit_image.image.array)
+    assert out.mask.get("INJECTED").sum() == 0 and len(result.injected_visit_image_catalog) == 0
+
+
+def test_selection_and_renamed_columns(u_band) -> None:
+    catalog = _grid_catalog(u_band, n_side=2)
+    catalog["mag"] = [18.0, 19.0, 21.0, 22.0]
+    catalog.rename_column("mag", "r_mag")
+    result = _run(u_band, catalog, col_mag="r_mag", selection="injection_catalog['mag'] < 20")
+    out_catalog = result.injected_visit_image_catalog
+    assert sorted(out_catalog["mag"]) == [18.0, 19.0]
