@@ -126,13 +126,21 @@ def _place_halton(footprint: _Footprint, number: int, seed: int, min_separation:
     if not footprint.regions and not min_separation:
         return footprint.scale(sampler.random(number))
     chord = _chord(min_separation) if min_separation else 0.0
+    if min_separation:
+        # Densest possible packing (hexagonal, 0.9069) of disks of diameter min_separation.
+        limit = footprint.area * 3600.0**2 / (math.pi * (min_separation / 2) ** 2) * 0.9069
+        if number > limit:
+            raise ValueError(
+                f"Cannot place {number} sources at least {min_separation!r} arcsec apart in "
+                f"{footprint.area:.4g} deg²: at most ≈{int(limit)} fit; lower the number/density or min_separation."
+            )
     kept_ra: list[np.ndarray] = []
     kept_dec: list[np.ndarray] = []
     kept_xyz = np.zeros((0, 3))
     n_kept = 0
     n_drawn = 0
-    max_draws = 50 * number + 100_000
-    batch = max(int(number * footprint.box_area / footprint.area * 1.2) + 16, 64)
+    max_draws = 20 * number + 100_000
+    batch = min(max(int(number * footprint.box_area / footprint.area * 1.2) + 16, 64), 50_000)
     while n_kept < number:
         if n_drawn >= max_draws:
             raise ValueError(
@@ -161,6 +169,7 @@ def _place_halton(footprint: _Footprint, number: int, seed: int, min_separation:
         kept_dec.append(dec)
         n_kept += len(ra)
         batch = max(2 * batch, 64) if len(ra) == 0 else max(int((number - n_kept) * batch / len(ra) * 1.2) + 16, 64)
+        batch = min(batch, 50_000)
     return np.concatenate(kept_ra)[:number], np.concatenate(kept_dec)[:number]
 
 
