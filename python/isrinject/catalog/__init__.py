@@ -6,13 +6,13 @@ and the same ``injection_catalog`` dataset type (``ArrowAstropy``, dimensions
 ``htm7, band``).
 """
 
-from .generate import *  # noqa: F401,F403
+from .generate import *
 from .generate import __all__ as _generate_all
-from .ingest import *  # noqa: F401,F403
+from .ingest import *
 from .ingest import __all__ as _ingest_all
-from .schema import *  # noqa: F401,F403
+from .schema import *
 from .schema import __all__ as _schema_all
-from .validate import *  # noqa: F401,F403
+from .validate import *
 from .validate import __all__ as _validate_all
 
 __all__ = [*_schema_all, *_validate_all, *_generate_all, *_ingest_all]

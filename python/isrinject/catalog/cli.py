@@ -35,7 +35,9 @@ def _column_map(items: list[str] | None) -> dict[str, str]:
 
 def _add_validation_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("validation")
-    group.add_argument("--stamp-prefix", default="", help="Prefix of Stamp file names (the task's stamp_prefix).")
+    group.add_argument(
+        "--stamp-prefix", default="", help="Prefix of Stamp file names (the task's stamp_prefix)."
+    )
     group.add_argument("--no-check-stamps", action="store_true", help="Do not check that Stamp files exist.")
     group.add_argument("--max-draw-size", type=int, default=10000, help="Largest allowed draw_size (pixels).")
     group.add_argument(
@@ -44,7 +46,9 @@ def _add_validation_options(parser: argparse.ArgumentParser) -> None:
         metavar="STANDARD=NAME",
         help="Catalog column NAME holds the standard column STANDARD (like the task's col_* fields).",
     )
-    group.add_argument("--pixel-scale", type=float, help="Pixel scale (arcsec/pixel) for pixel↔angle unit columns.")
+    group.add_argument(
+        "--pixel-scale", type=float, help="Pixel scale (arcsec/pixel) for pixel↔angle unit columns."
+    )
 
 
 def _validate(table: Any, args: argparse.Namespace) -> Any:
@@ -131,7 +135,9 @@ def generate_main(args: argparse.Namespace) -> int:
 
             check_catalog(table, check_stamps=False).raise_if_problems()
             for band in args.band:
-                ingest_injection_catalog(butler, table, band, args.run, dataset_type_name=args.dataset_type_name)
+                ingest_injection_catalog(
+                    butler, table, band, args.run, dataset_type_name=args.dataset_type_name
+                )
         if not args.output and not args.band:
             table.pprint(max_lines=-1 if len(table) <= 50 else 50, max_width=-1)
     except (ValueError, LookupError, OSError) as err:
@@ -169,7 +175,9 @@ def ingest_main(args: argparse.Namespace) -> int:
         butler = Butler.from_config(args.butler_config, writeable=True)
         for band, paths in by_band.items():
             table = tables[paths[0]] if len(paths) == 1 else vstack([tables[p] for p in paths])
-            ingest_injection_catalog(butler, table, band, args.output_collection, dataset_type_name=args.dataset_type_name)
+            ingest_injection_catalog(
+                butler, table, band, args.output_collection, dataset_type_name=args.dataset_type_name
+            )
     except (ValueError, LookupError, OSError) as err:
         return _error(str(err))
     return 0
@@ -189,7 +197,9 @@ def add_parser(subparsers: Any) -> None:
     )
     gen.add_argument("-a", "--ra-lim", type=float, nargs=2, metavar="DEG", help="RA limits (degrees).")
     gen.add_argument("-d", "--dec-lim", type=float, nargs=2, metavar="DEG", help="Dec limits (degrees).")
-    gen.add_argument("-m", "--mag-lim", type=float, nargs=2, metavar="MAG", help="Magnitude range (quasi-random).")
+    gen.add_argument(
+        "-m", "--mag-lim", type=float, nargs=2, metavar="MAG", help="Magnitude range (quasi-random)."
+    )
     gen.add_argument("-n", "--number", type=int, default=1, help="Repeats of each parameter combination.")
     gen.add_argument("-s", "--density", type=float, help="Sources per square degree (overrides --number).")
     gen.add_argument(
@@ -209,8 +219,12 @@ def add_parser(subparsers: Any) -> None:
         help="Column drawn quasi-randomly between MIN and MAX for every row.",
     )
     gen.add_argument("--seed", help="Seed (any string or integer); default derived from the limits.")
-    gen.add_argument("--placement", choices=("halton", "grid"), default="halton", help="How to place sources.")
-    gen.add_argument("--min-separation", type=float, metavar="ARCSEC", help="Minimum source separation (arcsec).")
+    gen.add_argument(
+        "--placement", choices=("halton", "grid"), default="halton", help="How to place sources."
+    )
+    gen.add_argument(
+        "--min-separation", type=float, metavar="ARCSEC", help="Minimum source separation (arcsec)."
+    )
     repo = gen.add_argument_group("repository")
     repo.add_argument("-b", "--butler-config", "--repo", dest="butler_config", help="Butler repository.")
     repo.add_argument("--visits", type=int, nargs="+", help="Visits whose footprint to fill.")
@@ -218,12 +232,26 @@ def add_parser(subparsers: Any) -> None:
     repo.add_argument("--instrument", help="Instrument of the visits.")
     repo.add_argument("-c", "--collections", nargs="+", help="Collections holding --dataset-type datasets.")
     repo.add_argument("--dataset-type", help="Use only visit+detectors with this dataset in --collections.")
-    repo.add_argument("--detectors", action="store_true", help="Use detector regions instead of visit regions.")
-    repo.add_argument("--band", "-i", "--injection-band", dest="band", nargs="+", action="extend", help="Band(s) to ingest for.")
+    repo.add_argument(
+        "--detectors", action="store_true", help="Use detector regions instead of visit regions."
+    )
+    repo.add_argument(
+        "--band",
+        "-i",
+        "--injection-band",
+        dest="band",
+        nargs="+",
+        action="extend",
+        help="Band(s) to ingest for.",
+    )
     repo.add_argument("--run", "--output-collection", dest="run", help="RUN collection to ingest into.")
-    repo.add_argument("-t", "--dataset-type-name", default="injection_catalog", help="Catalog dataset type name.")
+    repo.add_argument(
+        "-t", "--dataset-type-name", default="injection_catalog", help="Catalog dataset type name."
+    )
     out = gen.add_argument_group("file output")
-    out.add_argument("-o", "--output", "-f", "--filename", dest="output", help="Output file (.ecsv, .fits, .parquet).")
+    out.add_argument(
+        "-o", "--output", "-f", "--filename", dest="output", help="Output file (.ecsv, .fits, .parquet)."
+    )
     out.add_argument("--format", help="Astropy table format, overriding the extension.")
     out.add_argument("--overwrite", action="store_true", help="Overwrite an existing output file.")
     gen.set_defaults(func=generate_main)
@@ -236,7 +264,9 @@ def add_parser(subparsers: Any) -> None:
             "standardized and sharded by HTM7 trixel, as injection_catalog datasets (htm7, band)."
         ),
     )
-    ing.add_argument("-b", "--butler-config", "--repo", dest="butler_config", required=True, help="Butler repository.")
+    ing.add_argument(
+        "-b", "--butler-config", "--repo", dest="butler_config", required=True, help="Butler repository."
+    )
     ing.add_argument(
         "-i",
         "--injection-catalog",
@@ -247,8 +277,12 @@ def add_parser(subparsers: Any) -> None:
         help="Catalog file, optionally followed by its bands (else --band).",
     )
     ing.add_argument("--band", nargs="+", action="extend", help="Band(s) for catalogs given without bands.")
-    ing.add_argument("-o", "--output-collection", "--run", dest="output_collection", required=True, help="RUN collection.")
-    ing.add_argument("-t", "--dataset-type-name", default="injection_catalog", help="Catalog dataset type name.")
+    ing.add_argument(
+        "-o", "--output-collection", "--run", dest="output_collection", required=True, help="RUN collection."
+    )
+    ing.add_argument(
+        "-t", "--dataset-type-name", default="injection_catalog", help="Catalog dataset type name."
+    )
     ing.add_argument("--format", help="Astropy table format of the input(s), overriding the extension.")
     _add_validation_options(ing)
     ing.set_defaults(func=ingest_main)

@@ -54,11 +54,15 @@ def seed_to_int(seed: Any) -> int:
 class _Footprint:
     """Sky area to place sources in: a RA/Dec box, optionally ∩ regions."""
 
-    def __init__(self, ra_lim: Sequence[float] | None, dec_lim: Sequence[float] | None, regions: Sequence[Any] | None):
+    def __init__(
+        self, ra_lim: Sequence[float] | None, dec_lim: Sequence[float] | None, regions: Sequence[Any] | None
+    ):
         self.regions = list(regions) if regions else []
         if ra_lim is None or dec_lim is None:
             if not self.regions:
-                raise ValueError("Give ra_lim and dec_lim, or regions (e.g. visit footprints) to place sources in.")
+                raise ValueError(
+                    "Give ra_lim and dec_lim, or regions (e.g. visit footprints) to place sources in."
+                )
             ra_lim, dec_lim = self._bounding_limits()
         ra0, ra1 = (float(v) for v in ra_lim)
         dec0, dec1 = (float(v) for v in dec_lim)
@@ -68,7 +72,9 @@ class _Footprint:
             raise ValueError(f"dec_lim must be increasing within [-90, 90] deg; got {list(dec_lim)!r}.")
         self.ra_lim = (ra0, ra1)
         self.dec_lim = (dec0, dec1)
-        self.box_area = math.degrees(1.0) * (ra1 - ra0) * (math.sin(math.radians(dec1)) - math.sin(math.radians(dec0)))
+        self.box_area = (
+            math.degrees(1.0) * (ra1 - ra0) * (math.sin(math.radians(dec1)) - math.sin(math.radians(dec0)))
+        )
         self.area = self.box_area
         if self.regions:
             sampler = qmc.Halton(d=2, seed=12345)
@@ -100,7 +106,12 @@ class _Footprint:
 
     def contains(self, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """True for positions inside the footprint."""
-        inside = (ra >= self.ra_lim[0]) & (ra <= self.ra_lim[1]) & (dec >= self.dec_lim[0]) & (dec <= self.dec_lim[1])
+        inside = (
+            (ra >= self.ra_lim[0])
+            & (ra <= self.ra_lim[1])
+            & (dec >= self.dec_lim[0])
+            & (dec <= self.dec_lim[1])
+        )
         if self.regions:
             lon, lat = np.radians(np.mod(ra, 360.0)), np.radians(dec)
             in_region = np.zeros(len(ra), dtype=bool)
@@ -120,7 +131,9 @@ def _chord(separation_arcsec: float) -> float:
     return 2.0 * math.sin(math.radians(separation_arcsec / 3600.0) / 2.0)
 
 
-def _place_halton(footprint: _Footprint, number: int, seed: int, min_separation: float | None) -> tuple[np.ndarray, np.ndarray]:
+def _place_halton(
+    footprint: _Footprint, number: int, seed: int, min_separation: float | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Quasi-random positions, rejecting those outside or too close."""
     sampler = qmc.Halton(d=2, seed=seed)
     if not footprint.regions and not min_separation:
@@ -168,7 +181,11 @@ def _place_halton(footprint: _Footprint, number: int, seed: int, min_separation:
         kept_ra.append(ra)
         kept_dec.append(dec)
         n_kept += len(ra)
-        batch = max(2 * batch, 64) if len(ra) == 0 else max(int((number - n_kept) * batch / len(ra) * 1.2) + 16, 64)
+        batch = (
+            max(2 * batch, 64)
+            if len(ra) == 0
+            else max(int((number - n_kept) * batch / len(ra) * 1.2) + 16, 64)
+        )
         batch = min(batch, 50_000)
     return np.concatenate(kept_ra)[:number], np.concatenate(kept_dec)[:number]
 
@@ -195,7 +212,9 @@ def _grid(footprint: _Footprint, spacing_deg: float) -> tuple[np.ndarray, np.nda
     return ra[good], dec[good]
 
 
-def _place_grid(footprint: _Footprint, number: int, min_separation: float | None) -> tuple[np.ndarray, np.ndarray]:
+def _place_grid(
+    footprint: _Footprint, number: int, min_separation: float | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Grid positions; the spacing shrinks until ``number`` points fit."""
     spacing = math.sqrt(footprint.area / number)
     for _ in range(60):
@@ -322,7 +341,9 @@ def generate_injection_catalog(
     n_rows = n_combinations * number
 
     if seed is None:
-        seed = str((footprint.ra_lim[1] - footprint.ra_lim[0]) * (footprint.dec_lim[1] - footprint.dec_lim[0]))
+        seed = str(
+            (footprint.ra_lim[1] - footprint.ra_lim[0]) * (footprint.dec_lim[1] - footprint.dec_lim[0])
+        )
     int_seed = seed_to_int(seed)
     if placement == "halton":
         ra, dec = _place_halton(footprint, n_rows, int_seed, min_separation)
@@ -417,7 +438,9 @@ def visit_regions(
         regions = [ref.dataId.region for ref in refs if ref.dataId.region is not None]
     else:
         element = "visit_detector_region" if detectors else "visit"
-        records = butler.query_dimension_records(element, where=query_where, bind=bind, explain=False, **data_id)
+        records = butler.query_dimension_records(
+            element, where=query_where, bind=bind, explain=False, **data_id
+        )
         regions = [record.region for record in records if record.region is not None]
     if not regions:
         raise LookupError(

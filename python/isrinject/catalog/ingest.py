@@ -119,7 +119,12 @@ def ingest_injection_catalog(
         )
     ra = np.ma.getdata(table["ra"]).astype(float)
     dec = np.ma.getdata(table["dec"]).astype(float)
-    bad = np.ma.getmaskarray(table["ra"]) | np.ma.getmaskarray(table["dec"]) | ~np.isfinite(ra) | ~np.isfinite(dec)
+    bad = (
+        np.ma.getmaskarray(table["ra"])
+        | np.ma.getmaskarray(table["dec"])
+        | ~np.isfinite(ra)
+        | ~np.isfinite(dec)
+    )
     if bad.any():
         rows = np.flatnonzero(bad)
         raise ValueError(
@@ -134,7 +139,9 @@ def ingest_injection_catalog(
             "insert a physical_filter record with this band first."
         )
 
-    dataset_type = DatasetType(dataset_type_name, ("htm7", "band"), "ArrowAstropy", universe=writeable_butler.dimensions)
+    dataset_type = DatasetType(
+        dataset_type_name, ("htm7", "band"), "ArrowAstropy", universe=writeable_butler.dimensions
+    )
     try:
         writeable_butler.registry.registerDatasetType(dataset_type)
     except Exception as err:  # ConflictingDefinitionError
@@ -150,7 +157,9 @@ def ingest_injection_catalog(
     refs: list[Any] = []
     for trixel, start, end in zip(unique.tolist(), starts, ends):
         shard = table[np.sort(order[start:end])]
-        refs.append(writeable_butler.put(shard, dataset_type, {"htm7": trixel, "band": band}, run=output_collection))
+        refs.append(
+            writeable_butler.put(shard, dataset_type, {"htm7": trixel, "band": band}, run=output_collection)
+        )
     logger.info(
         "Ingested %d rows as %d %s-band %s dataset%s into %s.",
         len(table),

@@ -143,16 +143,25 @@ def _to_standard_unit(
         # Magnitudes (plain "mag" or an AB mag unit) keep their values; fluxes
         # (nJy, Jy, erg/s/cm2/Hz, ...) become AB magnitudes.
         unit_str = unit.to_string()
-        if isinstance(unit, u.MagUnit | u.function.mixin.RegularFunctionUnit) or unit_str in ("mag", "mag(AB)"):
+        if isinstance(unit, u.MagUnit | u.function.mixin.RegularFunctionUnit) or unit_str in (
+            "mag",
+            "mag(AB)",
+        ):
             if isinstance(unit, u.MagUnit) and unit.physical_unit != u.AB:
-                return None, f"column {name!r} has unit {unit_str!r}; expected AB magnitudes or a flux density"
+                return (
+                    None,
+                    f"column {name!r} has unit {unit_str!r}; expected AB magnitudes or a flux density",
+                )
             return np.asarray(np.ma.getdata(column), dtype=float), None
         try:
             flux = u.Quantity(np.ma.getdata(column), unit)
             with np.errstate(divide="ignore", invalid="ignore"):
                 return np.asarray(flux.to(u.ABmag).value, dtype=float), None
         except u.UnitsError:
-            return None, f"column {name!r} has unit {unit_str!r}, which is neither a magnitude nor a flux density"
+            return (
+                None,
+                f"column {name!r} has unit {unit_str!r}, which is neither a magnitude nor a flux density",
+            )
     equivalencies: list[Any] = []
     if pixel_scale_arcsec is not None:
         equivalencies = u.pixel_scale(pixel_scale_arcsec * u.arcsec / u.pix)
@@ -160,8 +169,13 @@ def _to_standard_unit(
         quantity = u.Quantity(np.ma.getdata(column), unit)
         return np.asarray(quantity.to_value(target, equivalencies=equivalencies), dtype=float), None
     except u.UnitsError:
-        hint = "" if pixel_scale_arcsec is not None else " (pixel ↔ angle conversions need pixel_scale_arcsec)"
-        return None, f"column {name!r} has unit {unit.to_string()!r}, not convertible to {target.to_string()!r}{hint}"
+        hint = (
+            "" if pixel_scale_arcsec is not None else " (pixel ↔ angle conversions need pixel_scale_arcsec)"
+        )
+        return (
+            None,
+            f"column {name!r} has unit {unit.to_string()!r}, not convertible to {target.to_string()!r}{hint}",
+        )
 
 
 def standardize_columns(
@@ -236,7 +250,9 @@ def standardize_columns(
         mask = np.ma.getmaskarray(column)
         table.replace_column(
             "source_type",
-            MaskedColumn(types, name="source_type", mask=mask) if mask.any() else Column(types, name="source_type"),
+            MaskedColumn(types, name="source_type", mask=mask)
+            if mask.any()
+            else Column(types, name="source_type"),
         )
     return table
 
@@ -302,7 +318,14 @@ def compose_catalog(catalogs: Sequence[Table]) -> Table:
     return data
 
 
-_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits", ".parquet": "parquet", ".parq": "parquet"}
+_FORMATS = {
+    ".ecsv": "ascii.ecsv",
+    ".fits": "fits",
+    ".fit": "fits",
+    ".fits.gz": "fits",
+    ".parquet": "parquet",
+    ".parq": "parquet",
+}
 
 
 def catalog_format(path: str, format: str | None = None) -> str:
@@ -319,7 +342,9 @@ def catalog_format(path: str, format: str | None = None) -> str:
     for extension, name in sorted(_FORMATS.items(), key=lambda item: -len(item[0])):
         if lower.endswith(extension):
             return name
-    raise ValueError(f"Cannot tell the catalog format of {str(path)!r}: use .ecsv, .fits or .parquet (or --format).")
+    raise ValueError(
+        f"Cannot tell the catalog format of {str(path)!r}: use .ecsv, .fits or .parquet (or --format)."
+    )
 
 
 def read_catalog(path: str, format: str | None = None) -> Table:

@@ -20,6 +20,7 @@ __all__ = [
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -177,7 +178,7 @@ def _present_mask(catalog: Table, name: str) -> np.ndarray:
     if data.dtype.kind in "US":
         return ~mask & (np.char.strip(data.astype(str)) != "")
     if data.dtype.kind == "O":
-        return ~mask & np.array([v is not None and v == v and str(v).strip() != "" for v in data], dtype=bool)
+        return ~mask & np.array([v is not None and not (isinstance(v, float) and np.isnan(v)) and str(v).strip() != "" for v in data], dtype=bool)
     return ~mask
 
 
@@ -209,7 +210,9 @@ class _Checker:
         if not rows.any():
             return
         bad = values[rows]
-        distinct = list(dict.fromkeys("masked" if isinstance(v, float) and np.isnan(v) else _fmt(v) for v in bad))
+        distinct = list(
+            dict.fromkeys("masked" if isinstance(v, float) and np.isnan(v) else _fmt(v) for v in bad)
+        )
         self.add(column, flag, rows, f"{what} (values: {_quote(distinct)})")
 
 
@@ -272,7 +275,9 @@ def check_catalog(
     # Source types.
     canonical = np.full(n_rows, "", dtype=object)
     if "source_type" not in colnames:
-        check.add("source_type", InjectionFlag.TYPE_UNKNOWN, all_rows, "required column 'source_type' is missing")
+        check.add(
+            "source_type", InjectionFlag.TYPE_UNKNOWN, all_rows, "required column 'source_type' is missing"
+        )
         user_types = np.full(n_rows, "", dtype=object)
     else:
         user_types = normalize_source_types(catalog["source_type"]).astype(object)
@@ -297,14 +302,22 @@ def check_catalog(
     else:
         mag, present, numeric = _float_values(catalog, "mag")
         check.add_values(
-            "mag", InjectionFlag.MAG_BAD, ~numeric, np.ma.getdata(catalog["mag"]).astype(object), "not a number"
+            "mag",
+            InjectionFlag.MAG_BAD,
+            ~numeric,
+            np.ma.getdata(catalog["mag"]).astype(object),
+            "not a number",
         )
         missing = numeric & ~present
         check.add("mag", InjectionFlag.MAG_BAD, missing, "magnitude is missing (masked or NaN)")
         with np.errstate(invalid="ignore"):
             absurd = present & ~((mag > mag_range[0]) & (mag < mag_range[1]))
         check.add_values(
-            "mag", InjectionFlag.MAG_BAD, absurd, mag, f"magnitude outside {mag_range[0]:g} < mag < {mag_range[1]:g}"
+            "mag",
+            InjectionFlag.MAG_BAD,
+            absurd,
+            mag,
+            f"magnitude outside {mag_range[0]:g} < mag < {mag_range[1]:g}",
         )
 
     # Positions.
@@ -312,18 +325,23 @@ def check_catalog(
     has_pix_cols = {"x", "y"} <= colnames
     if not has_sky_cols and not has_pix_cols:
         check.add(
-            "ra/dec or x/y", InjectionFlag.POSITION_BAD, all_rows, "no position columns: need 'ra' and 'dec' or 'x' and 'y'"
+            "ra/dec or x/y",
+            InjectionFlag.POSITION_BAD,
+            all_rows,
+            "no position columns: need 'ra' and 'dec' or 'x' and 'y'",
         )
     else:
         sky_ok = np.zeros(n_rows, dtype=bool)
         pix_ok = np.zeros(n_rows, dtype=bool)
         if has_sky_cols:
-            ra, ra_present, _ = _float_values(catalog, "ra")
-            dec, dec_present, _ = _float_values(catalog, "dec")
+            ra, _, _ = _float_values(catalog, "ra")
+            dec, _, _ = _float_values(catalog, "dec")
             finite = np.isfinite(ra) & np.isfinite(dec)
             with np.errstate(invalid="ignore"):
                 bad_dec = finite & (np.abs(dec) > 90.0)
-            check.add_values("dec", InjectionFlag.POSITION_BAD, bad_dec, dec, "declination outside [-90, 90] deg")
+            check.add_values(
+                "dec", InjectionFlag.POSITION_BAD, bad_dec, dec, "declination outside [-90, 90] deg"
+            )
             sky_ok = finite & ~bad_dec
         if has_pix_cols:
             x, _, _ = _float_values(catalog, "x")
@@ -377,7 +395,11 @@ def check_catalog(
         with np.errstate(invalid="ignore"):
             bad = (present & ~((hlr > 0) & np.isfinite(hlr))) | ~numeric
         check.add_values(
-            "half_light_radius", InjectionFlag.PARAM_BAD, bad, hlr, "half_light_radius must be positive and finite"
+            "half_light_radius",
+            InjectionFlag.PARAM_BAD,
+            bad,
+            hlr,
+            "half_light_radius must be positive and finite",
         )
     for name in ("beta", "n"):
         if name in colnames:
@@ -390,7 +412,9 @@ def check_catalog(
         n, present, _ = _float_values(catalog, "n")
         sersic = np.isin(canonical.astype(str), ("Sersic", "InclinedSersic"))
         with np.errstate(invalid="ignore"):
-            extreme = sersic & present & np.isfinite(n) & ((n <= SERSIC_N_RANGE[0]) | (n >= SERSIC_N_RANGE[1]))
+            extreme = (
+                sersic & present & np.isfinite(n) & ((n <= SERSIC_N_RANGE[0]) | (n >= SERSIC_N_RANGE[1]))
+            )
         check.add_values(
             "n",
             InjectionFlag.SERSIC_EXTREME,
@@ -411,7 +435,9 @@ def check_catalog(
         )
         keys = np.array([f"{t}|" for t in canonical.astype(str)], dtype=object)
         if param_names:
-            keys = keys + np.array(["".join("1" if p else "0" for p in row) for row in presence], dtype=object)
+            keys = keys + np.array(
+                ["".join("1" if p else "0" for p in row) for row in presence], dtype=object
+            )
         failures: dict[str, np.ndarray] = {}
         for key in np.unique(keys[galsim_rows].astype(str)):
             rows = keys == key
@@ -423,13 +449,20 @@ def check_catalog(
                 message = str(err).rstrip(".")
                 failures[message] = failures.get(message, np.zeros(n_rows, dtype=bool)) | rows
         for message, rows in failures.items():
-            check.add(None, InjectionFlag.PARAM_BAD, rows, message + " (missing, masked or NaN)")
+            named = re.findall(r"'([^']+)'", message.split("needs", 1)[-1].split("takes", 1)[-1])
+            column = "/".join(dict.fromkeys(named)) or "source_type"
+            check.add(column, InjectionFlag.PARAM_BAD, rows, message + " (missing, masked or NaN)")
 
     # Trails.
     trail = canonical.astype(str) == "Trail"
     if trail.any():
         if "trail_length" not in colnames:
-            check.add("trail_length", InjectionFlag.PARAM_BAD, trail, "Trail rows need a 'trail_length' column, which is missing")
+            check.add(
+                "trail_length",
+                InjectionFlag.PARAM_BAD,
+                trail,
+                "Trail rows need a 'trail_length' column, which is missing",
+            )
         else:
             length, present, _ = _float_values(catalog, "trail_length")
             with np.errstate(invalid="ignore"):
@@ -446,7 +479,12 @@ def check_catalog(
     stamp_rows = canonical.astype(str) == "Stamp"
     if stamp_rows.any():
         if "stamp" not in colnames:
-            check.add("stamp", InjectionFlag.STAMP_MISSING, stamp_rows, "Stamp rows need a 'stamp' column, which is missing")
+            check.add(
+                "stamp",
+                InjectionFlag.STAMP_MISSING,
+                stamp_rows,
+                "Stamp rows need a 'stamp' column, which is missing",
+            )
         elif check_stamps:
             names = normalize_source_types(catalog["stamp"]).astype(object)
             missing = np.zeros(n_rows, dtype=bool)
@@ -457,7 +495,9 @@ def check_catalog(
                     exists[path] = bool(names[i]) and os.path.isfile(path)
                 missing[i] = not exists[path]
             paths = np.array([stamp_prefix + s for s in names], dtype=object)
-            check.add_values("stamp", InjectionFlag.STAMP_MISSING, missing, paths, "stamp FITS file not found")
+            check.add_values(
+                "stamp", InjectionFlag.STAMP_MISSING, missing, paths, "stamp FITS file not found"
+            )
 
     return CatalogReport(flags=check.flags, problems=check.problems, source_types=canonical.astype(str))
 
