@@ -12,9 +12,12 @@ amplifier saturation level [pre-flat e⁻].  They come from
 
       V·(f·R)² = c·(f·R·I) + c²·(σ_a² + K_a + f·B) [+ V_f term]
 
-  so a straight-line fit of ``y = V·(f·R)²`` against ``x = f·R·I`` over good
+  with ``f·B ≈ f·R·sky`` (the background follows the illumination), so a
+  linear fit of ``y = V·(f·R)²`` on ``x = f·R·I`` and ``f·R`` over good
   pixels has slope c (the noise of S enters x and y identically, so the fit
-  has no errors-in-variables bias);
+  has no errors-in-variables bias; the ``f·R`` regressor absorbs the
+  flat-dependent background term, which otherwise biases c by ~10 % on a
+  small, sky-dominated amplifier);
 - or configured constants.
 
 Read noise and saturation come from the detector's amplifiers
@@ -171,7 +174,10 @@ def fit_scaling_per_amplifier(
             continue
         # Exclude the brightest 1 % (saturation, non-linearity, V_f term).
         keep = x <= np.percentile(x, 99.0)
-        slope, _ = np.polyfit(x[keep], y[keep], 1)
+        # The intercept c²·(σ_a² + K_a + f·R·B) varies with the flat: fit it as
+        # a linear function of f·R so flat structure does not bias the slope.
+        design = np.stack([x[keep], gain_like[ok][keep], np.ones(int(keep.sum()))], axis=1)
+        slope = np.linalg.lstsq(design, y[keep], rcond=None)[0][0]
         fitted.append(float(slope) if np.isfinite(slope) and slope > 0 else None)
     usable = [value for value in fitted if value is not None]
     if not usable:
