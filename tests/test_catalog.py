@@ -20,6 +20,7 @@ from isrinject.catalog import (
     standardize_columns,
     validate_catalog,
     visit_regions,
+    write_catalog,
 )
 from isrinject.cli import main
 from isrinject.flags import InjectionFlag
@@ -466,3 +467,51 @@ def test_cli_round_trip(repo, tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "3 problems" in err and "'mag'" in err and "'Blob'" in err and "column 'n'" in err
     assert "cli/bad" not in butler.collections.query("*")
+
+
+# --- robustness -----------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(np.nan))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    mags=st.lists(_floats, min_size=1, max_size=6),
+    types=st.lists(
+        st.sampled_from(["Sersic", "Star", " Gaussian ", "Trail", "Stamp", "", "???"]), min_size=6, max_size=6
+    ),
+    ns=st.lists(_floats, min_size=6, max_size=6),
+)
+def test_check_catalog_never_raises(mags: list[float], types: list[str], ns: list[float]) -> None:
+    size = len(mags)
+    catalog = Table(
+        {
+            "ra": np.full(size, 150.0),
+            "dec": ns[:size],
+            "source_type": types[:size],
+            "mag": mags,
+            "n": ns[:size],
+            "sigma": mags,
+            "half_light_radius": ns[:size],
+            "draw_size": mags,
+        }
+    )
+    report = check_catalog(catalog)
+    assert report.flags.shape == (size,)
+    bad = report.flags != 0
+    assert bad.sum() == len(set().union(*(set(p.rows.tolist()) for p in report.problems)))
+
+
+@pytest.mark.parametrize("extension", ["fits", "parquet"])
+def test_file_formats_round_trip(tmp_path: Path, extension: str) -> None:
+    catalog = source_injection_catalog()
+    path = tmp_path / f"cat.{extension}"
+    write_catalog(catalog, str(path))
+    with pytest.raises(OSError):
+        write_catalog(catalog, str(path))
+    read = read_catalog(str(path))
+    assert read["source_type"].tolist() == catalog["source_type"].tolist()
+    assert check_catalog(standardize_columns(read)).ok

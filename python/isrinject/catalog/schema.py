@@ -350,6 +350,11 @@ def catalog_format(path: str, format: str | None = None) -> str:
 def read_catalog(path: str, format: str | None = None) -> Table:
     """Read an injection catalog (ECSV, FITS or Parquet; strings as `str`)."""
     fmt = catalog_format(path, format)
+    if fmt == "parquet":
+        # astropy's Parquet reader needs pandas; daf_butler's converter does not.
+        from lsst.daf.butler.formatters.parquet import arrow_to_astropy, pq
+
+        return arrow_to_astropy(pq.read_table(path, use_threads=False))
     if fmt == "fits":
         return Table.read(path, format=fmt, character_as_bytes=False)
     return Table.read(path, format=fmt)
@@ -357,7 +362,17 @@ def read_catalog(path: str, format: str | None = None) -> Table:
 
 def write_catalog(catalog: Table, path: str, format: str | None = None, overwrite: bool = False) -> None:
     """Write an injection catalog, choosing the format from the extension."""
-    catalog.write(path, format=catalog_format(path, format), overwrite=overwrite)
+    fmt = catalog_format(path, format)
+    if fmt == "parquet":
+        import os
+
+        from lsst.daf.butler.formatters.parquet import astropy_to_arrow, pq
+
+        if os.path.exists(path) and not overwrite:
+            raise OSError(f"File {str(path)!r} already exists (use overwrite).")
+        pq.write_table(astropy_to_arrow(catalog), path)
+        return
+    catalog.write(path, format=fmt, overwrite=overwrite)
 
 
 __all__ += ["catalog_format", "read_catalog", "write_catalog"]

@@ -178,7 +178,13 @@ def _present_mask(catalog: Table, name: str) -> np.ndarray:
     if data.dtype.kind in "US":
         return ~mask & (np.char.strip(data.astype(str)) != "")
     if data.dtype.kind == "O":
-        return ~mask & np.array([v is not None and not (isinstance(v, float) and np.isnan(v)) and str(v).strip() != "" for v in data], dtype=bool)
+        return ~mask & np.array(
+            [
+                v is not None and not (isinstance(v, float) and np.isnan(v)) and str(v).strip() != ""
+                for v in data
+            ],
+            dtype=bool,
+        )
     return ~mask
 
 
