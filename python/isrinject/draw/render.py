@@ -34,6 +34,7 @@ from lsst.images import XY, Box, NoOverlapError
 from lsst.images.psfs import PointSpreadFunction
 
 from ..flags import InjectionFlag
+from .psf_cache import DEFAULT_SPACING, PsfCache, cache_for
 from .profiles import GALSIM_SOURCE_TYPES, SHEAR_PARAMETERS, canonical_source_type, profile_parameters
 
 # GalSim only raises for oversized FFTs when asked to; we want a per-source flag.
@@ -57,6 +58,10 @@ class RenderSettings:
     fits_alignment: str = "pixel"
     """``pixel``: a Stamp's pixels map onto image pixels; ``wcs``: its FITS
     WCS is honoured."""
+    psf_cache_spacing: float = DEFAULT_SPACING
+    """Grid [pixels] on which the PSF and the local Jacobian are evaluated
+    and reused (`isrinject.draw.psf_cache`); ``<= 0`` evaluates both at each
+    source position."""
 
 
 @dataclasses.dataclass
@@ -206,8 +211,15 @@ def draw_source(
     sky_projection: Any,
     image_bbox: Box,
     settings: RenderSettings,
+    psf_cache: PsfCache | None = None,
 ) -> DrawnStamp:
     """Draw one source's noiseless model stamp, clipped to the image.
+
+    Point sources (``Star``/``DeltaFunction``) are drawn by shifting the PSF
+    kernel to the sub-pixel position in real space (GalSim's quintic
+    interpolation of the cached `galsim.InterpolatedImage`, no FFT) and
+    normalising the stamp to the source flux; every other profile is
+    FFT-convolved with the cached PSF profile.
 
     Parameters
     ----------
@@ -223,6 +235,9 @@ def draw_source(
         The visit image's bounding box.
     settings
         Drawing settings.
+    psf_cache
+        PSF/Jacobian cache to use; by default a module-level one keyed on
+        ``psf`` and ``sky_projection`` with ``settings.psf_cache_spacing``.
 
     Returns
     -------
@@ -232,19 +247,30 @@ def draw_source(
         NO_OVERLAP, PARTIAL_OVERLAP, DRAW_ERROR), never raised.
     """
     flags = InjectionFlag(0)
-    jacobian = local_jacobian(sky_projection, x, y)
+    if psf_cache is None:
+        psf_cache = cache_for(
+            psf, sky_projection, spacing=settings.psf_cache_spacing,
+            calib_flux_radius=settings.calib_flux_radius,
+            bounds=(image_bbox.x.min, image_bbox.x.max, image_bbox.y.min, image_bbox.y.max),
+        )
     try:
-        psf_model, fraction, kernel_size = psf_profile(psf, x, y, jacobian, settings.calib_flux_radius)
+        entry = psf_cache.get(x, y)
     except Exception:
         return DrawnStamp(None, None, 0, float("nan"), InjectionFlag.PSF_COMPUTE_ERROR)
+    jacobian = entry.jacobian
+    psf_model, kernel_size = entry.interpolated, entry.kernel_size
+    fraction = entry.fraction if psf_cache.calib_flux_radius == settings.calib_flux_radius else aperture_fraction(
+        entry.kernel, settings.calib_flux_radius
+    )
     total_flux = flux / fraction
     try:
-        profile = source_profile(row, total_flux, jacobian, settings)
+        is_point = canonical_source_type(row["source_type"]) == "DeltaFunction"
+        profile = None if is_point else source_profile(row, total_flux, jacobian, settings)
     except FileNotFoundError:
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.STAMP_MISSING)
     except (ValueError, TypeError, KeyError, galsim.GalSimError):
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.PARAM_BAD)
-    convolved = galsim.Convolve(profile, psf_model)
+    convolved = psf_model.withFlux(total_flux) if is_point else galsim.Convolve(profile, psf_model)
     requested = row.get("draw_size")
     try:
         if requested is not None and np.isfinite(requested) and requested > 0:
@@ -268,11 +294,18 @@ def draw_source(
     bounds = galsim.BoundsI(full_bbox.x.min, full_bbox.x.max, full_bbox.y.min, full_bbox.y.max)
     image = galsim.ImageD(bounds, wcs=jacobian)
     try:
+        # A lone InterpolatedImage is drawn in real space (no FFT).
         convolved.drawImage(image, offset=(x - ix, y - iy), method="no_pixel")
     except galsim.GalSimFFTSizeError:
         return DrawnStamp(None, None, draw_size, total_flux, flags | InjectionFlag.FFT_SIZE_ERROR)
     except galsim.GalSimError:
         return DrawnStamp(None, None, draw_size, total_flux, flags | InjectionFlag.DRAW_ERROR)
+    if is_point and draw_size >= kernel_size:
+        # Interpolation moves a little flux around; the full stamp holds the
+        # whole shifted kernel, so give it exactly the source's flux.
+        drawn = image.array.sum()
+        if np.isfinite(drawn) and drawn > 0:
+            image.array[...] *= total_flux / drawn
     model = image.array[bbox.slice_within(full_bbox).y, bbox.slice_within(full_bbox).x]
     return DrawnStamp(bbox, np.ascontiguousarray(model), draw_size, total_flux, flags)
 

@@ -1,0 +1,163 @@
+"""Per-region cache of the image PSF as GalSim objects.
+
+Evaluating the visit image's PSF (``compute_kernel_image``), building a
+`galsim.InterpolatedImage` of it (its ``maxk`` search) and the local
+Jacobian of the sky projection (three pixel→sky transforms) cost more than
+drawing a star.  `PsfCache` does each once per cell of a square grid of
+``spacing`` pixels and reuses the result for every source in the cell: the
+PSF and the Jacobian are evaluated at the cell centre (clipped to the image).
+
+Accuracy: the kernel is always normalised to unit sum and centred, so fluxes
+and centroids do not depend on ``spacing``; only the PSF *shape* and the
+local pixel scale are those of a point at most ``spacing/√2`` pixels away.
+Rubin PSF models (Piff) and sky projections vary on scales of hundreds to
+thousands of pixels, so the default 64 px changes nothing measurable;
+``spacing <= 0`` evaluates both exactly at every source (no reuse).
+"""
+
+from __future__ import annotations
+
+__all__ = ["PsfCache", "PsfEntry", "cache_for"]
+
+import dataclasses
+import math
+from collections import OrderedDict
+from typing import Any
+
+import galsim
+import numpy as np
+
+DEFAULT_SPACING: float = 64.0
+"""Default grid spacing [pixels] of `PsfCache`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PsfEntry:
+    """The PSF and local Jacobian at one cell centre."""
+
+    x: float
+    y: float
+    kernel: np.ndarray
+    """Unit-sum kernel image (odd sides, centred)."""
+    fraction: float
+    """Fraction of the kernel inside ``calib_flux_radius``."""
+    kernel_size: int
+    jacobian: galsim.JacobianWCS
+    interpolated: galsim.InterpolatedImage
+    """The kernel as a unit-flux profile in sky coordinates (maxk computed once)."""
+
+
+class PsfCache:
+    """PSF kernels, InterpolatedImages and Jacobians on a grid of cells.
+
+    Parameters
+    ----------
+    psf
+        The visit image's PSF (``compute_kernel_image(x=, y=)``).
+    sky_projection
+        The visit image's sky projection.
+    spacing
+        Cell side [pixels]; ``<= 0`` evaluates at each exact position.
+    calib_flux_radius
+        Aperture radius for `PsfEntry.fraction` (`None`: total flux).
+    bounds
+        ``(x_min, x_max, y_min, y_max)`` inclusive pixel bounds cell centres
+        are clipped to (the image), or `None`.
+    max_entries
+        Most cells kept (least recently used dropped first).
+    """
+
+    def __init__(
+        self,
+        psf: Any,
+        sky_projection: Any,
+        *,
+        spacing: float = DEFAULT_SPACING,
+        calib_flux_radius: float | None = None,
+        bounds: tuple[float, float, float, float] | None = None,
+        max_entries: int = 20000,
+    ) -> None:
+        self.psf = psf
+        self.sky_projection = sky_projection
+        self.spacing = float(spacing) if spacing and spacing > 0 else 0.0
+        self.calib_flux_radius = calib_flux_radius
+        self.bounds = bounds
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[float, float], PsfEntry] = OrderedDict()
+        self.evaluations = 0
+        """Number of PSF evaluations so far (a cache miss each)."""
+
+    def centre(self, x: float, y: float) -> tuple[float, float]:
+        """The point the PSF is evaluated at for a source at (x, y)."""
+        if self.spacing <= 0:
+            return float(x), float(y)
+        cx = (math.floor(x / self.spacing) + 0.5) * self.spacing
+        cy = (math.floor(y / self.spacing) + 0.5) * self.spacing
+        if self.bounds is not None:
+            x0, x1, y0, y1 = self.bounds
+            cx = min(max(cx, x0), x1)
+            cy = min(max(cy, y0), y1)
+        return cx, cy
+
+    def get(self, x: float, y: float) -> PsfEntry:
+        """The cached entry for a source at (x, y) (evaluated on a miss).
+
+        Raises
+        ------
+        ValueError
+            The PSF kernel has a non-positive or non-finite sum.
+        """
+        key = self.centre(x, y)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            return entry
+        entry = self._evaluate(*key)
+        self._entries[key] = entry
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return entry
+
+    def _evaluate(self, x: float, y: float) -> PsfEntry:
+        from .render import aperture_fraction, local_jacobian
+
+        self.evaluations += 1
+        kernel = np.array(self.psf.compute_kernel_image(x=x, y=y).array, dtype=np.float64)
+        total = kernel.sum()
+        if not np.isfinite(total) or total <= 0:
+            raise ValueError(f"PSF kernel at x={x:.1f}, y={y:.1f} has non-positive or non-finite sum {total!r}.")
+        kernel /= total
+        jacobian = local_jacobian(self.sky_projection, x, y)
+        interpolated = galsim.InterpolatedImage(galsim.Image(kernel, wcs=jacobian))
+        return PsfEntry(
+            x, y, kernel, aperture_fraction(kernel, self.calib_flux_radius), max(kernel.shape), jacobian,
+            interpolated,
+        )
+
+
+# Caches of the last few (psf, sky projection, settings): draw_source is called
+# once per source with the same visit image's objects.  Strong references are
+# kept, so an id() cannot be reused by another object while its entry lives.
+_CACHES: OrderedDict[tuple[int, int, float, float | None, Any], PsfCache] = OrderedDict()
+_MAX_CACHES = 4
+
+
+def cache_for(
+    psf: Any,
+    sky_projection: Any,
+    *,
+    spacing: float,
+    calib_flux_radius: float | None,
+    bounds: tuple[float, float, float, float] | None,
+) -> PsfCache:
+    """The module-level `PsfCache` for these objects (created on first use)."""
+    key = (id(psf), id(sky_projection), float(spacing), calib_flux_radius, bounds)
+    cache = _CACHES.get(key)
+    if cache is not None and cache.psf is psf and cache.sky_projection is sky_projection:
+        _CACHES.move_to_end(key)
+        return cache
+    cache = PsfCache(psf, sky_projection, spacing=spacing, calib_flux_radius=calib_flux_radius, bounds=bounds)
+    _CACHES[key] = cache
+    while len(_CACHES) > _MAX_CACHES:
+        _CACHES.popitem(last=False)
+    return cache
