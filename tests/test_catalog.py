@@ -515,3 +515,29 @@ def test_file_formats_round_trip(tmp_path: Path, extension: str) -> None:
     read = read_catalog(str(path))
     assert read["source_type"].tolist() == catalog["source_type"].tolist()
     assert check_catalog(standardize_columns(read)).ok
+
+
+def test_shape_checks_apply_only_to_types_that_use_them() -> None:
+    """A Star row of a mixed catalog may carry hlr = 0 / q = 0: not a problem."""
+    from isrinject.catalog import check_catalog
+    from isrinject.flags import InjectionFlag
+
+    table = Table(
+        {
+            "injection_id": [0, 1, 2],
+            "ra": [150.0, 150.001, 150.002],
+            "dec": [2.0, 2.0, 2.0],
+            "source_type": ["Star", "Sersic", "Trail"],
+            "mag": [20.0, 21.0, 22.0],
+            "n": [0.0, 1.0, 0.0],
+            "half_light_radius": [0.0, 0.0, 0.0],
+            "q": [0.0, 0.5, 0.0],
+            "beta": [0.0, 10.0, 30.0],
+            "trail_length": [0.0, 0.0, 12.0],
+        }
+    )
+    report = check_catalog(table)
+    assert report.flags[0] == 0
+    assert report.flags[1] == InjectionFlag.PARAM_BAD
+    assert report.flags[2] == 0
+    assert any("half_light_radius" in str(problem) and "[1]" in str(problem) for problem in report.problems)

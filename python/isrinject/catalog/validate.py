@@ -24,11 +24,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import galsim
 import numpy as np
 from astropy.table import Table
 
 from ..draw.profiles import (
     GALSIM_SOURCE_TYPES,
+    SHEAR_PARAMETERS,
     SERSIC_N_RANGE,
     canonical_source_type,
     profile_parameters,
@@ -222,6 +224,29 @@ class _Checker:
         self.add(column, flag, rows, f"{what} (values: {_quote(distinct)})")
 
 
+def _uses_parameter(source_types: np.ndarray, name: str) -> np.ndarray:
+    """Rows whose (canonical) source type takes the column ``name``.
+
+    GalSim constructor parameters count for their class; shear columns
+    (``q``, ``beta``, ...) for every extended profile; ``beta`` also for
+    Trail; unknown types are not checked here (they are TYPE_UNKNOWN).
+    """
+    uses = np.zeros(len(source_types), dtype=bool)
+    for source_type in set(source_types.tolist()):
+        rows = source_types == source_type
+        if source_type in GALSIM_SOURCE_TYPES:
+            gs_class = getattr(galsim, source_type)
+            parameters = {*getattr(gs_class, "_req_params", {}), *getattr(gs_class, "_opt_params", {})}
+            for group in getattr(gs_class, "_single_params", ()):
+                parameters |= set(group)
+            if source_type != "DeltaFunction":
+                parameters |= set(SHEAR_PARAMETERS)
+            uses[rows] = name in parameters
+        elif source_type == "Trail":
+            uses[rows] = name in ("beta", "trail_length")
+    return uses
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float | np.floating):
         return f"{float(value):g}"
@@ -391,15 +416,20 @@ def check_catalog(
         )
 
     # Shape parameter values.
+    # Shape parameter values, checked only on rows whose source type uses
+    # them (a Star row may carry half_light_radius = 0 from a mixed catalog).
+    types = canonical.astype(str)
     if "q" in colnames:
         q, present, numeric = _float_values(catalog, "q")
+        present &= _uses_parameter(types, "q")
         with np.errstate(invalid="ignore"):
-            bad = (present & ~((q > 0) & (q <= 1))) | ~numeric
+            bad = (present & ~((q > 0) & (q <= 1))) | (~numeric & _uses_parameter(types, "q"))
         check.add_values("q", InjectionFlag.PARAM_BAD, bad, q, "axis ratio q must be in (0, 1]")
     if "half_light_radius" in colnames:
         hlr, present, numeric = _float_values(catalog, "half_light_radius")
+        uses = _uses_parameter(types, "half_light_radius")
         with np.errstate(invalid="ignore"):
-            bad = (present & ~((hlr > 0) & np.isfinite(hlr))) | ~numeric
+            bad = (present & uses & ~((hlr > 0) & np.isfinite(hlr))) | (~numeric & uses)
         check.add_values(
             "half_light_radius",
             InjectionFlag.PARAM_BAD,
@@ -410,7 +440,8 @@ def check_catalog(
     for name in ("beta", "n"):
         if name in colnames:
             values, present, numeric = _float_values(catalog, name)
-            bad = (present & ~np.isfinite(values)) | ~numeric
+            uses = _uses_parameter(types, name)
+            bad = (present & uses & ~np.isfinite(values)) | (~numeric & uses)
             check.add_values(name, InjectionFlag.PARAM_BAD, bad, values, f"{name} must be finite")
 
     # Sersic index range.
