@@ -1,0 +1,328 @@
+"""Build the demo's butler repository from the ISR simulator.
+
+One visit per band (at different times) and detector images from
+`isrinject.sim.simulate_exposure`; per band × detector two flats (an older
+and a newer one) certified with consecutive validity ranges so that the
+visits fall into both; the illumination correction when enabled; an
+injection catalog of stars and Sersic galaxies on the detectors'
+footprints, ingested as ``injection_catalog`` (htm7 × band); and a CHAINED
+input collection over all of it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DemoRepo", "build_demo_repo", "load_demo_repo", "magnitude_range"]
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from astropy.table import Table, vstack
+from astropy.time import Time, TimeDelta
+from lsst.images import XY, Image, MaskedImage
+
+from ..catalog import ingest_injection_catalog
+from ..sim import BAND_PARAMETERS, make_flat, photometric_scaling_njy_per_electron, simulate_exposure
+from ..sim.camera import COMCAM_FULL_WELL_ELECTRONS, amplifier_boxes
+from .repo import (
+    RepoLayout,
+    certify_calibration,
+    create_repo,
+    detector_region,
+    put_visit_image,
+    register_dataset_types,
+    register_instrument,
+    register_visit,
+    set_input_chain,
+)
+
+#: Start of the older flats' validity range.
+EPOCH_START = Time("2026-03-01T00:00:00", scale="tai")
+#: Pixel scale of the simulated detectors [arcsec].
+PIXEL_SCALE_ARCSEC = 0.2
+#: Pointing of the demo field (RA, Dec) [deg].
+FIELD_CENTER = (150.0, 2.0)
+#: Exposure time [s].
+EXPOSURE_TIME_S = 30.0
+
+
+@dataclasses.dataclass
+class DemoRepo:
+    """What `build_demo_repo` made (enough to run and evaluate the demo)."""
+
+    root: Path
+    """Repository root."""
+    layout: RepoLayout
+    """Collection names (``layout.inputs`` is the CHAINED input collection)."""
+    bands: tuple[str, ...]
+    detectors: tuple[int, ...]
+    shape: tuple[int, int]
+    units: str
+    do_illumination_correction: bool
+    visits: dict[str, int]
+    """band → visit ID."""
+    visit_begin: dict[str, Time]
+    """band → visit start (TAI)."""
+    physical_filters: dict[str, str]
+    """band → physical_filter."""
+    flat_switch: Time
+    """End of the older flats' validity, start of the newer ones'."""
+    flat_runs: dict[str, str]
+    """``"old"``/``"new"`` → RUN holding those flats."""
+    catalog: Table
+    """The injection catalog of every band (column ``band``)."""
+
+    def save(self) -> None:
+        """Write ``demo.json`` and ``demo_catalog.ecsv`` into the repository root."""
+        meta = {
+            "layout": dataclasses.asdict(self.layout), "bands": list(self.bands),
+            "detectors": list(self.detectors), "shape": list(self.shape), "units": self.units,
+            "do_illumination_correction": self.do_illumination_correction, "visits": self.visits,
+            "visit_begin": {b: t.isot for b, t in self.visit_begin.items()},
+            "physical_filters": self.physical_filters, "flat_switch": self.flat_switch.isot,
+            "flat_runs": self.flat_runs,
+        }
+        (self.root / "demo.json").write_text(json.dumps(meta, indent=1))
+        self.catalog.write(self.root / "demo_catalog.ecsv", overwrite=True)
+
+    def flat_epoch(self, band: str) -> str:
+        """``"old"`` or ``"new"``: the flat certified at the band's visit time."""
+        return "old" if self.visit_begin[band] < self.flat_switch else "new"
+
+
+def load_demo_repo(root: str | os.PathLike[str]) -> DemoRepo:
+    """Reload the `DemoRepo` description saved by `build_demo_repo`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` holds no demo repository.
+    """
+    root = Path(root)
+    meta_path = root / "demo.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{root} is not a demo repository (no demo.json).")
+    meta = json.loads(meta_path.read_text())
+    return DemoRepo(
+        root=root, layout=RepoLayout(**meta["layout"]), bands=tuple(meta["bands"]),
+        detectors=tuple(meta["detectors"]), shape=tuple(meta["shape"]), units=meta["units"],
+        do_illumination_correction=meta["do_illumination_correction"],
+        visits={b: int(v) for b, v in meta["visits"].items()},
+        visit_begin={b: Time(t, scale="tai") for b, t in meta["visit_begin"].items()},
+        physical_filters=meta["physical_filters"], flat_switch=Time(meta["flat_switch"], scale="tai"),
+        flat_runs=meta["flat_runs"], catalog=Table.read(root / "demo_catalog.ecsv"),
+    )
+
+
+def magnitude_range(band: str, *, faint_snr: float = 10.0, bright_fill: float = 0.5) -> tuple[float, float]:
+    """AB magnitudes of injected stars from sky-limited to bright-but-unsaturated.
+
+    With ``c0`` [nJy/e⁻] the photometric scaling, ``s`` the sky [e⁻/pixel]
+    and σ the PSF width [pixels], a star of ``F`` e⁻ has a peak pixel of
+    ``F/(2πσ²)`` e⁻ and, in an optimal aperture of ``4πσ²`` pixels,
+    S/N ≈ ``F/√(F + 4πσ²·s)``.  The faint end has S/N = ``faint_snr``; the
+    bright end fills ``bright_fill`` of the full well at the peak (the flat
+    is ≤ 1.1 so the peak stays unsaturated).
+
+    Returns
+    -------
+    bright, faint
+        Magnitude limits (bright < faint).
+    """
+    params = BAND_PARAMETERS[band]
+    c0 = photometric_scaling_njy_per_electron(band, EXPOSURE_TIME_S)
+    sigma = params.psf_fwhm_arcsec / (2 * math.sqrt(2 * math.log(2))) / PIXEL_SCALE_ARCSEC
+    area = 4 * math.pi * sigma**2
+    # F²/(F + A s) = k²  →  F = (k² + √(k⁴ + 4k²As))/2.
+    k2 = faint_snr**2
+    faint_e = (k2 + math.sqrt(k2**2 + 4 * k2 * area * params.sky_electrons)) / 2
+    bright_e = (bright_fill * COMCAM_FULL_WELL_ELECTRONS - params.sky_electrons) * 2 * math.pi * sigma**2
+
+    def mag(electrons: float) -> float:
+        return 31.4 - 2.5 * math.log10(electrons * c0)
+
+    return mag(bright_e), mag(faint_e)
+
+
+def _visit_times(bands: Sequence[str]) -> tuple[dict[str, Time], Time]:
+    """One visit every 2 days; the flat switch halfway through the visits."""
+    begin = {band: EPOCH_START + TimeDelta(2 * 86400 * (i + 1), format="sec") for i, band in enumerate(bands)}
+    n_old = max((len(bands) + 1) // 2, 1)
+    switch = EPOCH_START + TimeDelta(2 * 86400 * n_old + 86400, format="sec")
+    return begin, switch
+
+
+def _detector_center(detector: int, shape: tuple[int, int], index: int) -> tuple[float, float]:
+    """Detectors side by side in RA, 5 % apart."""
+    width_deg = shape[1] * PIXEL_SCALE_ARCSEC / 3600.0 * 1.05
+    ra = FIELD_CENTER[0] + index * width_deg / math.cos(math.radians(FIELD_CENTER[1]))
+    return ra, FIELD_CENTER[1]
+
+
+def _sources(
+    rng: np.random.Generator, n: int, source_types: Sequence[str], shape: tuple[int, int], margin: float
+) -> Table:
+    """Pixel positions, types, shapes and a magnitude quantile per source."""
+    ny, nx = shape
+    kinds = [source_types[i % len(source_types)] for i in range(n)]
+    return Table(
+        {
+            "x": rng.uniform(margin, nx - 1 - margin, n),
+            "y": rng.uniform(margin, ny - 1 - margin, n),
+            "source_type": kinds,
+            "quantile": rng.uniform(0, 1, n),
+            "n": rng.uniform(0.8, 3.0, n),
+            "half_light_radius": rng.uniform(0.4, 1.5, n),
+            "q": rng.uniform(0.4, 1.0, n),
+            "beta": rng.uniform(0.0, 180.0, n),
+        }
+    )
+
+
+def build_demo_repo(
+    root: str | os.PathLike[str],
+    *,
+    bands: Sequence[str] = ("u", "g", "r", "i", "z", "y"),
+    detectors: Sequence[int] = (0, 1),
+    shape: tuple[int, int] = (256, 256),
+    units: Literal["nJy", "electron"] = "nJy",
+    do_illumination_correction: bool = False,
+    n_sources: int = 20,
+    source_types: Sequence[str] = ("Star", "Sersic"),
+    seed: int = 0,
+    layout: RepoLayout | None = None,
+) -> DemoRepo:
+    """Create a local SQLite repository with simulated visits, flats and an injection catalog.
+
+    Parameters
+    ----------
+    root
+        New (or empty) directory for the repository.
+    bands
+        One visit per band, 2 days apart in this order.
+    detectors
+        Detector IDs (side by side on the sky).
+    shape
+        ``(ny, nx)`` of every detector.
+    units
+        ``"nJy"`` (calibrated) or ``"electron"`` visit images.
+    do_illumination_correction
+        Simulate an illumination correction R and certify it as
+        ``illuminationCorrection``.
+    n_sources
+        Injected sources per detector and band (same positions in every band;
+        magnitudes from `magnitude_range` of each band).
+    source_types
+        Cycled over the sources (``Star``, ``Sersic``, …).
+    seed
+        Seeds flats, scenes, noise and the catalog.
+    layout
+        Collection names (default `RepoLayout`).
+
+    Returns
+    -------
+    demo
+        `DemoRepo`.
+
+    Raises
+    ------
+    FileExistsError
+        If ``root`` exists and is not empty.
+    """
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} exists and is not empty; choose a new repository directory.")
+    unknown = [b for b in bands if b not in BAND_PARAMETERS]
+    if unknown:
+        raise ValueError(f"Unknown band(s) {unknown}; expected some of {sorted(BAND_PARAMETERS)}.")
+    if not bands or not detectors:
+        raise ValueError("Need at least one band and one detector.")
+    layout = layout or RepoLayout()
+    bands, detectors = tuple(bands), tuple(int(d) for d in detectors)
+    shape = (int(shape[0]), int(shape[1]))
+    root.mkdir(parents=True, exist_ok=True)
+    butler = create_repo(str(root))
+    filters = register_instrument(butler, layout.instrument, bands=bands, detectors=detectors)
+    register_dataset_types(butler)
+    begin, switch = _visit_times(bands)
+    flat_runs = {"old": f"{layout.calib_run}/flat-old", "new": f"{layout.calib_run}/flat-new"}
+    ranges = {"old": (EPOCH_START, switch), "new": (switch, None)}
+    seeds = np.random.SeedSequence(seed)
+    rng_catalog = np.random.default_rng(seeds.spawn(1)[0])
+    positions = {d: _sources(rng_catalog, n_sources, source_types, shape, margin=12.0) for d in detectors}
+    amp_boxes = amplifier_boxes(shape)
+    visits = {band: 1000 + 10 * i for i, band in enumerate(bands)}
+    catalogs = []
+    for b_index, band in enumerate(bands):
+        bright, faint = magnitude_range(band)
+        sims = {}
+        regions = {}
+        for d_index, detector in enumerate(detectors):
+            child = np.random.SeedSequence([seed, b_index, detector])
+            flat_seed, sim_seed = (int(s.generate_state(1)[0]) for s in child.spawn(2))
+            rng_flat = np.random.default_rng(flat_seed)
+            flats = {epoch: make_flat(shape, band=band, amp_boxes=amp_boxes, rng=rng_flat) for epoch in ("old", "new")}
+            epoch = "old" if begin[band] < switch else "new"
+            sim = simulate_exposure(
+                band=band, visit=visits[band], detector=detector, shape=shape, seed=sim_seed, units=units,
+                do_illumination_correction=do_illumination_correction, instrument=layout.instrument,
+                flat=flats[epoch], obs_time=begin[band], exposure_time_s=EXPOSURE_TIME_S,
+                pixel_scale_arcsec=PIXEL_SCALE_ARCSEC, ra_dec_center=_detector_center(detector, shape, d_index),
+            )
+            sims[detector] = sim
+            vi = sim.visit_image
+            regions[detector] = detector_region(vi.sky_projection, vi.bbox)
+            data_id = {"instrument": layout.instrument, "detector": detector, "physical_filter": filters[band]}
+            for name, (f, var_f) in flats.items():
+                flat_image = MaskedImage(
+                    Image(f.astype(np.float32), bbox=vi.bbox), variance=Image(var_f.astype(np.float32), bbox=vi.bbox),
+                    mask_schema=sim.flat.mask.schema,
+                )
+                certify_calibration(
+                    butler, "flat", flat_image, data_id=data_id, run=flat_runs[name],
+                    calib_collection=layout.calib_collection, begin=ranges[name][0], end=ranges[name][1],
+                )
+            if do_illumination_correction:
+                certify_calibration(
+                    butler, "illuminationCorrection",
+                    Image(sim.illumination.astype(np.float32), bbox=vi.bbox), data_id=data_id,
+                    run=f"{layout.calib_run}/illumination/{band}", calib_collection=layout.calib_collection,
+                    begin=None, end=None,
+                )
+            # Sources of this detector on the sky, with this band's magnitudes.
+            table = positions[detector].copy()
+            sky = vi.sky_projection.pixel_to_sky(XY(x=np.asarray(table["x"]), y=np.asarray(table["y"])))
+            table["ra"], table["dec"] = sky.ra.deg, sky.dec.deg
+            table["mag"] = bright + (faint - bright) * np.asarray(table["quantile"])
+            table["injection_id"] = detector * 100_000 + np.arange(len(table))
+            table["band"] = band
+            table.remove_columns(["x", "y", "quantile"])
+            catalogs.append(table)
+        register_visit(
+            butler, layout.instrument, visit=visits[band], physical_filter=filters[band], begin=begin[band],
+            end=begin[band] + TimeDelta(EXPOSURE_TIME_S, format="sec"), detector_regions=regions,
+            exposure_time=EXPOSURE_TIME_S,
+        )
+        for detector, sim in sims.items():
+            put_visit_image(butler, sim.visit_image, instrument=layout.instrument, visit=visits[band],
+                            detector=detector, run=layout.raw_run)
+    catalog = vstack(catalogs)
+    order = ["injection_id", "ra", "dec", "source_type", "mag", "n", "half_light_radius", "q", "beta", "band"]
+    catalog = catalog[order]
+    for band in bands:
+        rows = catalog[catalog["band"] == band]
+        rows.remove_column("band")
+        ingest_injection_catalog(butler, rows, band, layout.catalog_run)
+    set_input_chain(butler, layout.inputs, [layout.raw_run, layout.calib_collection, layout.catalog_run])
+    demo = DemoRepo(
+        root=root, layout=layout, bands=bands, detectors=detectors, shape=shape, units=units,
+        do_illumination_correction=do_illumination_correction, visits=visits, visit_begin=begin,
+        physical_filters=filters, flat_switch=switch, flat_runs=flat_runs, catalog=catalog,
+    )
+    demo.save()
+    return demo
