@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from astropy.table import Table
+from astropy.table import Table, vstack
 from astropy.time import Time, TimeDelta
 from lsst.daf.butler import Butler
 
 from isrinject.catalog import ingest_injection_catalog
+from isrinject.flags import FATAL_FLAGS
 from isrinject.demo.repo import (
     RepoLayout,
     certify_calibration,
@@ -66,10 +67,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, np.n
         {"injection_id": [1, 2], "source_type": ["Star", "Sersic"], "mag": [19.0, 20.0],
          "n": [1.0, 1.5], "half_light_radius": [0.0, 0.8], "q": [1.0, 0.6], "beta": [0.0, 45.0]}
     )
+    catalogs = []
     for visit, begin in VISITS.items():
+        # Different pointings, so each visit receives only its own two sources.
         sim = simulate_exposure(
             band=BAND, visit=visit, detector=DETECTOR, shape=SHAPE, seed=visit, instrument=layout.instrument,
-            flat=flats[visit], obs_time=begin,
+            flat=flats[visit], obs_time=begin, ra_dec_center=(150.0 + (visit // 101 - 1) * 0.5, 2.0),
         )
         vi = sim.visit_image
         register_visit(
@@ -89,7 +92,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, np.n
         table = sources.copy()
         table["injection_id"] = table["injection_id"] + visit * 10
         table["ra"], table["dec"] = sky.ra.deg, sky.dec.deg
-        ingest_injection_catalog(butler, table, BAND, layout.catalog_run)
+        catalogs.append(table)
+    ingest_injection_catalog(butler, vstack(catalogs), BAND, layout.catalog_run)
     set_input_chain(butler, layout.inputs, [layout.raw_run, layout.calib_collection, layout.catalog_run])
     set_input_chain(butler, "no_flats", [layout.raw_run, layout.catalog_run])
     return root, {visit: flats[visit][0] for visit in VISITS}
@@ -131,3 +135,27 @@ def test_missing_flat_fails_at_graph_build(repo) -> None:
     assert result.returncode != 0
     message = result.stderr + result.stdout
     assert "flat" in message and "Not enough datasets" in message, message[-3000:]
+
+
+def test_generate_ingest_run_with_no_hand_editing(repo) -> None:
+    """`isrinject generate-catalog` over a visit footprint → repo → pipetask."""
+    root, _ = repo
+    isrinject = Path(sys.executable).parent / "isrinject"
+    generate = subprocess.run(
+        [str(isrinject), "generate-catalog", "-b", str(root), "--visits", "101", "--instrument",
+         RepoLayout.instrument, "-n", "3", "-m", "18", "21", "-p", "source_type", "Star", "Exponential",
+         "-p", "half_light_radius", "0.5", "--seed", "3", "--band", BAND, "--run", "u/test/generated"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert generate.returncode == 0, generate.stderr[-2000:]
+    inputs = f"{RepoLayout.raw_run},{RepoLayout.calib_collection},u/test/generated"
+    result = _pipetask(root, inputs, "u/test/generated_out", "-d", "visit=101")
+    assert result.returncode == 0, result.stderr[-3000:]
+    butler = Butler.from_config(str(root), collections="u/test/generated_out")
+    catalog = butler.get("injected_visit_image_catalog", instrument=RepoLayout.instrument, visit=101,
+                         detector=DETECTOR)
+    assert len(catalog) == 6
+    # Sources near the footprint edge may be PARTIAL_OVERLAP, but all are injected.
+    assert np.all((np.asarray(catalog["injection_flag"]) & int(FATAL_FLAGS)) == 0)
+    assert np.all(np.isfinite(catalog["injection_flux"]))
+    assert set(catalog["source_type"]) == {"Star", "Exponential"}
