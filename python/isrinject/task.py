@@ -355,13 +355,14 @@ def _data_id_of(visit_image: VisitImage) -> tuple[int, int]:
 
 
 def _calibration_cutout(
-    obj: Any, image_bbox: Box, what: str, log: logging.Logger | Any
+    obj: Any, image_bbox: Box, what: str, log: logging.Logger | Any, where: str = ""
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The calibration's planes on the image bbox (error if it does not cover it)."""
     bbox, image, variance = _as_masked_image(obj, what)
     if not bbox.contains(image_bbox):
         raise ValueError(
-            f"The {what} bounding box {bbox} does not cover the visit image bounding box {image_bbox}."
+            f"The {what} bounding box {bbox} does not cover the visit image bounding box {image_bbox}"
+            f"{' of ' + where if where else ''}."
         )
     sl = image_bbox.slice_within(bbox)
     image = np.asarray(image[sl.y, sl.x], dtype=np.float64)
@@ -490,25 +491,37 @@ def inject_sources(
     butler).  ``catalog`` is the output of `isrinject.catalog.compose_catalog`.
     """
     bbox = visit_image.bbox
-    flat_image, flat_variance = _calibration_cutout(flat, bbox, "flat", log)
+    detector_id = visit_image.detector.id if visit_image.detector is not None else None
+    where = f"visit {visit_id}, detector {detector_id}"
+    if visit_image.sky_projection is None:
+        raise CalibrationError(f"The visit image of {where} has no sky projection (WCS): sources cannot be placed.")
+    flat_image, flat_variance = _calibration_cutout(flat, bbox, "flat", log, where)
     if flat_variance is not None and (
         not np.any(np.isfinite(flat_variance)) or np.all(flat_variance == 1.0)
     ):
         # lsst.images fills a missing variance plane with 1.0.
         flat_variance = None
     if flat_variance is None and config.include_flat_variance:
-        log.warning("The flat has no variance plane; the flat-variance term of ΔV is skipped.")
+        log.warning("The flat of %s has no variance plane; the flat-variance term of ΔV is skipped.", where)
     if not config.include_flat_variance:
         flat_variance = None
     illum_image = None
     if illumination is not None:
-        illum_image, _ = _calibration_cutout(illumination, bbox, "illumination correction", log)
+        illum_image, _ = _calibration_cutout(illumination, bbox, "illumination correction", log, where)
     elif config.do_illumination_correction:
         raise ValueError(
             "do_illumination_correction=True but no illumination correction was given for "
             f"visit {visit_id}, detector {visit_image.detector.id}."
         )
-    calibration = _build_calibration(visit_image, config, flat_image, illum_image, log)
+    try:
+        calibration = _build_calibration(visit_image, config, flat_image, illum_image, log)
+    except CalibrationError as err:
+        raise CalibrationError(f"{where}: {err}") from err
+    try:
+        psf = visit_image.psf
+    except Exception as err:  # an unreadable PSF is an ArchiveReadError stored in the image
+        log.warning("The PSF of %s is unusable (%s); every source is flagged PSF_COMPUTE_ERROR.", where, err)
+        psf = None
 
     # --- catalog: standardise, select, locate, check ------------------------
     centre_wcs = local_jacobian(visit_image.sky_projection, bbox.x.center, bbox.y.center)
@@ -519,14 +532,24 @@ def inject_sources(
         selected = np.asarray(eval(config.selection.format(visit=visit_id), {"__builtins__": {}}, namespace))
         log.info("Selection kept %d of %d sources.", int(np.sum(selected)), len(catalog))
         catalog = catalog[selected.astype(bool)]
+    if not ({"ra", "dec"} <= set(catalog.colnames) or {"x", "y"} <= set(catalog.colnames)):
+        log.warning(
+            "The injection catalog for %s has no position columns (need 'ra' and 'dec' or 'x' and 'y'); "
+            "every source is flagged POSITION_BAD.", where,
+        )
     catalog = _add_pixel_positions(catalog, visit_image)
+    x_all = np.asarray(catalog["x"], dtype=float)
+    y_all = np.asarray(catalog["y"], dtype=float)
+    located = np.isfinite(x_all) & np.isfinite(y_all)
     inside = bbox.dilated_by(config.trim_padding).contains(
-        x=np.nan_to_num(np.asarray(catalog["x"], dtype=float), nan=-1e30),
-        y=np.nan_to_num(np.asarray(catalog["y"], dtype=float), nan=-1e30),
+        x=np.nan_to_num(x_all, nan=-1e30, posinf=-1e30, neginf=-1e30),
+        y=np.nan_to_num(y_all, nan=-1e30, posinf=-1e30, neginf=-1e30),
     )
-    if np.any(~inside):
-        log.info("Dropping %d sources centred outside the image padded by %d px.", int(np.sum(~inside)), config.trim_padding)
-    catalog = catalog[inside | ~np.isfinite(np.asarray(catalog["x"], dtype=float))]
+    dropped = located & ~inside
+    if np.any(dropped):
+        log.info("Dropping %d sources centred outside the image padded by %d px.", int(np.sum(dropped)), config.trim_padding)
+    # Rows without a usable position are kept (flagged POSITION_BAD by check_catalog).
+    catalog = catalog[~dropped]
     report = check_catalog(catalog, max_draw_size=config.max_draw_size, stamp_prefix=config.stamp_prefix)
     for problem in report.problems:
         log.warning("Injection catalog: %s", problem)
@@ -563,6 +586,9 @@ def inject_sources(
     colnames = catalog.colnames
     for i, row in enumerate(catalog):
         x, y = float(row["x"]), float(row["y"])
+        if not (np.isfinite(x) and np.isfinite(y)):
+            flags[i] |= InjectionFlag.POSITION_BAD
+            continue
         ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
         if bbox.contains(x=ix, y=iy):
             local = (iy - bbox.y.start, ix - bbox.x.start)
@@ -574,14 +600,19 @@ def inject_sources(
             continue
         values = _row_values(row, colnames)
         try:
-            flux_njy = float((values["mag"] * u.ABmag).to_value(u.nJy))
+            flux_njy = float((float(values["mag"]) * u.ABmag).to_value(u.nJy))
             flux_image = flux_njy * calibration.image_units_per_njy_at(x, y)
-        except (CalibrationError, ValueError, TypeError) as err:
+            if not (np.isfinite(flux_image) and flux_image > 0):
+                raise ValueError(f"flux {flux_image!r} in image units is not positive and finite")
+        except (CalibrationError, ValueError, TypeError, KeyError, u.UnitsError) as err:
             log.warning("Source %s: cannot convert mag %r to image units (%s).", row["injection_id"], values.get("mag"), err)
             flags[i] |= InjectionFlag.MAG_BAD
             continue
+        if psf is None:
+            flags[i] |= InjectionFlag.PSF_COMPUTE_ERROR
+            continue
         stamp = draw_source(
-            values, x=x, y=y, flux=flux_image, psf=visit_image.psf,
+            values, x=x, y=y, flux=flux_image, psf=psf,
             sky_projection=visit_image.sky_projection, image_bbox=bbox, settings=settings,
         )
         flags[i] |= int(stamp.flags)
@@ -672,7 +703,8 @@ def _add_pixel_positions(catalog: Table, visit_image: VisitImage) -> Table:
         dec = np.ma.filled(np.ma.asarray(catalog["dec"], dtype=float), np.nan)
         x = np.full(n_rows, np.nan)
         y = np.full(n_rows, np.nan)
-        finite = np.isfinite(ra) & np.isfinite(dec)
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0)
         if np.any(finite):
             x[finite], y[finite] = sky_to_pixel(visit_image.sky_projection, ra[finite], dec[finite])
         catalog["x"] = x
