@@ -1,0 +1,39 @@
+"""A ctrl_bps_parsl site that runs jobs in a parsl ThreadPoolExecutor.
+
+ctrl_bps_parsl ships a ``local`` site (HighThroughputExecutor, used by
+``local_htex.yaml``) but no thread-pool one.  Threads are the cheapest way
+to run a small workflow on one machine: no interchange or worker processes
+to start (each job is still its own ``pipetask run-qbb`` process, run by
+bash).  Put this directory on ``PYTHONPATH`` for ``bps submit``::
+
+    PYTHONPATH=$ISRINJECT_DIR/bps:$PYTHONPATH bps submit bps/local_threads.yaml
+
+Site settings: ``site.<computeSite>.cores`` (int, number of threads).
+"""
+
+from __future__ import annotations
+
+__all__ = ["LocalThreads"]
+
+from typing import Any
+
+from lsst.ctrl.bps.parsl.configuration import get_bps_config_value
+from lsst.ctrl.bps.parsl.site import SiteConfig
+from parsl.executors import ThreadPoolExecutor
+from parsl.executors.base import ParslExecutor
+
+
+class LocalThreads(SiteConfig):
+    """Run every job on this machine with ``cores`` threads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # A ThreadPoolExecutor accepts no resource specification.
+        kwargs["resource_list"] = []
+        super().__init__(*args, **kwargs)
+
+    def get_executors(self) -> list[ParslExecutor]:
+        cores = get_bps_config_value(self.site, "cores", int, required=True)
+        return [ThreadPoolExecutor(label="threads", max_threads=cores)]
+
+    def select_executor(self, job: Any) -> str:
+        return "threads"

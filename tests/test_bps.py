@@ -1,0 +1,134 @@
+"""BPS end to end: ``bps submit bps/local_threads.yaml`` (ctrl_bps_parsl) on a
+temporary demo-style repository with 4 visits × 2 detectors (8 quanta)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.table import Table, vstack
+from astropy.time import Time, TimeDelta
+
+from isrinject.catalog import ingest_injection_catalog
+from isrinject.flags import FATAL_FLAGS
+from isrinject.demo.repo import (
+    RepoLayout,
+    certify_calibration,
+    detector_region,
+    put_visit_image,
+    register_dataset_types,
+    register_instrument,
+    register_visit,
+    set_input_chain,
+)
+from isrinject.sim import simulate_exposure
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SHAPE = (128, 128)
+BAND = "r"
+VISITS = (301, 302, 303, 304)
+DETECTORS = (1, 2)
+T0 = Time("2026-04-01T00:00:00", scale="tai")
+
+
+def populate_repo(butler, *, visits=VISITS, detectors=DETECTORS, shape=SHAPE) -> list[tuple[int, int]]:
+    """Fill an empty writeable butler with visit images, certified flats and
+    a catalog of two sources per visit+detector; return the (visit, detector)
+    pairs.  Shared by test_postgres.py."""
+    from lsst.images import XY
+
+    layout = RepoLayout()
+    filters = register_instrument(butler, layout.instrument, bands=[BAND], detectors=list(detectors))
+    register_dataset_types(butler)
+    tables = []
+    flats_done: set[int] = set()
+    for k, visit in enumerate(visits):
+        begin = T0 + TimeDelta(3600 * k, format="sec")
+        regions = {}
+        sims = {}
+        for detector in detectors:
+            # Each detector looks at its own patch of sky.
+            centre = (150.0 + 0.05 * detector, 2.0)
+            sim = simulate_exposure(
+                band=BAND, visit=visit, detector=detector, shape=shape, seed=visit * 10 + detector,
+                instrument=layout.instrument, obs_time=begin, ra_dec_center=centre,
+                n_background_stars=3, n_background_galaxies=2,
+            )
+            vi = sim.visit_image
+            regions[detector] = detector_region(vi.sky_projection, vi.bbox)
+            sims[detector] = sim
+            if detector not in flats_done:
+                certify_calibration(
+                    butler, "flat", sim.flat,
+                    data_id={"instrument": layout.instrument, "detector": detector,
+                             "physical_filter": filters[BAND]},
+                    run=layout.calib_run, calib_collection=layout.calib_collection, begin=T0, end=None,
+                )
+                flats_done.add(detector)
+            if k == 0:
+                sky = vi.sky_projection.pixel_to_sky(XY(x=np.array([40.0, 90.0]), y=np.array([60.0, 70.0])))
+                tables.append(Table({
+                    "injection_id": [detector * 10 + 1, detector * 10 + 2],
+                    "source_type": ["Star", "Sersic"], "mag": [19.0, 20.0], "n": [1.0, 1.5],
+                    "half_light_radius": [0.0, 0.8], "q": [1.0, 0.6], "beta": [0.0, 45.0],
+                    "ra": sky.ra.deg, "dec": sky.dec.deg,
+                }))
+        register_visit(butler, layout.instrument, visit=visit, physical_filter=filters[BAND], begin=begin,
+                       end=begin + TimeDelta(30, format="sec"), detector_regions=regions)
+        for detector, sim in sims.items():
+            put_visit_image(butler, sim.visit_image, instrument=layout.instrument, visit=visit,
+                            detector=detector, run=layout.raw_run)
+    ingest_injection_catalog(butler, vstack(tables), BAND, layout.catalog_run)
+    set_input_chain(butler, layout.inputs, [layout.raw_run, layout.calib_collection, layout.catalog_run])
+    return [(v, d) for v in visits for d in detectors]
+
+
+def check_outputs(butler, pairs, collection: str) -> None:
+    for visit, detector in pairs:
+        data_id = {"instrument": RepoLayout.instrument, "visit": visit, "detector": detector}
+        catalog = butler.get("injected_visit_image_catalog", data_id, collections=collection)
+        assert len(catalog) == 2, catalog
+        assert np.all((np.asarray(catalog["injection_flag"]) & int(FATAL_FLAGS)) == 0), catalog
+        image = butler.get("injected_visit_image", data_id, collections=collection)
+        assert image.mask.get("INJECTED").sum() > 0
+
+
+def bps_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "bps"), str(ROOT / "python"),
+                                                      env.get("PYTHONPATH", "")]))
+    env["ISRINJECT_DIR"] = str(ROOT)
+    env.setdefault("USER", "isrinject")
+    return env
+
+
+@pytest.mark.parametrize("site", ["local_threads"])
+def test_bps_submit_runs_every_quantum(tmp_path: Path, site: str) -> None:
+    from lsst.daf.butler import Butler
+
+    root = tmp_path / "repo"
+    Butler.makeRepo(str(root))
+    butler = Butler.from_config(str(root), writeable=True)
+    pairs = populate_repo(butler)
+    assert len(pairs) >= 8
+    output = "u/test/bps"
+    start = time.monotonic()
+    result = subprocess.run(
+        [str(BIN / "bps"), "submit", str(ROOT / "bps" / f"{site}.yaml"), "-b", str(root),
+         "-i", RepoLayout.inputs, "-o", output],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=bps_environment(),
+    )
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
+    butler = Butler.from_config(str(root))
+    check_outputs(butler, pairs, output)
+    print(f"bps submit {site}: {len(pairs)} quanta in {elapsed:.1f} s")
