@@ -1,0 +1,185 @@
+"""Issue 7 through the real `pipetask`: data safety, failing quanta, missing calibrations.
+
+One small SQLite repo (one visit, one 128×128 detector) whose flat has a hole
+and whose catalog has bad rows.  Four pipetask runs (~5 s each):
+
+- P1/P2: two runs with the same seed into two output collections: bit-identical
+  outputs, input datastore files byte-identical, new datasets and files only in
+  the output RUNs, bad rows flagged in the stored catalog;
+- P3: a configuration error raised inside ``run()``: the run fails loudly and
+  leaves no ``injected_visit_image`` (nor catalog) for the quantum;
+- P4: no flat certified: graph building fails naming the dataset type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from astropy.time import Time, TimeDelta
+from lsst.daf.butler import Butler
+
+from isrinject.catalog import ingest_injection_catalog
+from isrinject.demo.repo import (
+    RepoLayout,
+    certify_calibration,
+    create_repo,
+    detector_region,
+    put_visit_image,
+    register_dataset_types,
+    register_instrument,
+    register_visit,
+    set_input_chain,
+)
+from isrinject.flags import InjectionFlag
+from isrinject.sim import simulate_exposure
+
+pytestmark = pytest.mark.slow
+
+PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "inject.yaml"
+PIPETASK = Path(sys.executable).parent / "pipetask"
+SHAPE = (128, 128)
+BAND = "r"
+VISIT, DETECTOR = 301, 4
+T0 = Time("2026-03-01T00:00:00", scale="tai")
+INSTRUMENT = RepoLayout.instrument
+DATA_ID = {"instrument": INSTRUMENT, "visit": VISIT, "detector": DETECTOR}
+
+
+def _pipetask(repo: Path, inputs: str, output: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        str(PIPETASK), "run", "-b", str(repo), "-i", inputs, "-o", output, "-p", str(PIPELINE),
+        "--register-dataset-types", "-d", f"instrument='{INSTRUMENT}'", *extra,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every datastore file (the SQLite registry excluded)."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.name.startswith("gen3.sqlite3")
+    }
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    layout = RepoLayout()
+    root = tmp_path_factory.mktemp("reliability_repo")
+    butler = create_repo(str(root))
+    filters = register_instrument(butler, INSTRUMENT, bands=[BAND], detectors=[DETECTOR])
+    register_dataset_types(butler)
+    begin = T0 + TimeDelta(86400, format="sec")
+    sim = simulate_exposure(band=BAND, visit=VISIT, detector=DETECTOR, shape=SHAPE, seed=17, instrument=INSTRUMENT,
+                            obs_time=begin, n_background_stars=5, n_background_galaxies=3)
+    vi = sim.visit_image
+    register_visit(butler, INSTRUMENT, visit=VISIT, physical_filter=filters[BAND], begin=begin,
+                   end=begin + TimeDelta(30, format="sec"),
+                   detector_regions={DETECTOR: detector_region(vi.sky_projection, vi.bbox)})
+    put_visit_image(butler, vi, instrument=INSTRUMENT, visit=VISIT, detector=DETECTOR, run=layout.raw_run)
+    # A flat with a hole (0, NaN, negative) under source 2.
+    flat = sim.flat.copy()
+    flat.image.array[88:92, 38:41] = [0.0, np.nan, -1.0]
+    certify_calibration(butler, "flat", flat,
+                        data_id={"instrument": INSTRUMENT, "detector": DETECTOR, "physical_filter": filters[BAND]},
+                        run=layout.calib_run, calib_collection=layout.calib_collection, begin=T0, end=None)
+    from lsst.images import XY
+
+    x = np.array([64.0, 40.0, 100.0, 20.0, 110.0])
+    y = np.array([64.0, 90.0, 30.0, 20.0, 110.0])
+    sky = vi.sky_projection.pixel_to_sky(XY(x=x, y=y))
+    catalog = Table({
+        "injection_id": [1, 2, 3, 4, 5], "ra": sky.ra.deg, "dec": sky.dec.deg,
+        "source_type": ["Star", "Star", "Blob", "Star", "Exponential"],
+        "mag": [18.0, 17.0, 18.0, np.nan, 19.0],
+        "half_light_radius": [np.nan, np.nan, np.nan, np.nan, 0.6],
+    })
+    ingest_injection_catalog(butler, catalog, BAND, layout.catalog_run)
+    set_input_chain(butler, layout.inputs, [layout.raw_run, layout.calib_collection, layout.catalog_run])
+    set_input_chain(butler, "no_flats", [layout.raw_run, layout.catalog_run])
+    return root
+
+
+def _input_dataset_counts(butler: Butler) -> dict[str, int]:
+    layout = RepoLayout()
+    return {
+        run: len(set(butler.registry.queryDatasets(..., collections=run)))
+        for run in (layout.raw_run, layout.calib_run, layout.catalog_run)
+    }
+
+
+def test_data_safety_and_reproducibility(repo: Path) -> None:
+    """P1/P2 (B63-B66): inputs byte-identical, outputs only in the output RUN, same seed → same bits,
+    bad rows and flat holes flagged in the stored catalog."""
+    before = _hashes(repo)
+    counts_before = _input_dataset_counts(Butler.from_config(str(repo)))
+    runs = {}
+    for output in ("u/rel/a", "u/rel/b"):
+        result = _pipetask(repo, RepoLayout.inputs, output, "-c", "inject_visit:noise_seed=5")
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[output] = result
+    after = _hashes(repo)
+    butler = Butler.from_config(str(repo))
+
+    # Inputs untouched: every pre-existing file byte-identical, no dataset added to an input RUN.
+    assert {name: after[name] for name in before} == before
+    assert _input_dataset_counts(butler) == counts_before
+    # New files only under the output RUNs (u/rel/a/<timestamp>, u/rel/b/<timestamp>).
+    new_files = set(after) - set(before)
+    assert new_files and all(name.startswith("u/rel/") for name in new_files), sorted(new_files)
+    for name in ("injected_visit_image", "injected_visit_image_catalog"):
+        refs = butler.query_datasets(name, collections="*", find_first=False, explain=False)
+        assert sorted(ref.run.rsplit("/", 1)[0] for ref in refs) == ["u/rel/a", "u/rel/b"]
+
+    images = [butler.get("injected_visit_image", DATA_ID, collections=c) for c in ("u/rel/a", "u/rel/b")]
+    catalogs = [butler.get("injected_visit_image_catalog", DATA_ID, collections=c) for c in ("u/rel/a", "u/rel/b")]
+    for plane in ("image", "variance", "mask"):
+        a, b = (getattr(image, plane).array for image in images)
+        assert np.array_equal(a, b, equal_nan=True), plane
+    original = butler.get("visit_image", DATA_ID, collections=RepoLayout.inputs)
+    assert not np.array_equal(images[0].image.array, original.image.array, equal_nan=True)
+    for column in ("injection_flag", "injection_flux", "x", "y"):
+        assert np.array_equal(catalogs[0][column], catalogs[1][column], equal_nan=True)
+
+    flags = {int(i): int(f) for i, f in zip(catalogs[0]["injection_id"], catalogs[0]["injection_flag"])}
+    # (the galaxy's automatic stamp reaches past the image edge: PARTIAL_OVERLAP, still injected)
+    assert flags == {1: 0, 2: InjectionFlag.NO_PHOTONS, 3: InjectionFlag.TYPE_UNKNOWN,
+                     4: InjectionFlag.MAG_BAD, 5: InjectionFlag.PARTIAL_OVERLAP}
+    delta = images[0].image.array.astype(float) - original.image.array
+    assert np.all(delta[88:92, 38:41] == 0)
+    # The per-row problems are in the pipetask log, naming column, row and injection_id.
+    log = runs["u/rel/a"].stderr + runs["u/rel/a"].stdout
+    assert "column 'source_type' [TYPE_UNKNOWN]" in log and "(injection_id [3])" in log
+    assert "column 'mag' [MAG_BAD]" in log and "(injection_id [4])" in log
+
+
+def test_failing_quantum_leaves_no_partial_output(repo: Path) -> None:
+    """P3 (B67): scaling_source='config' without photometric_scaling raises inside run()."""
+    result = _pipetask(repo, RepoLayout.inputs, "u/rel/fail", "-c", "inject_visit:scaling_source='config'")
+    assert result.returncode != 0
+    log = result.stderr + result.stdout
+    assert f"visit {VISIT}, detector {DETECTOR}: scaling_source='config' needs config.photometric_scaling" in log
+    butler = Butler.from_config(str(repo))
+    for name in ("injected_visit_image", "injected_visit_image_catalog"):
+        refs = butler.query_datasets(name, collections="u/rel/fail*", find_first=False, explain=False)
+        assert refs == [], refs
+
+
+def test_missing_flat_fails_at_graph_build(repo: Path) -> None:
+    """P4 (B68): no flat certified for the visit.
+
+    pipe_base's message names the connection/dataset type (``flat``) and the
+    quantum data ID; it does not list the input collections (they are on
+    the command line)."""
+    result = _pipetask(repo, "no_flats", "u/rel/noflat")
+    assert result.returncode != 0
+    message = result.stderr + result.stdout
+    assert "Not enough datasets (0) found for non-optional connection" in message, message[-3000:]
+    assert "flat" in message
+    assert str(VISIT) in message and str(DETECTOR) in message, message[-3000:]
