@@ -1,0 +1,132 @@
+"""The pipeline on a repository whose registry is a real PostgreSQL server.
+
+The test starts a throwaway cluster itself (``initdb``/``pg_ctl`` from
+``/usr/lib/postgresql/*/bin`` or PATH, as the ``postgres`` user when run as
+root) listening on 127.0.0.1 at a free port, creates a database, makes a
+butler repository with ``registry.db = postgresql://postgres@127.0.0.1:PORT/db``
+and runs the real ``pipetask`` on 4 visits × 2 detectors.  It skips only when
+no PostgreSQL server binary is available (`.ci/run` installs Debian's
+``postgresql`` package when missing).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from isrinject.demo.repo import RepoLayout
+from test_bps import ROOT, check_outputs, populate_repo
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def _pg_bin() -> Path | None:
+    """Directory holding initdb and pg_ctl (newest Debian version first)."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True)
+    for directory in candidates:
+        if os.access(os.path.join(directory, "initdb"), os.X_OK) and os.access(
+            os.path.join(directory, "pg_ctl"), os.X_OK
+        ):
+            return Path(directory)
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb and shutil.which("pg_ctl") else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    """initdb/postgres refuse to run as root: use the ``postgres`` account."""
+    if os.geteuid() != 0:
+        return command
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        pytest.skip("Running as root without runuser: cannot start PostgreSQL as an unprivileged user.")
+    return [runuser, "-u", "postgres", "--", *command]
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    pg_bin = _pg_bin()
+    if pg_bin is None:
+        pytest.skip("No PostgreSQL server binaries (initdb, pg_ctl); install Debian's postgresql package.")
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("Running as root and there is no 'postgres' user to run the server as.")
+    workdir = tempfile.mkdtemp(prefix="isrinject-pg-")
+    data = os.path.join(workdir, "data")
+    os.chmod(workdir, 0o755)
+    if os.geteuid() == 0:
+        os.chown(workdir, pw.pw_uid, pw.pw_gid)
+    port = _free_port()
+    log = os.path.join(workdir, "server.log")
+    subprocess.run(
+        _as_server_user([str(pg_bin / "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                         "--no-sync"]),
+        check=True, capture_output=True, text=True,
+    )
+    options = f"-h 127.0.0.1 -p {port} -k {workdir} -c fsync=off -c synchronous_commit=off"
+    started = subprocess.run(
+        _as_server_user([str(pg_bin / "pg_ctl"), "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start"]),
+        capture_output=True, text=True,
+    )
+    if started.returncode != 0:
+        message = started.stderr + (open(log).read() if os.path.exists(log) else "")
+        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.fail(f"PostgreSQL did not start: {message[-2000:]}")
+    try:
+        import psycopg  # the driver SQLAlchemy 2 uses for postgresql:// URLs
+
+        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
+                             autocommit=True) as connection:
+            connection.execute("CREATE DATABASE isrinject")
+        # daf_butler's PostgreSQL backend needs btree_gist (timespan exclusion constraints).
+        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="isrinject",
+                             autocommit=True) as connection:
+            connection.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+        yield f"postgresql://postgres@127.0.0.1:{port}/isrinject"
+    finally:
+        subprocess.run(_as_server_user([str(pg_bin / "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_pipetask_on_a_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
+    from lsst.daf.butler import Butler, Config
+
+    root = tmp_path / "repo"
+    Butler.makeRepo(str(root), config=Config({"registry": {"db": postgres_url}}))
+    butler = Butler.from_config(str(root), writeable=True)
+    assert "postgresql" in str(butler._registry._db).lower() or "postgres" in repr(butler._registry._db).lower()
+    pairs = populate_repo(butler)
+    output = "u/test/postgres"
+    start = time.monotonic()
+    result = subprocess.run(
+        [str(BIN / "pipetask"), "run", "-b", str(root), "-i", RepoLayout.inputs, "-o", output,
+         "-p", str(ROOT / "pipelines" / "inject.yaml"), "--register-dataset-types",
+         "-d", f"instrument='{RepoLayout.instrument}'"],
+        capture_output=True, text=True, timeout=600,
+    )
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr[-5000:]
+    check_outputs(Butler.from_config(str(root)), pairs, output)
+    print(f"pipetask on PostgreSQL: {len(pairs)} quanta in {elapsed:.1f} s")
