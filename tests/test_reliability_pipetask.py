@@ -174,12 +174,15 @@ def test_failing_quantum_leaves_no_partial_output(repo: Path) -> None:
 def test_missing_flat_fails_at_graph_build(repo: Path) -> None:
     """P4 (B68): no flat certified for the visit.
 
-    pipe_base's message names the connection/dataset type (``flat``) and the
-    quantum data ID; it does not list the input collections (they are on
-    the command line)."""
+    pipe_base's message (``FileNotFoundError: Not enough datasets (0) found
+    for non-optional connection inject_visit.flat (flat) with minimum=1 for
+    quantum data ID {instrument: ..., detector: 4, visit: 301, ...}``) names
+    the connection, the dataset type and the data ID, but not the input
+    collections searched (they are only on the command line)."""
     result = _pipetask(repo, "no_flats", "u/rel/noflat")
     assert result.returncode != 0
     message = result.stderr + result.stdout
-    assert "Not enough datasets (0) found for non-optional connection" in message, message[-3000:]
-    assert "flat" in message
-    assert str(VISIT) in message and str(DETECTOR) in message, message[-3000:]
+    assert "Not enough datasets (0) found for non-optional connection inject_visit.flat (flat)" in message, \
+        message[-3000:]
+    assert f"detector: {DETECTOR}, visit: {VISIT}" in message, message[-3000:]
+    assert "no_flats" not in message.split("Not enough datasets")[1].splitlines()[0]  # collections not named
