@@ -20,6 +20,7 @@ __all__ = [
     "detector_pixels",
     "find_pipeline",
     "find_pipetask",
+    "gain_only_pixels",
     "run_pipetask",
     "scaling_map",
 ]
@@ -41,7 +42,13 @@ from lsst.images import VisitImage
 
 from ..calibration import image_units_per_njy
 from ..catalog import compose_catalog
-from ..diagnostics.stats import DetectorPixels, InjectionStatistics, injection_statistics
+from ..diagnostics.stats import (
+    DetectorPixels,
+    InjectionStatistics,
+    gain_only_injection,
+    injection_statistics,
+    mean_gain,
+)
 from ..sim.camera import amplifier_index_map
 from ..task import VisitInjectConfig, inject_sources
 from .build import EXPOSURE_TIME_S, DemoRepo
@@ -211,15 +218,31 @@ class _QuietLog:
         return lambda *args, **kwargs: None
 
 
+def gain_only_pixels(pixels: DetectorPixels, *, seed: int = 0) -> DetectorPixels:
+    """The same detector as a flux/gain injection would have made it.
+
+    ΔV = M/ḡ with one ḡ = mean(f·R/c) for the detector, ΔI = M + N(0, ΔV)
+    (see `gain_only_injection`).
+    """
+    gain = mean_gain(pixels.flat, pixels.scaling, pixels.illumination)
+    image, variance = gain_only_injection(
+        pixels.original_image, pixels.original_variance, pixels.model, gain=gain, rng=np.random.default_rng(seed)
+    )
+    return dataclasses.replace(
+        pixels, image=image, variance=variance, expected_variance=np.clip(pixels.model, 0, None) / gain
+    )
+
+
 def band_statistics(
     demo: DemoRepo, output_run: str, *, snr_min: float = 5.0, seed: int = 0
-) -> dict[str, tuple[InjectionStatistics, VisitImage]]:
-    """`InjectionStatistics` of every band (detectors pooled) and one injected image (for units).
+) -> dict[str, tuple[InjectionStatistics, InjectionStatistics, VisitImage]]:
+    """Statistics of every band (detectors pooled), of a flux/gain injection of
+    the same sources for comparison, and one injected image (for units).
 
     Returns
     -------
     results
-        band → (statistics, an injected `VisitImage` of the band).
+        band → (statistics, gain-only statistics, an injected `VisitImage`).
     """
     butler = Butler.from_config(str(demo.root))
     results = {}
@@ -230,5 +253,10 @@ def band_statistics(
             {"instrument": demo.layout.instrument, "visit": demo.visits[band], "detector": demo.detectors[0]},
             collections=output_run,
         )
-        results[band] = (injection_statistics(pixels, snr_min=snr_min, seed=seed), example)
+        gain_only = [gain_only_pixels(p, seed=seed + i) for i, p in enumerate(pixels)]
+        results[band] = (
+            injection_statistics(pixels, snr_min=snr_min, seed=seed),
+            injection_statistics(gain_only, snr_min=snr_min, seed=seed),
+            example,
+        )
     return results
