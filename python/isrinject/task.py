@@ -519,7 +519,7 @@ def inject_sources(
         raise CalibrationError(f"{where}: {err}") from err
     try:
         psf = visit_image.psf
-    except Exception as err:  # an unreadable PSF is an ArchiveReadError stored in the image
+    except Exception as err:  # noqa: BLE001  (an unreadable PSF is an ArchiveReadError stored in the image)
         log.warning("The PSF of %s is unusable (%s); every source is flagged PSF_COMPUTE_ERROR.", where, err)
         psf = None
 
