@@ -1,0 +1,132 @@
+"""diagnostics.stats on a simulated, strongly vignetted u-band visit: a correct
+(ISR) injection passes, a flux/gain injection is flagged."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from lsst.images import XY
+
+from isrinject import VisitInjectConfig
+from isrinject.catalog import compose_catalog
+from isrinject.diagnostics.stats import (
+    DetectorPixels,
+    fit_baseline,
+    flat_normalised,
+    gain_only_injection,
+    injection_statistics,
+    matched_subsample,
+    mean_gain,
+    realized_noise_ratio,
+)
+from isrinject.sim import amplifier_index_map, simulate_exposure
+from isrinject.task import inject_sources
+
+SHAPE = (256, 256)
+
+
+def _pixels(band: str, seed: int) -> DetectorPixels:
+    sim = simulate_exposure(band=band, visit=11, detector=0, shape=SHAPE, seed=seed, units="nJy")
+    rng = np.random.default_rng(seed)
+    n = 24
+    xs, ys = rng.uniform(15, 240, n), rng.uniform(15, 240, n)
+    sky = sim.visit_image.sky_projection.pixel_to_sky(XY(x=xs, y=ys))
+    catalog = compose_catalog([Table({
+        "injection_id": np.arange(n), "ra": sky.ra.deg, "dec": sky.dec.deg,
+        "source_type": ["Star", "Sersic"] * (n // 2), "mag": rng.uniform(17.5, 22.5, n),
+        "n": np.full(n, 1.5), "half_light_radius": np.full(n, 0.6), "q": np.full(n, 0.7), "beta": np.full(n, 30.0),
+    })])
+
+    def run(noise: bool):
+        config = VisitInjectConfig()
+        config.add_noise = noise
+        return inject_sources(sim.visit_image, catalog, flat=sim.flat, illumination=None, config=config,
+                              rng=np.random.default_rng(3)).image
+
+    noisy, noiseless = run(True), run(False)
+    vi = sim.visit_image
+    i0, v0 = vi.image.array.astype(float), vi.variance.array.astype(float)
+    return DetectorPixels(
+        original_image=i0, original_variance=v0,
+        image=noisy.image.array.astype(float), variance=noisy.variance.array.astype(float),
+        flat=sim.flat.image.array.astype(float), flat_variance=sim.flat.variance.array.astype(float),
+        scaling=sim.scaling, injected=noisy.mask.get("INJECTED"),
+        model=noiseless.image.array.astype(float) - i0, expected_variance=noiseless.variance.array.astype(float) - v0,
+        bad=vi.mask.get("SATURATED") | noisy.mask.get("SATURATED"),
+        amp_index=amplifier_index_map(SHAPE, [a.bbox for a in vi.detector.amplifiers]),
+    )
+
+
+@pytest.fixture(scope="module")
+def u_band() -> DetectorPixels:
+    return _pixels("u", 5)
+
+
+def test_correct_injection_passes(u_band) -> None:
+    s = injection_statistics([u_band])
+    assert s.n_real > 100 and s.n_injected > 300 and s.n_ks > 100
+    assert s.slope_real == pytest.approx(1.0, abs=1e-4)
+    assert s.slope_injected == pytest.approx(s.slope_real, rel=1e-4)
+    assert s.noise_ratio == pytest.approx(1.0, abs=max(4 * s.noise_ratio_error, 0.03))
+    assert s.noise_ratio_error < 0.03
+    assert s.ks_pvalue > 1e-3
+    assert s.passed()
+
+
+def test_gain_only_injection_is_flagged_in_u(u_band) -> None:
+    gain = mean_gain(u_band.flat, u_band.scaling)
+    image, variance = gain_only_injection(
+        u_band.original_image, u_band.original_variance, u_band.model, gain=gain, rng=np.random.default_rng(1)
+    )
+    gain_only = dataclasses.replace(u_band, image=image, variance=variance,
+                                    expected_variance=np.clip(u_band.model, 0, None) / gain)
+    s = injection_statistics([gain_only])
+    # Its recorded variance matches its own noise (ratio ≈ 1) ...
+    assert s.noise_ratio == pytest.approx(1.0, abs=max(4 * s.noise_ratio_error, 0.03))
+    # ... but the pixels leave the per-pixel relation: residual spread ≈ spread of f/f̄.
+    assert s.ks_pvalue < 1e-10
+    spread = np.std(s.injected.residual)
+    assert spread > 0.05
+    assert np.std(s.real.residual) < 1e-4
+
+
+def test_realized_noise_ratio_on_poisson_draws() -> None:
+    rng = np.random.default_rng(7)
+    gain = rng.uniform(0.3, 1.2, 200_000)  # e⁻ per unit
+    model = rng.exponential(50.0, gain.size)  # units
+    lam = model * gain
+    delta = rng.poisson(lam) / gain
+    ratio, error, n = realized_noise_ratio(delta, model, model / gain, gain)
+    assert n == gain.size
+    assert ratio == pytest.approx(1.0, abs=4 * error)
+    # Recording twice the variance halves the ratio.
+    ratio2, _, _ = realized_noise_ratio(delta, model, 2 * model / gain, gain)
+    assert ratio2 == pytest.approx(0.5, abs=4 * error)
+
+
+def test_baseline_recovers_sky_and_read_noise() -> None:
+    rng = np.random.default_rng(2)
+    flat = rng.uniform(0.5, 1.1, (64, 64))
+    amp = np.zeros((64, 64), int)
+    amp[:, 32:] = 1
+    sigma2 = np.where(amp == 0, 30.0, 50.0)
+    s = rng.poisson(flat * 200.0).astype(float)
+    c = 2.0
+    image = c * (s / flat - 200.0)
+    variance = c**2 * (s + sigma2) / flat**2
+    x, y = flat_normalised(image, variance, flat / c)
+    fit = fit_baseline(x, y, flat, good=np.ones_like(flat, bool), amp_index=amp)
+    np.testing.assert_allclose(fit.offset, sigma2, atol=1e-6)
+    np.testing.assert_allclose(fit.sky, 200.0 * flat, rtol=1e-8)
+
+
+def test_matched_subsample_has_equal_histograms() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.lognormal(3, 1, 5000), rng.lognormal(4, 0.5, 800)
+    ia, ib = matched_subsample(a, b, n_bins=10, rng=rng)
+    assert len(ia) == len(ib) > 100
+    edges = np.geomspace(max(a.min(), b.min()), min(a.max(), b.max()), 11)
+    np.testing.assert_array_equal(np.histogram(a[ia], edges)[0], np.histogram(b[ib], edges)[0])
