@@ -417,9 +417,9 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 
 def _passed(s: InjectionStatistics) -> dict[str, bool]:
     checks = {
-        "ks": bool(np.isfinite(s.ks_pvalue) and s.ks_pvalue > KS_PVALUE_MIN),
-        "noise_ratio": bool(np.isfinite(s.noise_ratio) and abs(s.noise_ratio - 1.0) <= RATIO_TOLERANCE),
-        "slopes": bool(np.isfinite(s.slope_ratio) and abs(s.slope_ratio - 1.0) <= SLOPE_TOLERANCE),
+        "ks_passed": bool(np.isfinite(s.ks_pvalue) and s.ks_pvalue > KS_PVALUE_MIN),
+        "noise_ratio_passed": bool(np.isfinite(s.noise_ratio) and abs(s.noise_ratio - 1.0) <= RATIO_TOLERANCE),
+        "slopes_passed": bool(np.isfinite(s.slope_ratio) and abs(s.slope_ratio - 1.0) <= SLOPE_TOLERANCE),
     }
     checks["passed"] = all(checks.values())
     return checks
