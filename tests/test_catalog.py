@@ -154,6 +154,7 @@ def test_check_catalog_flags_every_bad_row(tmp_path: Path) -> None:
             "n": MaskedColumn(ns, mask=shape_mask),
             "half_light_radius": MaskedColumn(hlrs, mask=[m or i == 11 for i, m in enumerate(shape_mask)]),
             "q": MaskedColumn(qs, mask=shape_mask),
+            "beta": MaskedColumn([30.0] * len(rows), mask=shape_mask),
             "draw_size": sizes,
             "stamp": stamps,
         }
@@ -541,3 +542,16 @@ def test_shape_checks_apply_only_to_types_that_use_them() -> None:
     assert report.flags[1] == InjectionFlag.PARAM_BAD
     assert report.flags[2] == 0
     assert any("half_light_radius" in str(problem) and "[1]" in str(problem) for problem in report.problems)
+
+
+def test_q_without_beta_is_named() -> None:
+    from isrinject.catalog import check_catalog
+    from isrinject.flags import InjectionFlag
+
+    table = Table(
+        {"ra": [150.0, 150.001], "dec": [2.0, 2.0], "source_type": ["Exponential", "Star"], "mag": [20.0, 20.0],
+         "half_light_radius": [0.5, 0.5], "q": [0.5, 0.5]}
+    )
+    report = check_catalog(table)
+    assert report.flags.tolist() == [int(InjectionFlag.PARAM_BAD), 0]
+    assert any("'beta'" in str(problem) and "[0]" in str(problem) for problem in report.problems)

@@ -333,11 +333,12 @@ def test_psf_failure_flags_every_source(sim, caplog, psf) -> None:
     assert np.array_equal(result.image.image.array, vi.image.array, equal_nan=True)
     if isinstance(psf, ArchiveReadError):
         assert f"PSF of visit {VISIT}, detector {DETECTOR} is unusable" in caplog.text
-    # Through the task: all sources failed → NoWorkFound (no output), naming visit/detector.
-    with pytest.raises(NoWorkFound, match=f"visit {VISIT}, detector {DETECTOR}"):
-        VisitInjectTask(config=_config()).run(
-            visit_image=vi, injection_catalogs=[_catalog(sim, 64.0, 64.0)], flat=sim.flat
-        )
+    # Through the task: all sources failed, the visit is still produced (unchanged pixels, flagged rows).
+    output = VisitInjectTask(config=_config()).run(
+        visit_image=vi, injection_catalogs=[_catalog(sim, 64.0, 64.0)], flat=sim.flat
+    )
+    assert np.all(output.injected_visit_image_catalog["injection_flag"] & F.PSF_COMPUTE_ERROR)
+    assert np.array_equal(output.injected_visit_image.image.array, vi.image.array, equal_nan=True)
 
 
 def test_missing_sky_projection(sim) -> None:
@@ -502,8 +503,12 @@ def test_missing_required_column(sim, caplog, missing) -> None:
     assert {"mag": "required column 'mag' is missing", "source_type": "required column 'source_type' is missing",
             "ra/dec": "has no position columns (need 'ra' and 'dec' or 'x' and 'y')"}[missing] in caplog.text
     assert np.array_equal(result.image.image.array, sim.visit_image.image.array, equal_nan=True)
-    with pytest.raises(NoWorkFound, match=f"None of 2 sources could be injected into visit {VISIT}, detector "):
-        VisitInjectTask(config=_config()).run(visit_image=sim.visit_image, injection_catalogs=[catalog], flat=sim.flat)
+    # The visit is still produced, with every row flagged.
+    output = VisitInjectTask(config=_config()).run(
+        visit_image=sim.visit_image, injection_catalogs=[catalog], flat=sim.flat
+    )
+    assert len(output.injected_visit_image_catalog) == 2
+    assert np.all(output.injected_visit_image_catalog["injection_flag"] & expected)
 
 
 def test_masked_and_string_magnitudes(sim) -> None:

@@ -425,6 +425,17 @@ def check_catalog(
         with np.errstate(invalid="ignore"):
             bad = (present & ~((q > 0) & (q <= 1))) | (~numeric & _uses_parameter(types, "q"))
         check.add_values("q", InjectionFlag.PARAM_BAD, bad, q, "axis ratio q must be in (0, 1]")
+        # GalSim's Shear takes q only together with beta.
+        if "beta" in colnames:
+            beta_present = _float_values(catalog, "beta")[1]
+        else:
+            beta_present = np.zeros(len(q), dtype=bool)
+        check.add(
+            "beta",
+            InjectionFlag.PARAM_BAD,
+            present & ~bad & ~beta_present,
+            "rows with an axis ratio q need a position angle beta [deg] (missing, masked or NaN)",
+        )
     if "half_light_radius" in colnames:
         hlr, present, numeric = _float_values(catalog, "half_light_radius")
         uses = _uses_parameter(types, "half_light_radius")
