@@ -1,0 +1,166 @@
+"""`isrinject diagnose` on a small demo repository after a real `pipetask run`.
+
+The statistics, not only the files: the correct injection passes (KS p > 0.01,
+realized-noise ratio ≈ 1, slopes agree) in every band, a flux/gain injection of
+the same model fails in u band, missing datasets fail with a message naming them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lsst.daf.butler import Butler
+
+from isrinject.demo.build import build_demo_repo
+from isrinject.diagnostics.diagnose import MissingDatasetError, diagnose
+
+pytestmark = pytest.mark.slow
+
+PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "inject.yaml"
+BIN = Path(sys.executable).parent
+OUTPUT = "u/test/diagnose"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("diagnose") / "repo"
+    demo = build_demo_repo(root, bands=("u", "r"), detectors=(0,), shape=(160, 160), n_sources=12, seed=0)
+    command = [
+        str(BIN / "pipetask"), "run", "-b", str(root), "-i", demo.layout.inputs, "-o", OUTPUT,
+        "-p", str(PIPELINE), "--register-dataset-types", "-d", f"instrument='{demo.layout.instrument}'",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return demo
+
+
+@pytest.fixture(scope="module")
+def diagnosis(demo, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("diagnose_out")
+    butler = Butler.from_config(str(demo.root))
+    lines: list[str] = []
+    result = diagnose(
+        butler, visit=list(demo.visits.values()), detector=0, collections=OUTPUT, output_dir=out,
+        compare_gain_only=True, cutout=(10, 10, 120, 100), progress=lines.append,
+    )
+    return result, out, lines
+
+
+def _ratio_tolerance(stats: dict) -> float:
+    # 0.03, or 3σ of the estimate if the pixel count makes that larger.
+    return max(0.03, 3 * stats["noise_ratio_error"])
+
+
+@pytest.mark.parametrize("band", ["u", "r"])
+def test_correct_injection_passes(diagnosis, band) -> None:
+    result, _, _ = diagnosis
+    visit = result.by_band()[band]
+    s = visit.summary["isrinject"]
+    assert s["n_ks"] > 100 and s["n_noise"] > 1000 and s["n_injected"] > 100
+    assert s["ks_pvalue"] > 0.01, s
+    assert abs(s["noise_ratio"] - 1.0) <= _ratio_tolerance(s), s
+    assert abs(s["slope_injected"] / s["slope_real"] - 1.0) < 0.02, s
+    assert abs(s["slope_real"] - 1.0) < 0.02, s
+    assert s["passed"] and visit.passed
+
+
+def test_gain_only_fails_in_u(diagnosis) -> None:
+    result, _, _ = diagnosis
+    u, r = result.by_band()["u"], result.by_band()["r"]
+    g = u.summary["gain_only"]
+    assert g["ks_pvalue"] < 1e-6, g
+    assert not g["passed"]
+    # Same real pixels: the real slope does not depend on the injection method.
+    assert g["slope_real"] == pytest.approx(u.summary["isrinject"]["slope_real"])
+    # The residual spread of the gain-only injected pixels is much wider than the real ones'.
+    assert np.std(u.gain_only.injected.residual) > 5 * np.std(u.gain_only.real.residual)
+    assert r.summary["gain_only"]["ks_pvalue"] < 0.01
+
+
+def test_flux_recovery_and_rerender(diagnosis, demo) -> None:
+    result, _, _ = diagnosis
+    for visit in result.visits:
+        sources = visit.sources
+        ok = np.asarray(sources["injected"])
+        assert ok.sum() >= 8
+        # The noiseless re-render with the run's configuration reproduces the run's model fluxes.
+        np.testing.assert_allclose(sources["rerendered_model_flux"][ok], sources["injection_model_flux"][ok], rtol=1e-9)
+        pulls = np.asarray(sources["flux_pull"])[ok]
+        assert np.sqrt(np.mean(pulls**2)) < 2.5, pulls
+        assert abs(visit.summary["flux_recovery"]["total_flux_ratio"] - 1) < 0.01
+        # The flat read is the one certified at the visit's time.
+        flat_run = visit.summary["flats"]["0"]["run"]
+        assert flat_run == demo.flat_runs[demo.flat_epoch(visit.band)]
+
+
+def test_json_and_pngs(diagnosis, demo) -> None:
+    result, out, lines = diagnosis
+    assert len(lines) == 2 and all("PASS" in line for line in lines)
+    summary = json.loads((out / "diagnose_summary.json").read_text())
+    assert summary["passed"] is True
+    assert {v["band"] for v in summary["visits"]} == {"u", "r"}
+    for visit in result.visits:
+        path = out / f"diagnose_{visit.visit}_{visit.band}.json"
+        data = json.loads(path.read_text())
+        assert data["visit"] == visit.visit and data["band"] == visit.band and data["detectors"] == [0]
+        for key in ("slope_real", "slope_injected", "ks_statistic", "ks_pvalue", "noise_ratio", "noise_ratio_error"):
+            assert data["isrinject"][key] == pytest.approx(getattr(visit.statistics, key))
+            assert data["gain_only"][key] == pytest.approx(getattr(visit.gain_only, key))
+        assert data["config"]["add_noise"] is True
+        assert len(data["sources"]) == len(visit.sources)
+        assert {"injection_flux", "expected_flux", "flux_pull", "rerendered_model_flux"} <= set(data["sources"][0])
+        import matplotlib.image
+
+        for name in (f"diagnose_{visit.visit}_{visit.band}_flux_variance.png",
+                     f"diagnose_{visit.visit}_{visit.band}_maps_d0.png"):
+            png = out / name
+            assert png in visit.paths
+            assert png.stat().st_size > 50_000
+            image = matplotlib.image.imread(png)
+            assert image.shape[0] > 300 and image.shape[1] > 1000
+            assert np.std(image[..., :3]) > 0.05  # not blank
+
+
+def test_missing_datasets(demo, tmp_path) -> None:
+    butler = Butler.from_config(str(demo.root))
+    visit = demo.visits["u"]
+    # No config in the input chain (the run never wrote there).
+    with pytest.raises(MissingDatasetError, match="inject_visit_config"):
+        diagnose(butler, visit=visit, detector=0, collections=demo.layout.inputs)
+    # No flats in the input collections: the CLI names dataset, data ID and collections.
+    result = subprocess.run(
+        [str(BIN / "isrinject"), "diagnose", "-b", str(demo.root), "--collections", OUTPUT,
+         "--input-collections", demo.layout.raw_run, "--visit", str(visit), "--detector", "0",
+         "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "'flat'" in result.stderr and f"visit={visit}" in result.stderr
+    assert demo.layout.raw_run in result.stderr
+    # An unknown visit with outputs queried by list.
+    result = subprocess.run(
+        [str(BIN / "isrinject"), "diagnose", "-b", str(demo.root), "--collections", OUTPUT,
+         "--band", "g", "-o", str(tmp_path / "out2")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert "injected_visit_image" in result.stderr and OUTPUT in result.stderr
+
+
+def test_cli_all_visits(demo, tmp_path) -> None:
+    out = tmp_path / "cli"
+    result = subprocess.run(
+        [str(BIN / "isrinject"), "diagnose", "-b", str(demo.root), "--collections", OUTPUT, "--no-figures",
+         "-o", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("PASS") == 2 and "[2/2]" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"diagnose_{v}_{b}.json" for b, v in demo.visits.items()] + ["diagnose_summary.json"]
+    )
