@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         butler = Butler.from_config(args.repo)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 — any failure to open the repo is a user error here
         print(f"isrinject diagnose: error: cannot open butler repository {args.repo!r}: {err}", file=sys.stderr)
         return 2
     try:

@@ -50,6 +50,7 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 from astropy.table import Table
+from lsst.images import NoOverlapError
 
 from ..catalog import compose_catalog
 from ..flags import FATAL_FLAGS
@@ -263,7 +264,7 @@ def _amp_index(visit_image: Any) -> np.ndarray:
     for i, amp in enumerate(amps):
         try:
             overlap = amp.bbox.intersection(bbox)
-        except Exception:
+        except NoOverlapError:
             continue
         sl = overlap.slice_within(bbox)
         index[sl.y, sl.x] = i
@@ -275,9 +276,6 @@ def _rerender_catalog(catalog: Table) -> Table:
     table = Table(catalog, copy=True)
     has_sky = {"ra", "dec"} <= set(table.colnames)
     drop = [c for c in _OUTPUT_COLUMNS if c in table.colnames and (has_sky or c not in ("x", "y"))]
-    if not has_sky and {"x", "y"} <= set(table.colnames):
-        # Absolute positions: the task reads x/y relative to the image origin; ra/dec were added too.
-        pass
     table.remove_columns(drop)
     return compose_catalog([table])
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 if TYPE_CHECKING:
     from .diagnose import DetectorData, VisitDiagnosis
@@ -93,8 +93,8 @@ def _row(axes: Any, s: InjectionStatistics, method: str, unit: str, summary: dic
         span = max(hi - lo, 1e-3)
         bins = np.linspace(lo - 0.05 * span, hi + 0.05 * span, 50)
         for values, kwargs in (
-            (rr[np.isfinite(rr)], dict(histtype="stepfilled", color=_REAL, alpha=0.5, label=f"real ({len(rr)})")),
-            (ri[np.isfinite(ri)], dict(histtype="step", color=colour, lw=1.8, label=f"injected ({len(ri)})")),
+            (rr[np.isfinite(rr)], {"histtype": "stepfilled", "color": _REAL, "alpha": 0.5, "label": f"real ({len(rr)})"}),
+            (ri[np.isfinite(ri)], {"histtype": "step", "color": colour, "lw": 1.8, "label": f"injected ({len(ri)})"}),
         ):
             if len(values):
                 ax_hist.hist(values, bins=bins, weights=np.full(len(values), 1.0 / len(values)), **kwargs)
