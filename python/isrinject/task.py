@@ -228,6 +228,11 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         optional=True,
     )
     max_draw_size = Field[int](doc="Largest stamp side [pixels].", default=1001)
+    psf_cache_spacing = Field[float](
+        doc="PSF kernel and local WCS are evaluated once per cell of this size [pixels] and reused for "
+        "the sources inside it; <= 0 evaluates them at every source position.",
+        default=64.0,
+    )
     stamp_size_factor = Field[float](
         doc="Automatic stamp side as a multiple of GalSim's getGoodImageSize.", default=1.5
     )
@@ -570,6 +575,7 @@ def inject_sources(
         calib_flux_radius=config.calib_flux_radius,
         max_draw_size=config.max_draw_size,
         stamp_size_factor=config.stamp_size_factor,
+        psf_cache_spacing=config.psf_cache_spacing,
         stamp_prefix=config.stamp_prefix,
         fits_alignment=config.fits_alignment,
     )
