@@ -326,7 +326,7 @@ class InjectionResult:
     catalog: Table
 
 
-__all__ += ["InjectionResult", "LEGACY_MASK_NAMES"]
+__all__ += ["InjectionResult", "LEGACY_MASK_NAMES", "build_calibration", "calibration_cutout", "mask_bits"]
 
 
 def _as_visit_image(obj: Any) -> VisitImage:
@@ -355,7 +355,7 @@ def _data_id_of(visit_image: VisitImage) -> tuple[int, int]:
     return int(visit_id), int(visit_image.detector.id)
 
 
-def _calibration_cutout(
+def calibration_cutout(
     obj: Any, image_bbox: Box, what: str, log: logging.Logger | Any, where: str = ""
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The calibration's planes on the image bbox (error if it does not cover it)."""
@@ -372,7 +372,7 @@ def _calibration_cutout(
     return image, variance
 
 
-def _mask_bits(visit_image: VisitImage, names: Sequence[str]) -> np.ndarray:
+def mask_bits(visit_image: VisitImage, names: Sequence[str]) -> np.ndarray:
     """OR of the named mask planes present in the image (legacy names accepted)."""
     present = set(visit_image.mask.schema.names)
     result = np.zeros(visit_image.bbox.shape, dtype=bool)
@@ -383,13 +383,17 @@ def _mask_bits(visit_image: VisitImage, names: Sequence[str]) -> np.ndarray:
     return result
 
 
-def _build_calibration(
+def build_calibration(
     visit_image: VisitImage,
     config: VisitInjectConfig,
     flat: np.ndarray,
     illumination: np.ndarray | None,
     log: logging.Logger | Any,
 ) -> PixelCalibration:
+    """Per-pixel c, read noise and saturation of ``visit_image`` as configured.
+
+    Shared by the task and ``isrinject diagnose`` so both see the same c.
+    """
     image_per_njy = image_units_per_njy(visit_image.unit)
     amps = amplifier_terms(
         visit_image.detector, visit_image.bbox, read_noise=config.read_noise, saturation=config.saturation
@@ -434,7 +438,7 @@ def _build_calibration(
         )
     if image_per_njy is None:
         raise CalibrationError("scaling_source='empirical' applies to flux-density images, not electrons.")
-    good = ~_mask_bits(visit_image, config.bad_mask_names)
+    good = ~mask_bits(visit_image, config.bad_mask_names)
     good &= np.isfinite(visit_image.image.array) & np.isfinite(visit_image.variance.array)
     amps = fit_scaling_per_amplifier(
         visit_image.image.array,
@@ -496,7 +500,7 @@ def inject_sources(
     where = f"visit {visit_id}, detector {detector_id}"
     if visit_image.sky_projection is None:
         raise CalibrationError(f"The visit image of {where} has no sky projection (WCS): sources cannot be placed.")
-    flat_image, flat_variance = _calibration_cutout(flat, bbox, "flat", log, where)
+    flat_image, flat_variance = calibration_cutout(flat, bbox, "flat", log, where)
     if flat_variance is not None and (
         not np.any(np.isfinite(flat_variance)) or np.all(flat_variance == 1.0)
     ):
@@ -508,14 +512,14 @@ def inject_sources(
         flat_variance = None
     illum_image = None
     if illumination is not None:
-        illum_image, _ = _calibration_cutout(illumination, bbox, "illumination correction", log, where)
+        illum_image, _ = calibration_cutout(illumination, bbox, "illumination correction", log, where)
     elif config.do_illumination_correction:
         raise ValueError(
             "do_illumination_correction=True but no illumination correction was given for "
             f"visit {visit_id}, detector {visit_image.detector.id}."
         )
     try:
-        calibration = _build_calibration(visit_image, config, flat_image, illum_image, log)
+        calibration = build_calibration(visit_image, config, flat_image, illum_image, log)
     except CalibrationError as err:
         raise CalibrationError(f"{where}: {err}") from err
     try:
@@ -561,7 +565,7 @@ def inject_sources(
     core_name = f"{config.mask_plane_name}_CORE"
     sat_name = "SATURATED"
     _with_planes(output, [config.mask_plane_name, core_name, sat_name])
-    no_photon_pixels = _mask_bits(output, config.no_photon_mask_names)
+    no_photon_pixels = mask_bits(output, config.no_photon_mask_names)
     n_rows = len(catalog)
     new_columns: dict[str, np.ndarray] = {
         "injection_flux": np.full(n_rows, np.nan),

@@ -56,9 +56,9 @@ from ..catalog import compose_catalog
 from ..flags import FATAL_FLAGS
 from ..task import (
     VisitInjectConfig,
-    _build_calibration,
-    _calibration_cutout,
-    _mask_bits,
+    build_calibration,
+    calibration_cutout,
+    mask_bits,
     inject_sources,
 )
 from .stats import (
@@ -317,19 +317,19 @@ def _detector_data(
     expected_variance = np.asarray(noiseless.image.variance.array, np.float64) - v0
 
     bbox = original.bbox
-    flat_image, flat_variance = _calibration_cutout(flat, bbox, "flat", _LOG, where)
+    flat_image, flat_variance = calibration_cutout(flat, bbox, "flat", _LOG, where)
     if flat_variance is not None and (not np.any(np.isfinite(flat_variance)) or np.all(flat_variance == 1.0)):
         flat_variance = None
     if not config.include_flat_variance:
         flat_variance = None
     illum_image = None
     if illumination is not None:
-        illum_image, _ = _calibration_cutout(illumination, bbox, "illumination correction", _LOG, where)
-    calibration = _build_calibration(original, config, flat_image, illum_image, _LOG)
+        illum_image, _ = calibration_cutout(illumination, bbox, "illumination correction", _LOG, where)
+    calibration = build_calibration(original, config, flat_image, illum_image, _LOG)
     scaling = calibration.scaling_in(bbox)
     amp_index = _amp_index(original)
     injected_mask = np.asarray(injected.mask.get(config.mask_plane_name), bool)
-    bad = _mask_bits(injected, config.bad_mask_names) | _mask_bits(original, config.bad_mask_names)
+    bad = mask_bits(injected, config.bad_mask_names) | mask_bits(original, config.bad_mask_names)
     pixels = DetectorPixels(
         original_image=i0, original_variance=v0,
         image=np.asarray(injected.image.array, np.float64), variance=np.asarray(injected.variance.array, np.float64),
