@@ -31,6 +31,7 @@ __all__ = [
     "AmplifierTerms",
     "CalibrationError",
     "PixelCalibration",
+    "amplifier_index",
     "amplifier_terms",
     "fit_scaling_per_amplifier",
     "image_units_per_njy",
@@ -68,6 +69,23 @@ def image_units_per_njy(unit: u.UnitBase) -> float | None:
             f"Visit image unit {unit!s} is neither electrons nor a flux density (e.g. nJy); "
             "the pixel model cannot relate it to pre-flat electrons."
         ) from None
+
+
+def amplifier_index(boxes: Sequence[Box], bbox: Box) -> np.ndarray:
+    """Index (into ``boxes``) of the amplifier of every pixel of ``bbox``.
+
+    Pixels outside every amplifier box get -1.  All boxes are in absolute
+    pixel coordinates.
+    """
+    index = np.full(bbox.shape, -1, dtype=np.int32)
+    for i, box in enumerate(boxes):
+        try:
+            overlap = box.intersection(bbox)
+        except NoOverlapError:
+            continue
+        sl = overlap.slice_within(bbox)
+        index[sl.y, sl.x] = i
+    return index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,15 +240,7 @@ class PixelCalibration:
     scaling_source: str
 
     def _amp_index(self, bbox: Box) -> np.ndarray:
-        index = np.full(bbox.shape, -1, dtype=np.int32)
-        for i, amp in enumerate(self.amplifiers):
-            try:
-                overlap = amp.bbox.intersection(bbox)
-            except NoOverlapError:
-                continue
-            sl = overlap.slice_within(bbox)
-            index[sl.y, sl.x] = i
-        return index
+        return amplifier_index([amp.bbox for amp in self.amplifiers], bbox)
 
     def _njy_per_electron(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         if self.scaling_constant is not None:

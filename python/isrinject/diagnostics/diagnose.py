@@ -50,8 +50,8 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 from astropy.table import Table
-from lsst.images import NoOverlapError
 
+from ..calibration import amplifier_index
 from ..catalog import compose_catalog
 from ..flags import FATAL_FLAGS
 from ..task import (
@@ -258,17 +258,8 @@ def _data_ids(
 
 
 def _amp_index(visit_image: Any) -> np.ndarray:
-    bbox = visit_image.bbox
-    index = np.zeros(bbox.shape, dtype=np.int32)
     amps = list(getattr(visit_image.detector, "amplifiers", None) or [])
-    for i, amp in enumerate(amps):
-        try:
-            overlap = amp.bbox.intersection(bbox)
-        except NoOverlapError:
-            continue
-        sl = overlap.slice_within(bbox)
-        index[sl.y, sl.x] = i
-    return index
+    return amplifier_index([amp.bbox for amp in amps], visit_image.bbox)
 
 
 def _rerender_catalog(catalog: Table) -> Table:

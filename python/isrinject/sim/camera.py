@@ -46,6 +46,8 @@ from lsst.images.cameras import (
     ReadoutCorner,
 )
 
+from ..calibration import amplifier_index
+
 #: Typical full well of an LSSTCam/ComCam ITL sensor (pre-flat electrons).
 #: ITL sensors saturate at ≈100 000–150 000 e⁻; the simulated saturation in
 #: ADU is ``COMCAM_FULL_WELL_ELECTRONS / gain``.
@@ -174,10 +176,7 @@ def amplifier_index_map(shape: tuple[int, int], boxes: Sequence[Box]) -> np.ndar
     Pixels outside every box get ``-1``.  Boxes are in the detector's absolute
     coordinates with the array origin at (0, 0).
     """
-    index = np.full(shape, -1, dtype=np.int32)
-    for i, box in enumerate(boxes):
-        index[box.y.start : box.y.stop, box.x.start : box.x.stop] = i
-    return index
+    return amplifier_index(boxes, Box.from_shape(shape))
 
 
 def _validate_per_amp(name: str, values: Sequence[float], n_amps: int, *, positive: bool) -> list[float]:
