@@ -117,9 +117,9 @@ def main(args: argparse.Namespace) -> int:
         stats = band_statistics(demo, result.output_run)
         args.output.mkdir(parents=True, exist_ok=True)
         table = summary_table({band: s for band, (s, _, _) in stats.items()})
-        for band, (s, gain_only, image) in stats.items():
+        for band, (s, gain_only, unit) in stats.items():
             png = plot_flux_variance(
-                s, args.output / f"flux_variance_{band}.png", band=band, unit=f"{image.unit:unicode}",
+                s, args.output / f"flux_variance_{band}.png", band=band, unit=f"{unit:unicode}",
                 passed=s.passed(SLOPE_TOLERANCE, RATIO_TOLERANCE), gain_only=gain_only,
                 title=f"{len(demo.detectors)} detector(s) {demo.shape[1]}×{demo.shape[0]} px, units {demo.units}"
                       + (", illumination-corrected" if demo.do_illumination_correction else ""),
@@ -128,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
         (args.output / "summary.txt").write_text(table + "\n")
         print()
         print(table)
-        print("\nFor comparison, a flux/gain injection (one gain per detector) of the same sources:")
+        print("\nFor comparison, a flux/gain injection (one gain per amplifier) of the same sources:")
         print(summary_table({band: g for band, (_, g, _) in stats.items()}))
         n_pass = sum(s.passed(SLOPE_TOLERANCE, RATIO_TOLERANCE) for s, _, _ in stats.values())
         print(f"\n{n_pass}/{len(stats)} bands pass (slopes within {SLOPE_TOLERANCE:.0%}, noise ratio "

@@ -7,9 +7,8 @@
         [-c inject_visit:do_illumination_correction=True]
 
 (each run writes a new RUN, so re-running is safe).  `band_statistics`
-reads the original and injected images back, re-runs `inject_sources` with
-``add_noise=False`` for the noiseless model M and expected variance, and
-calls `isrinject.diagnostics.stats.injection_statistics`.
+evaluates every band with `isrinject.diagnostics.diagnose` (the same reader
+and statistics as ``isrinject diagnose``).
 """
 
 from __future__ import annotations
@@ -17,12 +16,9 @@ from __future__ import annotations
 __all__ = [
     "PipetaskResult",
     "band_statistics",
-    "detector_pixels",
     "find_pipeline",
     "find_pipetask",
-    "gain_only_pixels",
     "run_pipetask",
-    "scaling_map",
 ]
 
 import dataclasses
@@ -34,28 +30,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-from lsst.daf.butler import Butler, Timespan
-from lsst.images import VisitImage
+import astropy.units
+from lsst.daf.butler import Butler
 
-from ..calibration import image_units_per_njy
-from ..catalog import compose_catalog
-from ..diagnostics.stats import (
-    DetectorPixels,
-    InjectionStatistics,
-    gain_only_injection,
-    injection_statistics,
-    mean_gain,
-)
-from ..sim.camera import amplifier_index_map
-from ..task import VisitInjectConfig, inject_sources
-from .build import EXPOSURE_TIME_S, DemoRepo
-
-#: Mask planes whose pixels the statistics ignore.
-IGNORED_MASK_PLANES: tuple[str, ...] = ("BAD", "SATURATED", "NO_DATA", "SUSPECT", "COSMIC_RAY", "INTERPOLATED")
-
+from ..diagnostics.diagnose import diagnose
+from ..diagnostics.stats import InjectionStatistics
+from .build import DemoRepo
 
 @dataclasses.dataclass
 class PipetaskResult:
@@ -134,129 +115,35 @@ def run_pipetask(
     )
 
 
-def scaling_map(visit_image: VisitImage) -> np.ndarray | float:
-    """c, image units per pre-flat e⁻: 1 for an image in electrons, else the
-    photometric scaling [nJy/e⁻] rendered on the image times image units per nJy."""
-    per_njy = image_units_per_njy(visit_image.unit)
-    if per_njy is None:
-        return 1.0
-    field = visit_image.photometric_scaling
-    rendered = field.render(visit_image.bbox)
-    array = np.asarray(getattr(rendered, "array", rendered), dtype=np.float64)
-    return array * per_njy
-
-
-def _mask_union(image: VisitImage, names: Sequence[str]) -> np.ndarray:
-    present = set(image.mask.schema.names)
-    out = np.zeros(image.bbox.shape, dtype=bool)
-    for name in names:
-        if name in present:
-            out |= image.mask.get(name)
-    return out
-
-
-def detector_pixels(
-    butler: Butler, demo: DemoRepo, band: str, detector: int, output_run: str
-) -> DetectorPixels:
-    """Read one visit/detector back and build its `DetectorPixels`.
-
-    The flat (and illumination correction) is the one certified at the
-    visit's time; M and the expected ΔV come from `inject_sources` with
-    ``add_noise=False`` on the original image and the band's catalogs.
-    """
-    layout = demo.layout
-    data_id = {"instrument": layout.instrument, "visit": demo.visits[band], "detector": detector}
-    original = butler.get("visit_image", data_id, collections=layout.inputs)
-    injected = butler.get("injected_visit_image", data_id, collections=output_run)
-    begin = demo.visit_begin[band]
-    span = Timespan(begin, begin + datetime.timedelta(seconds=EXPOSURE_TIME_S))
-    calib_id = {"instrument": layout.instrument, "detector": detector, "physical_filter": demo.physical_filters[band]}
-    flat_ref = butler.find_dataset("flat", calib_id, collections=layout.inputs, timespan=span)
-    if flat_ref is None:
-        raise LookupError(f"No flat certified for {calib_id} at {begin.isot}.")
-    flat = butler.get(flat_ref)
-    illumination = None
-    if demo.do_illumination_correction:
-        ref = butler.find_dataset("illuminationCorrection", calib_id, collections=layout.inputs, timespan=span)
-        illumination = butler.get(ref)
-    refs = butler.query_datasets(
-        "injection_catalog", collections=layout.catalog_run, where=f"band = '{band}'", explain=False
-    )
-    catalog = compose_catalog([butler.get(ref) for ref in refs])
-    config = VisitInjectConfig()
-    config.add_noise = False
-    config.do_illumination_correction = demo.do_illumination_correction
-    noiseless = inject_sources(
-        original, catalog, flat=flat, illumination=illumination, config=config,
-        rng=np.random.default_rng(0), log=_QuietLog(), visit_id=demo.visits[band],
-    ).image
-    i0 = original.image.array.astype(np.float64)
-    v0 = original.variance.array.astype(np.float64)
-    r_array = None if illumination is None else np.asarray(illumination.array, dtype=np.float64)
-    amp_boxes = [amp.bbox for amp in original.detector.amplifiers]
-    return DetectorPixels(
-        original_image=i0,
-        original_variance=v0,
-        image=injected.image.array.astype(np.float64),
-        variance=injected.variance.array.astype(np.float64),
-        flat=flat.image.array.astype(np.float64),
-        flat_variance=flat.variance.array.astype(np.float64),
-        scaling=scaling_map(original),
-        injected=injected.mask.get("INJECTED"),
-        model=noiseless.image.array.astype(np.float64) - i0,
-        expected_variance=noiseless.variance.array.astype(np.float64) - v0,
-        illumination=r_array,
-        bad=_mask_union(original, IGNORED_MASK_PLANES) | _mask_union(injected, IGNORED_MASK_PLANES),
-        amp_index=amplifier_index_map(original.bbox.shape, amp_boxes),
-    )
-
-
-class _QuietLog:
-    """A logger stand-in that drops the re-run's messages."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
-
-
-def gain_only_pixels(pixels: DetectorPixels, *, seed: int = 0) -> DetectorPixels:
-    """The same detector as a flux/gain injection would have made it.
-
-    ΔV = M/ḡ with one ḡ = mean(f·R/c) for the detector, ΔI = M + N(0, ΔV)
-    (see `gain_only_injection`).
-    """
-    gain = mean_gain(pixels.flat, pixels.scaling, pixels.illumination)
-    image, variance = gain_only_injection(
-        pixels.original_image, pixels.original_variance, pixels.model, gain=gain, rng=np.random.default_rng(seed)
-    )
-    return dataclasses.replace(
-        pixels, image=image, variance=variance, expected_variance=np.clip(pixels.model, 0, None) / gain
-    )
-
-
 def band_statistics(
-    demo: DemoRepo, output_run: str, *, snr_min: float = 5.0, seed: int = 0
-) -> dict[str, tuple[InjectionStatistics, InjectionStatistics, VisitImage]]:
+    demo: DemoRepo, output_run: str, *, seed: int = 0
+) -> dict[str, tuple[InjectionStatistics, InjectionStatistics, astropy.units.UnitBase]]:
     """Statistics of every band (detectors pooled), of a flux/gain injection of
-    the same sources for comparison, and one injected image (for units).
+    the same sources for comparison, and the image unit.
+
+    This is `isrinject.diagnostics.diagnose` on the demo's visits: the flat of
+    the visit's time, the run's own config for the noise-free re-run, and a
+    flux/gain injection with one gain per amplifier.
 
     Returns
     -------
     results
-        band → (statistics, gain-only statistics, an injected `VisitImage`).
+        band → (statistics, gain-only statistics, image unit).
     """
     butler = Butler.from_config(str(demo.root))
-    results = {}
-    for band in demo.bands:
-        pixels = [detector_pixels(butler, demo, band, d, output_run) for d in demo.detectors]
-        example = butler.get(
-            "injected_visit_image",
-            {"instrument": demo.layout.instrument, "visit": demo.visits[band], "detector": demo.detectors[0]},
-            collections=output_run,
-        )
-        gain_only = [gain_only_pixels(p, seed=seed + i) for i, p in enumerate(pixels)]
-        results[band] = (
-            injection_statistics(pixels, snr_min=snr_min, seed=seed),
-            injection_statistics(gain_only, snr_min=snr_min, seed=seed),
-            example,
-        )
-    return results
+    diagnosis = diagnose(
+        butler,
+        visit=[demo.visits[band] for band in demo.bands],
+        detector=list(demo.detectors),
+        collections=[output_run],
+        input_collections=[demo.layout.inputs],
+        instrument=demo.layout.instrument,
+        compare_gain_only=True,
+        figures=False,
+        seed=seed,
+    )
+    by_band = diagnosis.by_band()
+    return {
+        band: (by_band[band].statistics, by_band[band].gain_only, astropy.units.Unit(by_band[band].unit))
+        for band in demo.bands
+    }
