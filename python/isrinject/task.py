@@ -326,7 +326,7 @@ class InjectionResult:
     catalog: Table
 
 
-__all__ += ["InjectionResult", "LEGACY_MASK_NAMES", "build_calibration", "calibration_cutout", "mask_bits"]
+__all__ += ["InjectionResult", "LEGACY_MASK_NAMES", "build_calibration", "calibration_cutout", "flat_planes", "mask_bits"]
 
 
 def _as_visit_image(obj: Any) -> VisitImage:
@@ -370,6 +370,26 @@ def calibration_cutout(
     if variance is not None:
         variance = np.asarray(variance[sl.y, sl.x], dtype=np.float64)
     return image, variance
+
+
+def flat_planes(
+    flat: Any, image_bbox: Box, config: VisitInjectConfig, log: logging.Logger | Any, where: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The flat f and, when usable and configured, its variance V_f on the image bbox.
+
+    A variance plane that is absent, all non-finite or all exactly 1.0 (what
+    lsst.images fills in for a missing plane) gives `None` with a warning.
+    """
+    flat_image, flat_variance = calibration_cutout(flat, image_bbox, "flat", log, where)
+    if flat_variance is not None and (
+        not np.any(np.isfinite(flat_variance)) or np.all(flat_variance == 1.0)
+    ):
+        flat_variance = None
+    if flat_variance is None and config.include_flat_variance:
+        log.warning("The flat of %s has no variance plane; the flat-variance term of ΔV is skipped.", where)
+    if not config.include_flat_variance:
+        flat_variance = None
+    return flat_image, flat_variance
 
 
 def mask_bits(visit_image: VisitImage, names: Sequence[str]) -> np.ndarray:
@@ -500,16 +520,7 @@ def inject_sources(
     where = f"visit {visit_id}, detector {detector_id}"
     if visit_image.sky_projection is None:
         raise CalibrationError(f"The visit image of {where} has no sky projection (WCS): sources cannot be placed.")
-    flat_image, flat_variance = calibration_cutout(flat, bbox, "flat", log, where)
-    if flat_variance is not None and (
-        not np.any(np.isfinite(flat_variance)) or np.all(flat_variance == 1.0)
-    ):
-        # lsst.images fills a missing variance plane with 1.0.
-        flat_variance = None
-    if flat_variance is None and config.include_flat_variance:
-        log.warning("The flat of %s has no variance plane; the flat-variance term of ΔV is skipped.", where)
-    if not config.include_flat_variance:
-        flat_variance = None
+    flat_image, flat_variance = flat_planes(flat, bbox, config, log, where)
     illum_image = None
     if illumination is not None:
         illum_image, _ = calibration_cutout(illumination, bbox, "illumination correction", log, where)

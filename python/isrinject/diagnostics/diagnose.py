@@ -58,8 +58,9 @@ from ..task import (
     VisitInjectConfig,
     build_calibration,
     calibration_cutout,
-    mask_bits,
+    flat_planes,
     inject_sources,
+    mask_bits,
 )
 from .stats import (
     DetectorPixels,
@@ -308,11 +309,7 @@ def _detector_data(
     expected_variance = np.asarray(noiseless.image.variance.array, np.float64) - v0
 
     bbox = original.bbox
-    flat_image, flat_variance = calibration_cutout(flat, bbox, "flat", _LOG, where)
-    if flat_variance is not None and (not np.any(np.isfinite(flat_variance)) or np.all(flat_variance == 1.0)):
-        flat_variance = None
-    if not config.include_flat_variance:
-        flat_variance = None
+    flat_image, flat_variance = flat_planes(flat, bbox, config, _LOG, where)
     illum_image = None
     if illumination is not None:
         illum_image, _ = calibration_cutout(illumination, bbox, "illumination correction", _LOG, where)
