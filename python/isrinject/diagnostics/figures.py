@@ -48,9 +48,11 @@ def _row(axes: Any, s: InjectionStatistics, method: str, unit: str, summary: dic
         g_real = real.x / real.image
     ir = _thin(len(real.x), 6000, rng)
     ii = _thin(len(inj.x), 6000, rng)
-    ax_raw.scatter(real.image[ir], real.variance[ir], s=3, c=_REAL, alpha=0.5, lw=0, label=f"real pixels ({len(real.x)})")
+    # Real pixels are fewer: draw them on top so they stay visible.
     ax_raw.scatter(inj.image[ii], inj.variance[ii], s=3, c=colour, alpha=0.6, lw=0,
                    label=f"injected pixels ({len(inj.x)})")
+    ax_raw.scatter(real.image[ir], real.variance[ir], s=4, c=_REAL, alpha=0.8, lw=0, zorder=3,
+                   label=f"real pixels ({len(real.x)})")
     finite_g = g_real[np.isfinite(g_real) & (g_real > 0)]
     if len(finite_g) and len(real.image):
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -68,8 +70,8 @@ def _row(axes: Any, s: InjectionStatistics, method: str, unit: str, summary: dic
     ax_raw.set_title(f"{method}: variance vs flux")
     ax_raw.legend(fontsize=6.5, loc="upper left", markerscale=3)
     # (b) flat-normalised: every ISR pixel on slope 1.
-    ax_norm.scatter(real.x[ir], real.excess[ir], s=3, c=_REAL, alpha=0.5, lw=0, label="real")
     ax_norm.scatter(inj.x[ii], inj.excess[ii], s=3, c=colour, alpha=0.6, lw=0, label="injected")
+    ax_norm.scatter(real.x[ir], real.excess[ir], s=4, c=_REAL, alpha=0.8, lw=0, zorder=3, label="real")
     xs = np.concatenate([real.x, inj.x])
     xs = xs[xs > 0]
     if len(xs):
@@ -99,6 +101,8 @@ def _row(axes: Any, s: InjectionStatistics, method: str, unit: str, summary: dic
             if len(values):
                 ax_hist.hist(values, bins=bins, weights=np.full(len(values), 1.0 / len(values)), **kwargs)
         ax_hist.set_yscale("log")
+        # A fixed range keeps decade ticks even when every pixel is in one bin.
+        ax_hist.set_ylim(1e-4, 1.5)
     ax_hist.axvline(0, color="k", lw=0.8)
     ax_hist.set_xlabel("residual r = (V − V_expected(I)) / (V_expected(I) − V_sky)")
     ax_hist.set_ylabel("fraction of pixels per bin")
