@@ -1,5 +1,9 @@
-"""BPS end to end: ``bps submit bps/local_threads.yaml`` (ctrl_bps_parsl) on a
-temporary demo-style repository with 4 visits × 2 detectors (8 quanta)."""
+"""BPS end to end: ``bps submit bps/local_threads.yaml`` and
+``bps submit bps/local_htex.yaml`` (ctrl_bps_parsl: a ThreadPoolExecutor and a
+HighThroughputExecutor) on a temporary demo-style repository with 4 visits ×
+2 detectors (8 quanta).  bps writes its submit directory under ``$PWD/submit``
+and parsl its ``runinfo/`` under the working directory: both go to the test's
+``tmp_path``."""
 
 from __future__ import annotations
 
@@ -101,8 +105,14 @@ def check_outputs(butler, pairs, collection: str) -> None:
         assert image.mask.get("INJECTED").sum() > 0
 
 
-def bps_environment() -> dict[str, str]:
+def bps_environment(cwd: Path | None = None) -> dict[str, str]:
+    """Environment for a ``bps submit`` subprocess: this venv's tools first,
+    ``bps/`` (site classes) and ``python/`` on PYTHONPATH, ISRINJECT_DIR.
+    With ``cwd``, also PWD (bps's default ``submitPath`` is
+    ``${PWD}/submit/{outputRun}``; subprocess's ``cwd=`` does not change it)."""
     env = dict(os.environ)
+    if cwd is not None:
+        env["PWD"] = str(cwd)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "bps"), str(ROOT / "python"),
                                                       env.get("PYTHONPATH", "")]))
@@ -111,7 +121,48 @@ def bps_environment() -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("site", ["local_threads"])
+def bps_logs(cwd: Path) -> str:
+    """The ends of the logs a ``bps submit`` run in ``cwd`` left: quantum-graph
+    generation, parsl's log, and every job log that mentions an error."""
+    logs = []
+    paths = (sorted(cwd.glob("submit/**/quantumGraphGeneration.out")) + sorted(cwd.glob("runinfo/*/parsl.log"))
+             + sorted(cwd.glob("submit/**/*.stderr")))
+    for path in paths:
+        text = path.read_text(errors="replace")
+        if path.suffix != ".stderr" or "error" in text.lower():
+            logs.append(f"--- {path}\n{text[-2000:]}")
+    return "\n".join(logs)
+
+
+def bps_submit(site: str, butler_config: str, output: str, cwd: Path) -> float:
+    """Run ``bps submit bps/<site>.yaml`` in ``cwd`` on the repository
+    ``butler_config`` (a path or URI), inputs ``RepoLayout.inputs``, output
+    collection ``output``; return the wall time.  On failure the message
+    carries bps's output and the logs (``bps_logs``)."""
+    start = time.monotonic()
+    result = subprocess.run(
+        [str(BIN / "bps"), "submit", str(ROOT / "bps" / f"{site}.yaml"), "-b", butler_config,
+         "-i", RepoLayout.inputs, "-o", output],
+        capture_output=True, text=True, timeout=600, cwd=cwd, env=bps_environment(cwd),
+    )
+    elapsed = time.monotonic() - start
+    if result.returncode != 0:
+        pytest.fail(f"bps submit {site} exited with {result.returncode}\n--- bps stdout\n{result.stdout[-2000:]}"
+                    f"\n--- bps stderr\n{result.stderr[-4000:]}\n{bps_logs(cwd)}")
+    return elapsed
+
+
+def check_bps_outputs(butler, pairs, collection: str, cwd: Path) -> None:
+    """``check_outputs`` after ``bps_submit``: a failed job does not make
+    ``bps submit`` (parsl) exit non-zero, its outputs are just missing; then
+    show the job logs."""
+    try:
+        check_outputs(butler, pairs, collection)
+    except Exception as error:
+        pytest.fail(f"{type(error).__name__}: {error}\n{bps_logs(cwd)}")
+
+
+@pytest.mark.parametrize("site", ["local_threads", "local_htex"])
 def test_bps_submit_runs_every_quantum(tmp_path: Path, site: str) -> None:
     from lsst.daf.butler import Butler
 
@@ -121,14 +172,9 @@ def test_bps_submit_runs_every_quantum(tmp_path: Path, site: str) -> None:
     pairs = populate_repo(butler)
     assert len(pairs) >= 8
     output = "u/test/bps"
-    start = time.monotonic()
-    result = subprocess.run(
-        [str(BIN / "bps"), "submit", str(ROOT / "bps" / f"{site}.yaml"), "-b", str(root),
-         "-i", RepoLayout.inputs, "-o", output],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=bps_environment(),
-    )
-    elapsed = time.monotonic() - start
-    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
-    butler = Butler.from_config(str(root))
-    check_outputs(butler, pairs, output)
+    elapsed = bps_submit(site, str(root), output, tmp_path)
+    # bps's submit directory and parsl's runinfo are under this test's directory.
+    assert len(list(tmp_path.glob("submit/u/test/bps/*/logs/inject_visit/*/*.stderr"))) == len(pairs)
+    assert list(tmp_path.glob("runinfo/*/parsl.log"))
+    check_bps_outputs(Butler.from_config(str(root)), pairs, output, tmp_path)
     print(f"bps submit {site}: {len(pairs)} quanta in {elapsed:.1f} s")
