@@ -43,6 +43,7 @@ from collections.abc import Sequence
 
 import astropy.units as u
 import numpy as np
+from numpy.typing import ArrayLike
 from lsst.images import Box, NoOverlapError
 
 _LOG = logging.getLogger(__name__)
@@ -259,11 +260,13 @@ class PixelCalibration:
         grid = bbox.meshgrid()
         return self._njy_per_electron(grid.x, grid.y) * self.image_per_njy
 
-    def image_units_per_njy_at(self, x: float, y: float) -> float:
-        """Image units per nJy of source flux at (x, y)."""
+    def image_units_per_njy_at(self, x: ArrayLike, y: ArrayLike) -> np.ndarray | float:
+        """Image units per nJy of source flux at (x, y) (scalars or arrays)."""
         if self.image_per_njy is not None:
             return self.image_per_njy
-        return 1.0 / float(self._njy_per_electron(np.asarray(x), np.asarray(y)))
+        with np.errstate(divide="ignore"):
+            values = 1.0 / self._njy_per_electron(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+        return float(values) if np.ndim(values) == 0 else values
 
     def read_noise_in(self, bbox: Box) -> np.ndarray:
         """σ_a [e⁻] on ``bbox`` (NaN outside every amplifier)."""
@@ -275,8 +278,32 @@ class PixelCalibration:
         values = np.array([amp.saturation for amp in self.amplifiers] + [np.inf])
         return values[self._amp_index(bbox)]
 
-    def scaling_at(self, x: float, y: float) -> float:
-        """c [image units per e⁻] at one position."""
-        ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
-        bbox = Box.factory[iy : iy + 1, ix : ix + 1]
-        return float(self.scaling_in(bbox)[0, 0])
+    def _amp_index_at(self, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+        """Amplifier index of integer pixels (ix, iy); -1 outside every amplifier."""
+        index = np.full(np.shape(ix), -1, dtype=np.int32)
+        for i, amp in enumerate(self.amplifiers):
+            index[amp.bbox.contains(x=ix, y=iy)] = i
+        return index
+
+    def read_noise_at(self, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+        """σ_a [e⁻] at integer pixels (ix, iy) (NaN outside every amplifier)."""
+        values = np.array([amp.read_noise for amp in self.amplifiers] + [np.nan])
+        return values[self._amp_index_at(ix, iy)]
+
+    def saturation_at(self, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+        """Saturation level [pre-flat e⁻] at integer pixels (ix, iy) (inf outside amps)."""
+        values = np.array([amp.saturation for amp in self.amplifiers] + [np.inf])
+        return values[self._amp_index_at(ix, iy)]
+
+    def scaling_at(self, x: ArrayLike, y: ArrayLike) -> np.ndarray | float:
+        """c [image units per e⁻] at positions (x, y) (scalars or arrays)."""
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if self.image_per_njy is None:
+            values = np.ones(np.broadcast(x, y).shape)
+        elif self.scaling_source == "empirical":
+            per_amp = np.array([amp.scaling for amp in self.amplifiers] + [np.nan], dtype=np.float64)
+            values = per_amp[self._amp_index_at(np.floor(x + 0.5).astype(np.int64), np.floor(y + 0.5).astype(np.int64))]
+        else:
+            values = self._njy_per_electron(x, y) * self.image_per_njy
+        return float(values) if np.ndim(values) == 0 else values

@@ -30,8 +30,11 @@ from __future__ import annotations
 
 __all__ = [
     "PixelInjection",
+    "draw_electrons",
     "effective_gain",
+    "expected_electrons",
     "inject_pixels",
+    "pixel_response",
     "reconstruct_pre_flat_electrons",
     "usable_flat",
 ]
@@ -158,6 +161,126 @@ def reconstruct_pre_flat_electrons(
     return np.where(np.isfinite(signal), signal, 0.0)
 
 
+def draw_electrons(
+    expected: ArrayLike, rng: np.random.Generator | None, add_noise: bool = True
+) -> tuple[npt.NDArray[np.intp], FloatArray]:
+    """Draw n ~ Poisson(λ) independently per pixel, returned sparsely.
+
+    Parameters
+    ----------
+    expected
+        λ ≥ 0 [e⁻] per pixel (any shape; indices refer to its flattened form).
+    rng
+        Random generator (unused when not ``add_noise``).
+    add_noise
+        Draw Poisson counts (True) or return n = λ.
+
+    Returns
+    -------
+    index, electrons
+        Flat indices of the pixels with n > 0 (sorted) and their n.
+
+    Notes
+    -----
+    Most pixels of a stamp lie in the faint wings, where λ ≪ 1 and n is
+    almost always 0.  Pixels with λ < ``0.1`` are drawn jointly and exactly:
+    independent Poisson(λ_i) are equivalent to a total N ~ Poisson(Σλ_i)
+    distributed over the pixels as Multinomial(N, λ_i/Σλ_i), i.e. N
+    inverse-CDF draws on the cumulative sum of λ.  Brighter pixels get
+    ``rng.poisson`` each.
+    """
+    expected = np.asarray(expected, dtype=np.float64).ravel()
+    if not add_noise:
+        index = np.flatnonzero(expected > 0)
+        return index, expected[index]
+    if rng is None:
+        raise ValueError("add_noise=True needs a numpy random Generator (rng=None given).")
+    faint = expected < 0.1
+    bright_index = np.flatnonzero(~faint)
+    bright = rng.poisson(expected[bright_index]).astype(np.float64)
+    faint_index = np.flatnonzero(faint & (expected > 0))
+    cumulative = np.cumsum(expected[faint_index])
+    total = float(cumulative[-1]) if len(cumulative) else 0.0
+    hits = rng.poisson(total) if total > 0 else 0
+    if hits:
+        picks = np.searchsorted(cumulative, rng.random(hits) * total, side="right")
+        picked, counts = np.unique(faint_index[np.minimum(picks, len(faint_index) - 1)], return_counts=True)
+    else:
+        picked, counts = np.empty(0, dtype=np.intp), np.empty(0)
+    keep = bright > 0
+    index = np.concatenate([bright_index[keep], picked])
+    electrons = np.concatenate([bright[keep], counts.astype(np.float64)])
+    order = np.argsort(index, kind="stable")
+    return index[order], electrons[order]
+
+
+def pixel_response(
+    electrons: ArrayLike,
+    *,
+    flat: ArrayLike,
+    scaling: ArrayLike,
+    illumination: ArrayLike | None = None,
+    flat_variance: ArrayLike | None = None,
+    pre_flat_electrons: ArrayLike | None = None,
+    saturation: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+    """ΔI, ΔV and saturation of pixels that received n pre-flat electrons.
+
+    Elementwise (see the module docstring), for pixels that can receive
+    photons (`usable_flat`)::
+
+        ΔI = c · n / (f·R)
+        ΔV = c² · n / (f·R)² + (c/R)² · (V_f/f⁴) · (2·S·n + n²)
+        SAT where n > 0 and S + n > saturation
+
+    Parameters are as in `inject_pixels`; every array has the shape of
+    ``electrons`` (or broadcasts to it).
+    """
+    electrons = np.asarray(electrons, dtype=np.float64)
+    flat = np.asarray(flat, dtype=np.float64)
+    illum = 1.0 if illumination is None else np.asarray(illumination, dtype=np.float64)
+    scaling = np.asarray(scaling, dtype=np.float64)
+    gain = flat * illum / scaling  # e⁻ per image unit
+    delta_image = electrons / gain
+    delta_variance = electrons / gain**2
+    signal = 0.0 if pre_flat_electrons is None else np.asarray(pre_flat_electrons, dtype=np.float64)
+    if flat_variance is not None:
+        flat_var = np.asarray(flat_variance, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            flat_var = np.where(np.isfinite(flat_var) & (flat_var > 0), flat_var, 0.0)
+        delta_variance = delta_variance + (scaling / illum) ** 2 * (flat_var / flat**4) * (
+            2.0 * signal * electrons + electrons**2
+        )
+    if saturation is None:
+        saturated = np.zeros(electrons.shape, dtype=bool)
+    else:
+        saturated = (electrons > 0) & (signal + electrons > np.asarray(saturation, dtype=np.float64))
+    return delta_image, delta_variance, saturated
+
+
+def expected_electrons(
+    model: ArrayLike,
+    *,
+    flat: ArrayLike,
+    scaling: ArrayLike,
+    illumination: ArrayLike | None = None,
+    excluded: ArrayLike | None = None,
+) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """λ = M · f · R / c [e⁻] and where pixels can receive photons.
+
+    λ is 0 where the model is not positive and finite or the pixel is not
+    usable (`usable_flat`).
+    """
+    model = np.asarray(model, dtype=np.float64)
+    usable = np.broadcast_to(usable_flat(flat, illumination, excluded), model.shape)
+    gain = np.asarray(flat, dtype=np.float64) / np.asarray(scaling, dtype=np.float64)
+    if illumination is not None:
+        gain = gain * np.asarray(illumination, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = np.where(usable & (model > 0), model * gain, 0.0)
+    return np.where(np.isfinite(expected), expected, 0.0), usable
+
+
 def inject_pixels(
     model: ArrayLike,
     *,
@@ -214,42 +337,33 @@ def inject_pixels(
     """
     model = np.asarray(model, dtype=np.float64)
     shape = model.shape
-    flat = np.broadcast_to(np.asarray(flat, dtype=np.float64), shape)
-    scaling = np.broadcast_to(np.asarray(scaling, dtype=np.float64), shape)
-    illum = None if illumination is None else np.broadcast_to(np.asarray(illumination, np.float64), shape)
-    usable = usable_flat(flat, illum, excluded)
-    # Where the flat or R is unusable the pixel gets no photons; substitute 1
-    # so the arithmetic stays finite, then zero those pixels explicitly.
-    safe_flat = np.where(usable, flat, 1.0)
-    safe_illum = 1.0 if illum is None else np.where(usable, illum, 1.0)
-    gain = safe_flat * safe_illum / scaling  # e⁻ per image unit
-    with np.errstate(invalid="ignore"):
-        expected = np.where(usable & np.isfinite(model) & (model > 0), model * gain, 0.0)
-    if add_noise:
-        if rng is None:
-            raise ValueError("add_noise=True needs a numpy random Generator (rng=None given).")
-        electrons = rng.poisson(expected).astype(np.float64)
-    else:
-        electrons = expected.copy()
-    delta_image = electrons / gain
-    delta_variance = electrons / gain**2
-    signal = (
-        np.zeros(shape)
-        if pre_flat_electrons is None
-        else np.broadcast_to(np.asarray(pre_flat_electrons, dtype=np.float64), shape)
+
+    def full(value: ArrayLike | None) -> FloatArray | None:
+        return None if value is None else np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
+
+    flat, scaling, illum = full(flat), full(scaling), full(illumination)
+    expected, usable = expected_electrons(model, flat=flat, scaling=scaling, illumination=illum, excluded=excluded)
+    index, counts = draw_electrons(expected, rng, add_noise)
+
+    def at(value: FloatArray | None) -> FloatArray | None:
+        return None if value is None else value.ravel()[index]
+
+    delta_image_at, delta_variance_at, saturated_at = pixel_response(
+        counts,
+        flat=at(flat),
+        scaling=at(scaling),
+        illumination=at(illum),
+        flat_variance=at(full(flat_variance)),
+        pre_flat_electrons=at(full(pre_flat_electrons)),
+        saturation=at(full(saturation)),
     )
-    if flat_variance is not None:
-        flat_var = np.broadcast_to(np.asarray(flat_variance, dtype=np.float64), shape)
-        flat_var = np.where(usable & np.isfinite(flat_var) & (flat_var > 0), flat_var, 0.0)
-        post_scale = scaling / safe_illum
-        delta_variance = delta_variance + post_scale**2 * (flat_var / safe_flat**4) * (
-            2.0 * signal * electrons + electrons**2
-        )
-    if saturation is None:
-        saturated = np.zeros(shape, dtype=bool)
-    else:
-        level = np.broadcast_to(np.asarray(saturation, dtype=np.float64), shape)
-        saturated = usable & (electrons > 0) & (signal + electrons > level)
+    electrons, delta_image, delta_variance = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    saturated = np.zeros(shape, dtype=bool)
+    for array, values in (
+        (electrons, counts), (delta_image, delta_image_at), (delta_variance, delta_variance_at),
+        (saturated, saturated_at),
+    ):
+        array.ravel()[index] = values
     return PixelInjection(
         delta_image=delta_image,
         delta_variance=delta_variance,

@@ -40,8 +40,9 @@ from .calibration import (
 )
 from .catalog import check_catalog, compose_catalog, standardize_columns
 from .draw import RenderSettings, draw_source, local_jacobian, sky_to_pixel
+from .draw.psf_cache import PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
-from .model import inject_pixels, reconstruct_pre_flat_electrons
+from .model import draw_electrons, expected_electrons, pixel_response, reconstruct_pre_flat_electrons
 
 _LOG = logging.getLogger(__name__)
 
@@ -365,10 +366,12 @@ def calibration_cutout(
             f"The {what} bounding box {bbox} does not cover the visit image bounding box {image_bbox}"
             f"{' of ' + where if where else ''}."
         )
+    # Views in the calibration's own dtype: a float64 copy of a 4k × 4k flat
+    # would cost 128 MB per plane; stamps are converted as they are used.
     sl = image_bbox.slice_within(bbox)
-    image = np.asarray(image[sl.y, sl.x], dtype=np.float64)
+    image = image[sl.y, sl.x]
     if variance is not None:
-        variance = np.asarray(variance[sl.y, sl.x], dtype=np.float64)
+        variance = variance[sl.y, sl.x]
     return image, variance
 
 
@@ -487,16 +490,78 @@ def _with_planes(visit_image: VisitImage, names: Sequence[str]) -> None:
         visit_image.mask = visit_image.mask.add_planes(missing)
 
 
-def _row_values(row: Any, colnames: Sequence[str]) -> dict[str, Any]:
-    values = {}
-    for name in colnames:
-        value = row[name]
-        if value is ma.masked:
-            continue
-        if isinstance(value, bytes):
-            value = value.decode()
-        values[name] = value.item() if isinstance(value, np.generic) else value
-    return values
+def _records(catalog: Table) -> list[dict[str, Any]]:
+    """Every row as a dict of plain Python values, masked values left out.
+
+    Column-wise conversion: reading an astropy Table row by row costs more
+    than drawing a star.
+    """
+    columns: list[tuple[str, list[Any], np.ndarray | None]] = []
+    for name in catalog.colnames:
+        column = catalog[name]
+        data = np.ma.getdata(column)
+        values = data.tolist() if data.ndim == 1 else list(data)
+        if data.dtype.kind == "S":
+            values = [value.decode() for value in values]
+        mask = np.ma.getmaskarray(column) if getattr(column, "mask", None) is not None else None
+        columns.append((name, values, mask if mask is not None and mask.any() else None))
+    return [
+        {name: values[i] for name, values, mask in columns if mask is None or not mask[i]}
+        for i in range(len(catalog))
+    ]
+
+
+def _fluxes_in_image_units(
+    catalog: Table,
+    calibration: PixelCalibration,
+    x: np.ndarray,
+    y: np.ndarray,
+    flags: np.ndarray,
+    log: logging.Logger | Any,
+) -> np.ndarray:
+    """Catalog ``mag`` (AB) → flux in image units at (x, y); MAG_BAD where impossible."""
+    n_rows = len(catalog)
+    if "mag" in catalog.colnames:
+        mags = np.full(n_rows, np.nan)
+        for i, value in enumerate(np.ma.filled(np.ma.asarray(catalog["mag"], dtype=object), np.nan)):
+            try:
+                mags[i] = float(value)
+            except (TypeError, ValueError):
+                pass
+    else:
+        mags = np.full(n_rows, np.nan)
+    with np.errstate(invalid="ignore", over="ignore"):
+        flux = (mags * u.ABmag).to_value(u.nJy)
+    try:
+        per_njy = calibration.image_units_per_njy_at(x, y)
+    except CalibrationError as err:
+        log.warning("Cannot convert magnitudes to image units (%s).", err)
+        per_njy = np.nan
+    with np.errstate(invalid="ignore", over="ignore"):
+        flux = flux * per_njy
+        bad = ~(np.isfinite(flux) & (flux > 0))
+    todo = (flags & int(FATAL_FLAGS)) == 0
+    for i in np.flatnonzero(bad & todo & np.isfinite(x) & np.isfinite(y)):
+        log.warning("Source %s: cannot convert mag %r to image units (flux %r).",
+                    catalog["injection_id"][i], catalog["mag"][i] if "mag" in catalog.colnames else None, flux[i])
+    flags[bad & np.isfinite(x) & np.isfinite(y)] |= InjectionFlag.MAG_BAD
+    return flux
+
+
+def _plane_bits(image: VisitImage, names: Sequence[str]) -> list[Any]:
+    """Mask-schema bits of the named planes present in the image (legacy names accepted)."""
+    present = set(image.mask.schema.names)
+    names = [LEGACY_MASK_NAMES.get(name, name) for name in names]
+    return [image.mask.schema.bit(name) for name in dict.fromkeys(names) if name in present]
+
+
+def _any_bit(mask_array: np.ndarray, bits: Sequence[Any]) -> np.ndarray | None:
+    """Where any of ``bits`` is set in a (ny, nx, n_bytes) mask array, or `None` without bits."""
+    result = None
+    for bit in bits:
+        hit = (mask_array[..., bit.index] & bit.mask) != 0
+        result = hit if result is None else result | hit
+    return result
 
 
 def inject_sources(
@@ -576,7 +641,9 @@ def inject_sources(
     core_name = f"{config.mask_plane_name}_CORE"
     sat_name = "SATURATED"
     _with_planes(output, [config.mask_plane_name, core_name, sat_name])
-    no_photon_pixels = mask_bits(output, config.no_photon_mask_names)
+    mask_array = output.mask.array
+    injected_bit, core_bit, sat_bit = (output.mask.schema.bit(name) for name in (config.mask_plane_name, core_name, sat_name))
+    no_photon_bits = _plane_bits(output, config.no_photon_mask_names)
     n_rows = len(catalog)
     new_columns: dict[str, np.ndarray] = {
         "injection_flux": np.full(n_rows, np.nan),
@@ -596,41 +663,45 @@ def inject_sources(
     )
     image_array = output.image.array
     variance_array = output.variance.array
-    injected_mask = np.zeros(bbox.shape, dtype=bool)
-    core_mask = np.zeros(bbox.shape, dtype=bool)
-    saturated_mask = np.zeros(bbox.shape, dtype=bool)
     half_core = config.injection_core_size // 2
-    colnames = catalog.colnames
-    for i, row in enumerate(catalog):
-        x, y = float(row["x"]), float(row["y"])
-        if not (np.isfinite(x) and np.isfinite(y)):
-            flags[i] |= InjectionFlag.POSITION_BAD
-            continue
-        ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
-        if bbox.contains(x=ix, y=iy):
-            local = (iy - bbox.y.start, ix - bbox.x.start)
-            new_columns["injection_flat"][i] = flat_image[local]
-            gain_scale = calibration.scaling_at(x, y)
-            r_value = 1.0 if illum_image is None else illum_image[local]
-            new_columns["injection_effective_gain"][i] = flat_image[local] * r_value / gain_scale
+    x_all = np.asarray(catalog["x"], dtype=float)
+    y_all = np.asarray(catalog["y"], dtype=float)
+    located = np.isfinite(x_all) & np.isfinite(y_all)
+    flags[~located] |= InjectionFlag.POSITION_BAD
+
+    # Per-source values at the centre pixel, for all sources at once.
+    ix_all = np.floor(np.nan_to_num(x_all, nan=-1e9) + 0.5).astype(np.int64)
+    iy_all = np.floor(np.nan_to_num(y_all, nan=-1e9) + 0.5).astype(np.int64)
+    centred = located & bbox.contains(x=ix_all, y=iy_all)
+    local_y, local_x = iy_all[centred] - bbox.y.start, ix_all[centred] - bbox.x.start
+    centre_flat = flat_image[local_y, local_x].astype(np.float64)
+    centre_illum = 1.0 if illum_image is None else illum_image[local_y, local_x]
+    new_columns["injection_flat"][centred] = centre_flat
+    new_columns["injection_effective_gain"][centred] = (
+        centre_flat * centre_illum / calibration.scaling_at(x_all[centred], y_all[centred])
+    )
+    flux_image = _fluxes_in_image_units(catalog, calibration, x_all, y_all, flags, log)
+
+    psf_cache = None
+    if psf is not None:
+        psf_cache = PsfCache(
+            psf, visit_image.sky_projection, spacing=config.psf_cache_spacing,
+            calib_flux_radius=config.calib_flux_radius,
+            bounds=(bbox.x.min, bbox.x.max, bbox.y.min, bbox.y.max),
+        )
+        todo = (flags & int(FATAL_FLAGS)) == 0
+        psf_cache.prepare(x_all[todo], y_all[todo])
+    records = _records(catalog)
+    for i, values in enumerate(records):
         if flags[i] & int(FATAL_FLAGS):
             continue
-        values = _row_values(row, colnames)
-        try:
-            flux_njy = float((float(values["mag"]) * u.ABmag).to_value(u.nJy))
-            flux_image = flux_njy * calibration.image_units_per_njy_at(x, y)
-            if not (np.isfinite(flux_image) and flux_image > 0):
-                raise ValueError(f"flux {flux_image!r} in image units is not positive and finite")
-        except (CalibrationError, ValueError, TypeError, KeyError, u.UnitsError) as err:
-            log.warning("Source %s: cannot convert mag %r to image units (%s).", row["injection_id"], values.get("mag"), err)
-            flags[i] |= InjectionFlag.MAG_BAD
-            continue
-        if psf is None:
+        if psf_cache is None:
             flags[i] |= InjectionFlag.PSF_COMPUTE_ERROR
             continue
+        x, y = float(x_all[i]), float(y_all[i])
         stamp = draw_source(
-            values, x=x, y=y, flux=flux_image, psf=psf,
-            sky_projection=visit_image.sky_projection, image_bbox=bbox, settings=settings,
+            values, x=x, y=y, flux=float(flux_image[i]), psf=psf,
+            sky_projection=visit_image.sky_projection, image_bbox=bbox, settings=settings, psf_cache=psf_cache,
         )
         flags[i] |= int(stamp.flags)
         draw_sizes[i] = stamp.draw_size
@@ -639,49 +710,52 @@ def inject_sources(
             continue
         sl = stamp.bbox.slice_within(bbox)
         region = (sl.y, sl.x)
-        scaling = calibration.scaling_in(stamp.bbox)
-        read_noise = calibration.read_noise_in(stamp.bbox)
         stamp_flat = flat_image[region]
-        stamp_flat_var = None if flat_variance is None else flat_variance[region]
         stamp_illum = None if illum_image is None else illum_image[region]
-        signal = reconstruct_pre_flat_electrons(
-            variance_array[region], stamp_flat, scaling, np.nan_to_num(read_noise),
-            flat_variance=stamp_flat_var, illumination=stamp_illum,
+        scaling = calibration.scaling_in(stamp.bbox)
+        excluded = _any_bit(mask_array[region], no_photon_bits)
+        expected, usable = expected_electrons(
+            stamp.model, flat=stamp_flat, scaling=scaling, illumination=stamp_illum, excluded=excluded
         )
-        pixels = inject_pixels(
-            stamp.model,
-            flat=stamp_flat,
-            flat_variance=stamp_flat_var,
-            illumination=stamp_illum,
-            scaling=scaling,
-            pre_flat_electrons=signal,
-            saturation=calibration.saturation_in(stamp.bbox) if config.do_saturation else None,
-            excluded=no_photon_pixels[region],
-            rng=rng,
-            add_noise=config.add_noise,
-        )
-        image_array[region] += pixels.delta_image.astype(image_array.dtype)
-        if config.inject_variance:
-            variance_array[region] += pixels.delta_variance.astype(variance_array.dtype)
-        if np.any(pixels.no_photons & (stamp.model > 0)):
+        if np.any(~usable & (stamp.model > 0)):
             flags[i] |= InjectionFlag.NO_PHOTONS
-        if np.any(pixels.saturated):
+        index, electrons = draw_electrons(expected, rng, config.add_noise)
+        # Only pixels that received electrons change: work on those alone.
+        rows, cols = np.divmod(index, stamp.model.shape[1])
+        rows += sl.y.start
+        cols += sl.x.start
+        flat_at = flat_image[rows, cols]
+        illum_at = None if illum_image is None else illum_image[rows, cols]
+        flat_var_at = None if flat_variance is None else flat_variance[rows, cols]
+        scaling_at = np.broadcast_to(scaling, stamp.model.shape).ravel()[index]
+        read_noise_at = np.nan_to_num(calibration.read_noise_at(cols + bbox.x.start, rows + bbox.y.start))
+        signal = reconstruct_pre_flat_electrons(
+            variance_array[rows, cols], flat_at, scaling_at, read_noise_at,
+            flat_variance=flat_var_at, illumination=illum_at,
+        )
+        delta_image, delta_variance, saturated = pixel_response(
+            electrons, flat=flat_at, scaling=scaling_at, illumination=illum_at, flat_variance=flat_var_at,
+            pre_flat_electrons=signal,
+            saturation=(
+                calibration.saturation_at(cols + bbox.x.start, rows + bbox.y.start) if config.do_saturation else None
+            ),
+        )
+        image_array[rows, cols] += delta_image.astype(image_array.dtype)
+        if config.inject_variance:
+            variance_array[rows, cols] += delta_variance.astype(variance_array.dtype)
+        if np.any(saturated):
             flags[i] |= InjectionFlag.SATURATED
-            saturated_mask[region] |= pixels.saturated
-        injected_mask[region] = True
+            mask_array[rows[saturated], cols[saturated], sat_bit.index] |= sat_bit.mask
+        mask_array[region + (injected_bit.index,)] |= injected_bit.mask
         try:
+            ix, iy = int(ix_all[i]), int(iy_all[i])
             core = Box.factory[iy - half_core : iy + half_core + 1, ix - half_core : ix + half_core + 1]
             csl = core.intersection(bbox).slice_within(bbox)
-            core_mask[csl.y, csl.x] = True
+            mask_array[csl.y, csl.x, core_bit.index] |= core_bit.mask
         except NoOverlapError:
             pass
-        new_columns["injection_flux"][i] = float(pixels.delta_image.sum())
-        new_columns["injection_flux_electrons"][i] = float(pixels.electrons.sum())
-
-    output.mask.set(config.mask_plane_name, injected_mask)
-    output.mask.set(core_name, core_mask)
-    if np.any(saturated_mask):
-        output.mask.set(sat_name, saturated_mask | output.mask.get(sat_name))
+        new_columns["injection_flux"][i] = float(delta_image.sum())
+        new_columns["injection_flux_electrons"][i] = float(electrons.sum())
 
     catalog = Table(catalog, copy=True)
     catalog["injection_flag"] = flags

@@ -27,6 +27,8 @@ from typing import Any
 import galsim
 import numpy as np
 
+from .fast import kernel_spectrum
+
 DEFAULT_SPACING: float = 64.0
 """Default grid spacing [pixels] of `PsfCache`."""
 
@@ -44,7 +46,16 @@ class PsfEntry:
     kernel_size: int
     jacobian: galsim.JacobianWCS
     interpolated: galsim.InterpolatedImage
-    """The kernel as a unit-flux profile in sky coordinates (maxk computed once)."""
+    """The kernel as a unit-flux profile in sky coordinates (for stamp sizes: its stepk)."""
+    spectra: dict[int, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    """`kernel_spectrum` per FFT grid side (filled on demand)."""
+
+    def spectrum(self, n: int) -> np.ndarray:
+        """The kernel's DFT on an N × N grid (`isrinject.draw.fast.kernel_spectrum`), cached."""
+        spectrum = self.spectra.get(n)
+        if spectrum is None:
+            spectrum = self.spectra[n] = kernel_spectrum(self.kernel, n)
+        return spectrum
 
 
 class PsfCache:
@@ -84,6 +95,7 @@ class PsfCache:
         self.bounds = bounds
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[float, float], PsfEntry] = OrderedDict()
+        self._failures: dict[tuple[float, float], Exception] = {}
         self.evaluations = 0
         """Number of PSF evaluations so far (a cache miss each)."""
 
@@ -112,14 +124,40 @@ class PsfCache:
         if entry is not None:
             self._entries.move_to_end(key)
             return entry
-        entry = self._evaluate(*key)
-        self._entries[key] = entry
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._evaluate_cells([key])
+        entry = self._entries.get(key)
+        if entry is None:
+            raise self._failures.pop(key)
         return entry
 
-    def _evaluate(self, x: float, y: float) -> PsfEntry:
-        from .render import aperture_fraction, local_jacobian
+    def prepare(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Evaluate every cell the sources at (x, y) fall in that is not cached yet.
+
+        The local Jacobians of all new cells come from one vectorised sky
+        transform (`isrinject.draw.local_jacobians`), the dominant cost of a
+        cell after the PSF itself.  A cell whose PSF cannot be evaluated is
+        remembered and raises from `get`.
+        """
+        finite = np.isfinite(x) & np.isfinite(y)
+        self._evaluate_cells(list(dict.fromkeys(self.centre(float(a), float(b)) for a, b in zip(x[finite], y[finite]))))
+
+    def _evaluate_cells(self, keys: list[tuple[float, float]]) -> None:
+        from .render import local_jacobians
+
+        keys = [key for key in keys if key not in self._entries]
+        if not keys:
+            return
+        jacobians = local_jacobians(self.sky_projection, np.array([k[0] for k in keys]), np.array([k[1] for k in keys]))
+        for key, jacobian in zip(keys, jacobians):
+            try:
+                self._entries[key] = self._evaluate(*key, jacobian)
+            except Exception as err:  # noqa: BLE001  (reported per source by draw_source)
+                self._failures[key] = err
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def _evaluate(self, x: float, y: float, jacobian: galsim.JacobianWCS) -> PsfEntry:
+        from .render import aperture_fraction
 
         self.evaluations += 1
         kernel = np.array(self.psf.compute_kernel_image(x=x, y=y).array, dtype=np.float64)
@@ -127,8 +165,8 @@ class PsfCache:
         if not np.isfinite(total) or total <= 0:
             raise ValueError(f"PSF kernel at x={x:.1f}, y={y:.1f} has non-positive or non-finite sum {total!r}.")
         kernel /= total
-        jacobian = local_jacobian(self.sky_projection, x, y)
-        interpolated = galsim.InterpolatedImage(galsim.Image(kernel, wcs=jacobian))
+        # Only stepk (for stamp sizes) is used: skip GalSim's maxk search.
+        interpolated = galsim.InterpolatedImage(galsim.Image(kernel, wcs=jacobian), calculate_maxk=False)
         return PsfEntry(
             x, y, kernel, aperture_fraction(kernel, self.calib_flux_radius), max(kernel.shape), jacobian,
             interpolated,

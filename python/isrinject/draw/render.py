@@ -18,6 +18,7 @@ __all__ = [
     "aperture_fraction",
     "draw_source",
     "local_jacobian",
+    "local_jacobians",
     "psf_profile",
     "source_profile",
 ]
@@ -34,6 +35,7 @@ from lsst.images import XY, Box, NoOverlapError
 from lsst.images.psfs import PointSpreadFunction
 
 from ..flags import InjectionFlag
+from .fast import fft_grid_size, fft_stamp, shifted_kernel_stamp
 from .psf_cache import DEFAULT_SPACING, PsfCache, cache_for
 from .profiles import GALSIM_SOURCE_TYPES, SHEAR_PARAMETERS, canonical_source_type, profile_parameters
 
@@ -79,23 +81,34 @@ class DrawnStamp:
     flags: InjectionFlag = InjectionFlag(0)
 
 
-def local_jacobian(sky_projection: Any, x: float, y: float) -> galsim.JacobianWCS:
-    """Return the local affine pixel → sky map at (x, y) in GalSim's (u, v).
+def local_jacobians(sky_projection: Any, x: np.ndarray, y: np.ndarray) -> list[galsim.JacobianWCS]:
+    """Return the local affine pixel → sky maps at many (x, y) in one call.
 
-    (u, v) are GalSim's tangent-plane coordinates [arcsec] about the sky
-    position of (x, y), so shapes (``q``, ``beta``) and sizes
-    (``half_light_radius`` in arcsec) mean what they mean on the sky.
+    Each map is GalSim's ``(du/dx, du/dy, dv/dx, dv/dy)`` [arcsec/pixel]
+    with (u, v) the tangent-plane coordinates about the sky position of
+    (x, y) (u toward decreasing RA, v toward the north pole, as GalSim's
+    `galsim.CelestialCoord.project`), from one-pixel steps along x and y.
+    Shapes (``q``, ``beta``) and sizes (``half_light_radius`` in arcsec)
+    therefore mean what they mean on the sky.  One vectorised
+    ``pixel_to_sky`` call serves all positions; the offsets of a one-pixel
+    step differ between tangent-plane projections by O(θ³) ≈ 1e-18 rad.
     """
-    # The source position and one pixel step along x and along y.
-    sky = sky_projection.pixel_to_sky(XY(x=np.array([x, x + 1.0, x]), y=np.array([y, y, y + 1.0])))
-    coords = [galsim.CelestialCoord(s.ra.deg * galsim.degrees, s.dec.deg * galsim.degrees) for s in sky]
-    centre = coords[0]
-    u_dx, v_dx = centre.project(coords[1], projection="gnomonic")
-    u_dy, v_dy = centre.project(coords[2], projection="gnomonic")
-    to_arcsec = galsim.arcsec
-    return galsim.JacobianWCS(
-        u_dx / to_arcsec, u_dy / to_arcsec, v_dx / to_arcsec, v_dy / to_arcsec
-    )
+    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    y = np.atleast_1d(np.asarray(y, dtype=np.float64))
+    n = len(x)
+    sky = sky_projection.pixel_to_sky(XY(x=np.concatenate([x, x + 1.0, x]), y=np.concatenate([y, y, y + 1.0])))
+    centre = sky[:n]
+    lon_dx, lat_dx = centre.spherical_offsets_to(sky[n : 2 * n])
+    lon_dy, lat_dy = centre.spherical_offsets_to(sky[2 * n :])
+    lon_dx, lat_dx, lon_dy, lat_dy = (np.atleast_1d(a.to_value("arcsec")) for a in (lon_dx, lat_dx, lon_dy, lat_dy))
+    return [
+        galsim.JacobianWCS(-lon_dx[i], -lon_dy[i], lat_dx[i], lat_dy[i]) for i in range(n)
+    ]
+
+
+def local_jacobian(sky_projection: Any, x: float, y: float) -> galsim.JacobianWCS:
+    """Return the local affine pixel → sky map at (x, y) (see `local_jacobians`)."""
+    return local_jacobians(sky_projection, np.array([x]), np.array([y]))[0]
 
 
 def aperture_fraction(kernel: np.ndarray, radius: float | None, subsample: int = 8) -> float:
@@ -215,11 +228,12 @@ def draw_source(
 ) -> DrawnStamp:
     """Draw one source's noiseless model stamp, clipped to the image.
 
-    Point sources (``Star``/``DeltaFunction``) are drawn by shifting the PSF
-    kernel to the sub-pixel position in real space (GalSim's quintic
-    interpolation of the cached `galsim.InterpolatedImage`, no FFT) and
+    Point sources (``Star``/``DeltaFunction``) are drawn by shifting the
+    cached PSF kernel to the sub-pixel position with GalSim's quintic
+    interpolant (`isrinject.draw.fast.shifted_kernel_stamp`, no FFT) and
     normalising the stamp to the source flux; every other profile is
-    FFT-convolved with the cached PSF profile.
+    convolved with the kernel in one FFT on its stamp's grid, with the
+    kernel's spectrum cached per PSF cell (`isrinject.draw.fast.fft_stamp`).
 
     Parameters
     ----------
@@ -270,16 +284,17 @@ def draw_source(
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.STAMP_MISSING)
     except (ValueError, TypeError, KeyError, galsim.GalSimError):
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.PARAM_BAD)
-    convolved = psf_model.withFlux(total_flux) if is_point else galsim.Convolve(profile, psf_model)
+    # Only the stamp size needs the convolved GalSim object (its stepk).
+    convolved = psf_model if is_point else galsim.Convolve(profile, psf_model)
     requested = row.get("draw_size")
     try:
-        if requested is not None and np.isfinite(requested) and requested > 0:
-            draw_size = _odd(requested)
-        else:
-            good = convolved.getGoodImageSize(jacobian.minLinearScale())
-            draw_size = _odd(max(kernel_size, settings.stamp_size_factor * good))
+        good = convolved.getGoodImageSize(jacobian.minLinearScale())
     except galsim.GalSimError:
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.FFT_SIZE_ERROR)
+    if requested is not None and np.isfinite(requested) and requested > 0:
+        draw_size = _odd(requested)
+    else:
+        draw_size = _odd(max(kernel_size, settings.stamp_size_factor * good))
     largest_odd = settings.max_draw_size if settings.max_draw_size % 2 else settings.max_draw_size - 1
     draw_size = min(draw_size, largest_odd)
     half = draw_size // 2
@@ -291,22 +306,22 @@ def draw_source(
         return DrawnStamp(None, None, draw_size, total_flux, InjectionFlag.NO_OVERLAP)
     if bbox != full_bbox:
         flags |= InjectionFlag.PARTIAL_OVERLAP
-    bounds = galsim.BoundsI(full_bbox.x.min, full_bbox.x.max, full_bbox.y.min, full_bbox.y.max)
-    image = galsim.ImageD(bounds, wcs=jacobian)
+    dx, dy = x - ix, y - iy
     try:
-        # A lone InterpolatedImage is drawn in real space (no FFT).
-        convolved.drawImage(image, offset=(x - ix, y - iy), method="no_pixel")
-    except galsim.GalSimFFTSizeError:
-        return DrawnStamp(None, None, draw_size, total_flux, flags | InjectionFlag.FFT_SIZE_ERROR)
+        if is_point:
+            stamp = shifted_kernel_stamp(entry.kernel, draw_size, dx, dy, total_flux)
+        else:
+            # The periodic grid spans at least the profile's own extent (GalSim's
+            # good size), also when the stamp is smaller (clipped or requested):
+            # otherwise the wings would wrap onto the stamp.
+            grid = fft_grid_size(max(draw_size, good))
+            if grid > profile.gsparams.maximum_fft_size:
+                return DrawnStamp(None, None, draw_size, total_flux, flags | InjectionFlag.FFT_SIZE_ERROR)
+            stamp = fft_stamp(jacobian.profileToImage(profile), entry.spectrum(grid), draw_size, dx, dy)
     except galsim.GalSimError:
         return DrawnStamp(None, None, draw_size, total_flux, flags | InjectionFlag.DRAW_ERROR)
-    if is_point and draw_size >= kernel_size:
-        # Interpolation moves a little flux around; the full stamp holds the
-        # whole shifted kernel, so give it exactly the source's flux.
-        drawn = image.array.sum()
-        if np.isfinite(drawn) and drawn > 0:
-            image.array[...] *= total_flux / drawn
-    model = image.array[bbox.slice_within(full_bbox).y, bbox.slice_within(full_bbox).x]
+    inner = bbox.slice_within(full_bbox)
+    model = stamp[inner.y, inner.x]
     return DrawnStamp(bbox, np.ascontiguousarray(model), draw_size, total_flux, flags)
 
 

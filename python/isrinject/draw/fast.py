@@ -1,0 +1,156 @@
+"""Fast stamp kernels: a point source by shifting the PSF image, an extended
+source by one FFT with a cached PSF spectrum.
+
+Both work on the *pixelized* PSF kernel K (the image of a point source,
+already containing the pixel response, unit sum, odd sides, centred), which
+is what ``method="no_pixel"`` drawing with the PSF as an
+`galsim.InterpolatedImage` convolves with.
+
+Point source at sub-pixel offset (δx, δy) from the stamp centre::
+
+    M[j, i] = F · Σ_{m, l} W(j − c − δy − (m − c_K)) · W(i − c − δx − (l − c_K)) · K[m, l]
+            = F · (W_y · K · W_xᵀ)[j, i]
+
+with W GalSim's quintic interpolant (the default ``x_interpolant`` of
+`galsim.InterpolatedImage`, so the result is GalSim's real-space draw of the
+kernel profile), c the stamp centre and c_K the kernel centre: two small
+matrix products, no FFT, no per-source GalSim object.
+
+Extended source with pixel-frame profile g (the sky profile mapped through
+the local Jacobian) on an even N × N periodic grid (N ≥ stamp side)::
+
+    M = IDFT[ ĝ(k) · K̂(k) · exp(−i k·(c + δ)) ]
+
+ĝ(k) = ∫ g(x) e^{−i k·x} d²x from GalSim's analytic ``drawKImage`` at the
+N grid's frequencies k = 2π·(p, q)/N (|k| ≤ π, the Nyquist band of the
+pixel grid), K̂ the DFT of the kernel (cached per PSF cell and N) and the
+phase factor places the profile centre at c + δ.  Because K is the pixelized
+PSF, ĝ·K̂ is the spectrum of the pixel-sampled convolved image up to the
+profile's power beyond Nyquist times K̂ there (K̂ of a PSF of FWHM ≥ 2 px is
+below 1e-3 at the Nyquist frequency).  The N grid sums to ĝ(0)·K̂(0) = F;
+the stamp (centred in it) holds F less the flux beyond the stamp edge, and
+flux beyond the period N folds back, as in GalSim's own FFT draws.
+"""
+
+from __future__ import annotations
+
+__all__ = ["fft_grid_size", "fft_stamp", "kernel_spectrum", "shifted_kernel_stamp"]
+
+import functools
+
+import galsim
+import numpy as np
+import scipy.fft
+
+_QUINTIC = galsim.Quintic()
+
+
+def _interpolation_matrix(size: int, kernel_size: int, shift: float) -> np.ndarray:
+    """W[j, m] = quintic(j − size//2 − shift − (m − kernel_size//2))."""
+    offsets = (np.arange(size)[:, None] - size // 2 - shift) - (np.arange(kernel_size)[None, :] - kernel_size // 2)
+    return _QUINTIC.xval(offsets.ravel()).reshape(size, kernel_size)
+
+
+def shifted_kernel_stamp(kernel: np.ndarray, size: int, dx: float, dy: float, flux: float) -> np.ndarray:
+    """Return a ``size × size`` stamp of the PSF kernel centred at
+    (size//2 + dx, size//2 + dy), scaled to ``flux`` (see module docstring).
+
+    Parameters
+    ----------
+    kernel
+        Unit-sum PSF kernel with odd sides, centred.
+    size
+        Odd stamp side [pixels]; smaller than the kernel crops it.
+    dx, dy
+        Sub-pixel offset of the source from the stamp centre [pixels].
+    flux
+        Total flux [image units]: when the stamp holds the whole shifted
+        kernel the stamp sums to exactly this.
+    """
+    w_y = _interpolation_matrix(size, kernel.shape[0], dy)
+    w_x = _interpolation_matrix(size, kernel.shape[1], dx)
+    stamp = w_y @ kernel @ w_x.T
+    if size >= max(kernel.shape):
+        # The interpolant's weights sum to 1 only approximately at a
+        # fractional shift; the stamp holds the whole kernel, so give it
+        # exactly the source's flux.
+        total = stamp.sum()
+        if np.isfinite(total) and total > 0:
+            return stamp * (flux / total)
+    return stamp * flux
+
+
+@functools.cache
+def fft_grid_size(size: int) -> int:
+    """Even FFT-friendly grid side N ≥ ``size``."""
+    n = scipy.fft.next_fast_len(size, real=True)
+    while n % 2:
+        n = scipy.fft.next_fast_len(n + 1, real=True)
+    return n
+
+
+def kernel_spectrum(kernel: np.ndarray, n: int) -> np.ndarray:
+    """DFT (``rfft2`` layout, N × (N/2+1)) of the kernel with its centre
+    moved to pixel (0, 0) of an N × N periodic grid."""
+    ky, kx = kernel.shape
+    if max(ky, kx) > n:
+        # A kernel wider than the grid folds onto it (periodic grid).
+        padded = np.zeros((max(ky, n), max(kx, n)))
+        padded[:ky, :kx] = kernel
+        padded = np.roll(padded, (-(ky // 2), -(kx // 2)), axis=(0, 1))
+        folded = np.zeros((n, n))
+        for row in range(0, padded.shape[0], n):
+            for col in range(0, padded.shape[1], n):
+                block = padded[row : row + n, col : col + n]
+                folded[: block.shape[0], : block.shape[1]] += block
+        return scipy.fft.rfft2(folded)
+    grid = np.zeros((n, n))
+    grid[:ky, :kx] = kernel
+    return scipy.fft.rfft2(np.roll(grid, (-(ky // 2), -(kx // 2)), axis=(0, 1)))
+
+
+@functools.cache
+def _frequencies(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Angular frequencies [rad/pixel] of the rfft2 layout: rows, columns."""
+    return 2.0 * np.pi * scipy.fft.fftfreq(n), 2.0 * np.pi * scipy.fft.rfftfreq(n)
+
+
+def fft_stamp(
+    profile: galsim.GSObject, spectrum: np.ndarray, size: int, dx: float, dy: float
+) -> np.ndarray:
+    """Return the ``size × size`` stamp of ``profile`` ⊗ PSF centred at
+    (size//2 + dx, size//2 + dy) (see module docstring).
+
+    Parameters
+    ----------
+    profile
+        Surface-brightness profile in *pixel* coordinates (flux included).
+    spectrum
+        `kernel_spectrum` of the PSF kernel on the N grid, N = `fft_grid_size`
+        (``size``).
+    size
+        Odd stamp side [pixels].
+    dx, dy
+        Sub-pixel offset of the source from the stamp centre [pixels].
+
+    Raises
+    ------
+    galsim.GalSimError
+        GalSim cannot evaluate the profile's Fourier transform.
+    """
+    n = spectrum.shape[0]
+    half = n // 2
+    k_image = galsim.ImageCD(galsim.BoundsI(0, half, -half, half - 1))
+    profile.drawKImage(image=k_image, scale=2.0 * np.pi / n, recenter=False)
+    # GalSim's rows run over k_y = −N/2 … N/2−1: rotate them into FFT order.
+    profile_spectrum = np.roll(k_image.array, -half, axis=0)
+    # Centre the stamp in the grid: the guard band N − size is split
+    # between both sides, so wings beyond the period fold back symmetrically.
+    k_y, k_x = _frequencies(n)
+    phase_y = np.exp(-1j * k_y * (half + dy))
+    phase_x = np.exp(-1j * k_x * (half + dx))
+    product = profile_spectrum * spectrum
+    product *= phase_y[:, None]
+    product *= phase_x[None, :]
+    start = half - size // 2
+    return scipy.fft.irfft2(product, s=(n, n))[start : start + size, start : start + size]
