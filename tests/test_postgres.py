@@ -1,18 +1,20 @@
 """The pipeline on a repository whose registry is a real PostgreSQL server.
 
-The test starts a throwaway cluster itself (``initdb``/``pg_ctl`` from
+The module starts a throwaway cluster itself (``initdb``/``pg_ctl`` from
 ``/usr/lib/postgresql/*/bin`` or PATH, as the ``postgres`` user when run as
-root) listening on 127.0.0.1 at a free port, creates a database, makes a
-butler repository with ``registry.db = postgresql://postgres@127.0.0.1:PORT/db``
-and runs the real ``pipetask`` on 4 visits × 2 detectors.  It skips only when
-no PostgreSQL server binary is available (`.ci/run` installs Debian's
-``postgresql`` package when missing).
+root) listening on 127.0.0.1 at a free port.  Each test creates its own
+database in it, makes a butler repository with
+``registry.db = postgresql://postgres@127.0.0.1:PORT/DB`` and runs, on 4 visits
+× 2 detectors (8 quanta), the real ``pipetask`` or ``bps submit
+bps/local_threads.yaml``.  It skips only when no PostgreSQL server binary is
+available (`.ci/run` installs Debian's ``postgresql`` package when missing).
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -25,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from isrinject.demo.repo import RepoLayout
-from test_bps import ROOT, check_outputs, populate_repo
+from test_bps import ROOT, bps_submit, check_bps_outputs, check_outputs, populate_repo
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +62,28 @@ def _as_server_user(command: list[str]) -> list[str]:
     return [runuser, "-u", "postgres", "--", *command]
 
 
+class _Server:
+    """The throwaway cluster on 127.0.0.1:``port`` (user ``postgres``, trust)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def new_database(self, name: str) -> str:
+        """Create database ``name`` with the btree_gist extension daf_butler
+        needs (timespan exclusion constraints); return its URL."""
+        import psycopg  # the driver SQLAlchemy 2 uses for postgresql:// URLs
+
+        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                             autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname=name,
+                             autocommit=True) as connection:
+            connection.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
+def postgres_server() -> Iterator[_Server]:
     pg_bin = _pg_bin()
     if pg_bin is None:
         pytest.skip("No PostgreSQL server binaries (initdb, pg_ctl); install Debian's postgresql package.")
@@ -87,46 +109,70 @@ def postgres_url() -> Iterator[str]:
     options = f"-h 127.0.0.1 -p {port} -k {workdir} -c fsync=off -c synchronous_commit=off"
     started = subprocess.run(
         _as_server_user([str(pg_bin / "pg_ctl"), "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start"]),
-        capture_output=True, text=True,
+        check=False, capture_output=True, text=True,
     )
     if started.returncode != 0:
-        message = started.stderr + (open(log).read() if os.path.exists(log) else "")
+        message = started.stderr + (Path(log).read_text() if os.path.exists(log) else "")
         shutil.rmtree(workdir, ignore_errors=True)
         pytest.fail(f"PostgreSQL did not start: {message[-2000:]}")
     try:
-        import psycopg  # the driver SQLAlchemy 2 uses for postgresql:// URLs
-
-        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
-                             autocommit=True) as connection:
-            connection.execute("CREATE DATABASE isrinject")
-        # daf_butler's PostgreSQL backend needs btree_gist (timespan exclusion constraints).
-        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="isrinject",
-                             autocommit=True) as connection:
-            connection.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
-        yield f"postgresql://postgres@127.0.0.1:{port}/isrinject"
+        yield _Server(port)
     finally:
         subprocess.run(_as_server_user([str(pg_bin / "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"]),
-                       capture_output=True)
+                       check=False, capture_output=True)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def test_pipetask_on_a_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
+@pytest.fixture
+def postgres_url(postgres_server: _Server, request: pytest.FixtureRequest) -> str:
+    """A fresh database for each test: two butler repositories in one
+    database (same default schema) would share, and clash on, their tables."""
+    return postgres_server.new_database(re.sub(r"\W", "_", f"isrinject_{request.node.name}").lower()[:63])
+
+
+def _make_repo(root: Path, url: str):
     from lsst.daf.butler import Butler, Config
 
-    root = tmp_path / "repo"
-    Butler.makeRepo(str(root), config=Config({"registry": {"db": postgres_url}}))
+    Butler.makeRepo(str(root), config=Config({"registry": {"db": url}}))
     butler = Butler.from_config(str(root), writeable=True)
-    assert "postgresql" in str(butler._registry._db).lower() or "postgres" in repr(butler._registry._db).lower()
-    pairs = populate_repo(butler)
+    assert type(butler._registry._db).__name__ == "PostgresqlDatabase", butler._registry._db
+    return butler
+
+
+def test_pipetask_on_a_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
+    from lsst.daf.butler import Butler
+
+    root = tmp_path / "repo"
+    pairs = populate_repo(_make_repo(root, postgres_url))
     output = "u/test/postgres"
     start = time.monotonic()
     result = subprocess.run(
         [str(BIN / "pipetask"), "run", "-b", str(root), "-i", RepoLayout.inputs, "-o", output,
          "-p", str(ROOT / "pipelines" / "inject.yaml"), "--register-dataset-types",
          "-d", f"instrument='{RepoLayout.instrument}'"],
-        capture_output=True, text=True, timeout=600,
+        check=False, capture_output=True, text=True, timeout=600,
     )
     elapsed = time.monotonic() - start
     assert result.returncode == 0, result.stderr[-5000:]
     check_outputs(Butler.from_config(str(root)), pairs, output)
     print(f"pipetask on PostgreSQL: {len(pairs)} quanta in {elapsed:.1f} s")
+
+
+def test_bps_on_a_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
+    """``bps submit bps/local_threads.yaml`` on a PostgreSQL-registry repo:
+    quantum-graph generation, pipetaskInit and the final ``butler
+    aggregate-graph`` use the registry; the jobs (``pipetask run-qbb``) read
+    and write the datastore only."""
+    from lsst.daf.butler import Butler
+
+    root = tmp_path / "repo"
+    pairs = populate_repo(_make_repo(root, postgres_url))
+    assert len(pairs) >= 8
+    output = "u/test/bps_postgres"
+    elapsed = bps_submit("local_threads", str(root), output, tmp_path)
+    butler = Butler.from_config(str(root))
+    assert type(butler._registry._db).__name__ == "PostgresqlDatabase"
+    check_bps_outputs(butler, pairs, output, tmp_path)
+    # The final job chained the output collection to the run it wrote.
+    assert len(butler.collections.query(f"{output}/*")) == 1
+    print(f"bps submit local_threads on PostgreSQL: {len(pairs)} quanta in {elapsed:.1f} s")
