@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -280,20 +281,42 @@ class PixelCalibration:
 
     def _amp_index_at(self, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
         """Amplifier index of integer pixels (ix, iy); -1 outside every amplifier."""
-        index = np.full(np.shape(ix), -1, dtype=np.int32)
-        for i, amp in enumerate(self.amplifiers):
-            index[amp.bbox.contains(x=ix, y=iy)] = i
-        return index
+        if not self.amplifiers:
+            return np.full(np.shape(ix), -1, dtype=np.int32)
+        ix = np.asarray(ix)
+        iy = np.asarray(iy)
+        if ix.size == 0:
+            return np.full(ix.shape, -1, dtype=np.int32)
+        bounds = self._amp_bounds
+        # Common case: all points inside one amplifier (a stamp away from amp edges).
+        x_lo, x_hi, y_lo, y_hi = ix.min(), ix.max(), iy.min(), iy.max()
+        whole = (x_lo >= bounds[0]) & (x_hi <= bounds[1]) & (y_lo >= bounds[2]) & (y_hi <= bounds[3])
+        if whole.any():
+            return np.full(ix.shape, len(whole) - 1 - np.argmax(whole[::-1]), dtype=np.int32)
+        ix = ix[..., None]
+        iy = iy[..., None]
+        inside = (ix >= bounds[0]) & (ix <= bounds[1]) & (iy >= bounds[2]) & (iy <= bounds[3])
+        # Later amplifiers win where boxes overlap, as in `amplifier_index`.
+        last = inside.shape[-1] - 1 - np.argmax(inside[..., ::-1], axis=-1)
+        return np.where(inside.any(axis=-1), last, -1).astype(np.int32)
 
-    def read_noise_at(self, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
-        """σ_a [e⁻] at integer pixels (ix, iy) (NaN outside every amplifier)."""
-        values = np.array([amp.read_noise for amp in self.amplifiers] + [np.nan])
-        return values[self._amp_index_at(ix, iy)]
+    @functools.cached_property
+    def _amp_bounds(self) -> np.ndarray:
+        """(x_min, x_max, y_min, y_max) × amplifier, inclusive."""
+        return np.array(
+            [[amp.bbox.x.min, amp.bbox.x.max, amp.bbox.y.min, amp.bbox.y.max] for amp in self.amplifiers],
+            dtype=np.int64,
+        ).reshape(-1, 4).T
 
-    def saturation_at(self, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
-        """Saturation level [pre-flat e⁻] at integer pixels (ix, iy) (inf outside amps)."""
-        values = np.array([amp.saturation for amp in self.amplifiers] + [np.inf])
-        return values[self._amp_index_at(ix, iy)]
+    def amplifier_terms_at(self, ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """σ_a [e⁻] and saturation [pre-flat e⁻] at integer pixels (ix, iy).
+
+        Outside every amplifier σ_a is NaN and the saturation level +inf.
+        """
+        index = self._amp_index_at(ix, iy)
+        read_noise = np.array([amp.read_noise for amp in self.amplifiers] + [np.nan])
+        saturation = np.array([amp.saturation for amp in self.amplifiers] + [np.inf])
+        return read_noise[index], saturation[index]
 
     def scaling_at(self, x: ArrayLike, y: ArrayLike) -> np.ndarray | float:
         """c [image units per e⁻] at positions (x, y) (scalars or arrays)."""

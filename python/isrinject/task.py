@@ -728,17 +728,15 @@ def inject_sources(
         illum_at = None if illum_image is None else illum_image[rows, cols]
         flat_var_at = None if flat_variance is None else flat_variance[rows, cols]
         scaling_at = np.broadcast_to(scaling, stamp.model.shape).ravel()[index]
-        read_noise_at = np.nan_to_num(calibration.read_noise_at(cols + bbox.x.start, rows + bbox.y.start))
+        read_noise_at, saturation_at = calibration.amplifier_terms_at(cols + bbox.x.start, rows + bbox.y.start)
         signal = reconstruct_pre_flat_electrons(
-            variance_array[rows, cols], flat_at, scaling_at, read_noise_at,
+            variance_array[rows, cols], flat_at, scaling_at, np.nan_to_num(read_noise_at),
             flat_variance=flat_var_at, illumination=illum_at,
         )
         delta_image, delta_variance, saturated = pixel_response(
             electrons, flat=flat_at, scaling=scaling_at, illumination=illum_at, flat_variance=flat_var_at,
             pre_flat_electrons=signal,
-            saturation=(
-                calibration.saturation_at(cols + bbox.x.start, rows + bbox.y.start) if config.do_saturation else None
-            ),
+            saturation=saturation_at if config.do_saturation else None,
         )
         image_array[rows, cols] += delta_image.astype(image_array.dtype)
         if config.inject_variance:
