@@ -1,11 +1,14 @@
 """Reference per-source draw, as lsst.source.injection does it (benchmark only).
 
-For every source: evaluate the PSF kernel at the source position, build a new
+For every source: evaluate the PSF kernel at the source position, normalise
+it and compute its aperture fraction inside ``calib_flux_radius`` (upstream
+calls ``computeApertureFlux`` per source), build a new
 `galsim.InterpolatedImage` of it (GalSim defaults: stepk and maxk computed),
-compute the local Jacobian with three pixel→sky calls, convolve the source
-profile with the PSF (GalSim FFT convolution) and draw the stamp with
-``method="no_pixel"``.  Written from that description for the benchmark; it
-is not used by the package.
+compute the local Jacobian, convolve the source profile with the PSF
+(GalSim FFT convolution) and draw the stamp with ``method="no_pixel"``.  The
+stamp side is the same as isrinject's (``stamp_size_factor`` × GalSim's good
+size), so both sides draw the same pixels.  Written from that description for
+the benchmark; it is not used by the package.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import galsim
 import numpy as np
 
-from isrinject.draw.render import _odd, local_jacobian, source_profile
+from isrinject.draw.render import _odd, aperture_fraction, local_jacobian, source_profile
 
 
 def reference_draw(row: dict[str, Any], *, x: float, y: float, flux: float, psf: Any, sky_projection: Any,
@@ -24,8 +27,9 @@ def reference_draw(row: dict[str, Any], *, x: float, y: float, flux: float, psf:
     jacobian = local_jacobian(sky_projection, x, y)
     kernel = np.array(psf.compute_kernel_image(x=x, y=y).array, dtype=np.float64)
     kernel /= kernel.sum()
+    fraction = aperture_fraction(kernel, settings.calib_flux_radius)
     psf_ii = galsim.InterpolatedImage(galsim.Image(kernel, wcs=jacobian))
-    profile = source_profile(row, flux, jacobian, settings)
+    profile = source_profile(row, flux / fraction, jacobian, settings)
     convolved = galsim.Convolve(profile, psf_ii)
     size = _odd(max(max(kernel.shape), settings.stamp_size_factor * convolved.getGoodImageSize(jacobian.minLinearScale())))
     size = min(size, settings.max_draw_size if settings.max_draw_size % 2 else settings.max_draw_size - 1)

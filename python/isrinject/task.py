@@ -40,7 +40,7 @@ from .calibration import (
 )
 from .catalog import check_catalog, compose_catalog, standardize_columns
 from .draw import RenderSettings, draw_source, local_jacobian, sky_to_pixel
-from .draw.psf_cache import PsfCache
+from .draw.psf_cache import DEFAULT_SPACING, PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
 from .model import draw_electrons, expected_electrons, pixel_response, reconstruct_pre_flat_electrons
 
@@ -232,7 +232,7 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
     psf_cache_spacing = Field[float](
         doc="PSF kernel and local WCS are evaluated once per cell of this size [pixels] and reused for "
         "the sources inside it; <= 0 evaluates them at every source position.",
-        default=64.0,
+        default=DEFAULT_SPACING,
     )
     stamp_size_factor = Field[float](
         doc="Automatic stamp side as a multiple of GalSim's getGoodImageSize.", default=1.5

@@ -1,18 +1,21 @@
-"""Per-region cache of the image PSF as GalSim objects.
+"""Per-region cache of the image PSF, its spectra and the local Jacobian.
 
-Evaluating the visit image's PSF (``compute_kernel_image``), building a
-`galsim.InterpolatedImage` of it (its ``maxk`` search) and the local
-Jacobian of the sky projection (three pixel→sky transforms) cost more than
-drawing a star.  `PsfCache` does each once per cell of a square grid of
-``spacing`` pixels and reuses the result for every source in the cell: the
-PSF and the Jacobian are evaluated at the cell centre (clipped to the image).
+Evaluating the visit image's PSF (``compute_kernel_image``; milliseconds for
+a Piff model), its aperture fraction, GalSim's stepk of it (for stamp sizes)
+and the local Jacobian of the sky projection cost more than drawing a star.
+`PsfCache` does each once per cell of a square grid of ``spacing`` pixels and
+reuses the result for every source in the cell: the PSF and the Jacobian are
+evaluated at the cell centre (clipped to the image), the Jacobians of all
+cells in one vectorised sky transform (`PsfCache.prepare`).  The kernel's
+DFT on each FFT grid size (`isrinject.draw.fast.kernel_spectrum`) is cached
+too, within a memory budget.
 
 Accuracy: the kernel is always normalised to unit sum and centred, so fluxes
 and centroids do not depend on ``spacing``; only the PSF *shape* and the
 local pixel scale are those of a point at most ``spacing/√2`` pixels away.
 Rubin PSF models (Piff) and sky projections vary on scales of hundreds to
-thousands of pixels, so the default 64 px changes nothing measurable;
-``spacing <= 0`` evaluates both exactly at every source (no reuse).
+thousands of pixels, so the default 128 px (≤ 91 px away) changes nothing
+measurable; ``spacing <= 0`` evaluates both exactly at every source (no reuse).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 
 from .fast import kernel_spectrum
 
-DEFAULT_SPACING: float = 64.0
+DEFAULT_SPACING: float = 128.0
 """Default grid spacing [pixels] of `PsfCache`."""
 
 
@@ -47,15 +50,6 @@ class PsfEntry:
     jacobian: galsim.JacobianWCS
     interpolated: galsim.InterpolatedImage
     """The kernel as a unit-flux profile in sky coordinates (for stamp sizes: its stepk)."""
-    spectra: dict[int, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
-    """`kernel_spectrum` per FFT grid side (filled on demand)."""
-
-    def spectrum(self, n: int) -> np.ndarray:
-        """The kernel's DFT on an N × N grid (`isrinject.draw.fast.kernel_spectrum`), cached."""
-        spectrum = self.spectra.get(n)
-        if spectrum is None:
-            spectrum = self.spectra[n] = kernel_spectrum(self.kernel, n)
-        return spectrum
 
 
 class PsfCache:
@@ -76,6 +70,9 @@ class PsfCache:
         are clipped to (the image), or `None`.
     max_entries
         Most cells kept (least recently used dropped first).
+    max_spectra_bytes
+        Memory budget of the cached kernel spectra (least recently used
+        dropped first): a 1000-px grid's spectrum alone is 8 MB.
     """
 
     def __init__(
@@ -87,6 +84,7 @@ class PsfCache:
         calib_flux_radius: float | None = None,
         bounds: tuple[float, float, float, float] | None = None,
         max_entries: int = 20000,
+        max_spectra_bytes: int = 64 * 1024**2,
     ) -> None:
         self.psf = psf
         self.sky_projection = sky_projection
@@ -96,6 +94,9 @@ class PsfCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[float, float], PsfEntry] = OrderedDict()
         self._failures: dict[tuple[float, float], Exception] = {}
+        self._spectra: OrderedDict[tuple[float, float, int], np.ndarray] = OrderedDict()
+        self._spectra_bytes = 0
+        self.max_spectra_bytes = max_spectra_bytes
         self.evaluations = 0
         """Number of PSF evaluations so far (a cache miss each)."""
 
@@ -129,6 +130,20 @@ class PsfCache:
         if entry is None:
             raise self._failures.pop(key)
         return entry
+
+    def spectrum(self, entry: PsfEntry, n: int) -> np.ndarray:
+        """The entry's kernel DFT on an N × N grid (`isrinject.draw.fast.kernel_spectrum`), cached."""
+        key = (entry.x, entry.y, n)
+        spectrum = self._spectra.get(key)
+        if spectrum is not None:
+            self._spectra.move_to_end(key)
+            return spectrum
+        spectrum = kernel_spectrum(entry.kernel, n)
+        self._spectra[key] = spectrum
+        self._spectra_bytes += spectrum.nbytes
+        while self._spectra_bytes > self.max_spectra_bytes and len(self._spectra) > 1:
+            self._spectra_bytes -= self._spectra.popitem(last=False)[1].nbytes
+        return spectrum
 
     def prepare(self, x: np.ndarray, y: np.ndarray) -> None:
         """Evaluate every cell the sources at (x, y) fall in that is not cached yet.

@@ -317,7 +317,7 @@ def draw_source(
             grid = fft_grid_size(max(draw_size, good))
             if grid > profile.gsparams.maximum_fft_size:
                 return DrawnStamp(None, None, draw_size, total_flux, flags | InjectionFlag.FFT_SIZE_ERROR)
-            stamp = fft_stamp(jacobian.profileToImage(profile), entry.spectrum(grid), draw_size, dx, dy)
+            stamp = fft_stamp(jacobian.profileToImage(profile), psf_cache.spectrum(entry, grid), draw_size, dx, dy)
     except galsim.GalSimError:
         return DrawnStamp(None, None, draw_size, total_flux, flags | InjectionFlag.DRAW_ERROR)
     inner = bbox.slice_within(full_bbox)
