@@ -175,3 +175,37 @@ def test_poisson_handles_tiny_and_huge_expectations() -> None:
 def test_add_noise_requires_rng() -> None:
     with pytest.raises(ValueError, match="rng=None"):
         inject_pixels(np.ones(3), flat=1.0, scaling=1.0, rng=None)
+
+
+def test_sparse_poisson_draw_is_exact_in_distribution() -> None:
+    """draw_electrons draws faint pixels (λ < 0.1) jointly (Poisson total,
+    multinomial split) and bright ones one by one: per pixel, the mean and
+    variance equal λ and P(n = 0) = exp(−λ), within 5σ of 40,000 draws."""
+    from isrinject.model import draw_electrons
+
+    rng = np.random.default_rng(2026)
+    expected = np.array([0.002, 0.02, 0.08, 0.099, 0.1, 0.7, 3.0, 40.0])
+    trials = 40_000
+    counts = np.zeros((trials, expected.size))
+    for k in range(trials):
+        index, electrons = draw_electrons(expected, rng)
+        assert np.all(np.diff(index) > 0) and np.all(electrons > 0)
+        counts[k, index] = electrons
+    mean, var = counts.mean(axis=0), counts.var(axis=0)
+    sigma_mean = np.sqrt(expected / trials)
+    assert np.all(np.abs(mean - expected) < 5 * sigma_mean), (mean, expected)
+    # var of the sample variance of a Poisson: (λ + 2λ²)/N (fourth central moment λ + 3λ²).
+    sigma_var = np.sqrt((expected + 2 * expected**2) / trials)
+    assert np.all(np.abs(var - expected) < 5 * sigma_var), (var, expected)
+    p0 = np.exp(-expected)
+    assert np.all(np.abs((counts == 0).mean(axis=0) - p0) < 5 * np.sqrt(p0 * (1 - p0) / trials))
+    # Pixels drawn jointly are independent: no correlation between two faint pixels.
+    assert abs(np.corrcoef(counts[:, 1], counts[:, 2])[0, 1]) < 5 / np.sqrt(trials)
+
+
+def test_no_noise_returns_every_positive_expectation() -> None:
+    from isrinject.model import draw_electrons
+
+    index, electrons = draw_electrons(np.array([[0.0, 1e-9], [2.5, -1.0]]), None, add_noise=False)
+    assert index.tolist() == [1, 2]
+    np.testing.assert_array_equal(electrons, [1e-9, 2.5])
