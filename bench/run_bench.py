@@ -128,10 +128,13 @@ def child(args: argparse.Namespace) -> None:
         cat = Table.read(args.catalog)
         config = VisitInjectConfig()
         task = VisitInjectTask(config=config)
+        # As VisitInjectTask.runQuantum: inject into the quantum's own copy,
+        # release the inputs, then write.
         run_start = time.perf_counter()
-        out = task.run(visit_image=image, injection_catalogs=[cat], flat=flat)
+        out = task.run(visit_image=image, injection_catalogs=[cat], flat=flat, in_place=True)
         result["run_seconds"] = time.perf_counter() - run_start
         result["unflagged"] = int(np.sum(out.injected_visit_image_catalog["injection_flag"] == 0))
+        del image, flat
         out.injected_visit_image.write(args.output)
     result["seconds"] = time.perf_counter() - start
     result["peak_rss_gb"] = peak_rss_gb()

@@ -235,3 +235,17 @@ def test_selection_and_renamed_columns(u_band) -> None:
     result = _run(u_band, catalog, col_mag="r_mag", selection="injection_catalog['mag'] < 20")
     out_catalog = result.injected_visit_image_catalog
     assert sorted(out_catalog["mag"]) == [18.0, 19.0]
+
+
+def test_in_place_injection_equals_the_copy(u_band) -> None:
+    """runQuantum injects into the butler's own copy (in_place=True): the
+    result is pixel for pixel what run() returns on a copy."""
+    catalog = _grid_catalog(u_band, n_side=3)
+    expected = _run(u_band, catalog, noise_seed=5)
+    target = u_band.visit_image.copy()
+    config = VisitInjectConfig()
+    config.noise_seed = 5
+    result = VisitInjectTask(config=config).run(visit_image=target, injection_catalogs=[catalog], flat=u_band.flat, in_place=True)
+    assert result.injected_visit_image is target
+    for plane in ("image", "variance", "mask"):
+        np.testing.assert_array_equal(getattr(target, plane).array, getattr(expected.injected_visit_image, plane).array)

@@ -266,6 +266,16 @@ class VisitInjectTask(PipelineTask):
     _DefaultName = "visitInject"
     config: VisitInjectConfig
 
+    def runQuantum(self, butlerQC: Any, inputRefs: Any, outputRefs: Any) -> None:
+        # The butler hands this quantum its own in-memory copy of visit_image
+        # (the stored dataset is never touched), so inject into it in place
+        # instead of holding a second full copy, and drop the inputs (the
+        # flat is as big as the image) before the output is written.
+        inputs = butlerQC.get(inputRefs)
+        outputs = self.run(**inputs, in_place=True)
+        del inputs
+        butlerQC.put(outputs, outputRefs)
+
     def run(
         self,
         *,
@@ -273,13 +283,14 @@ class VisitInjectTask(PipelineTask):
         injection_catalogs: Sequence[Table],
         flat: MaskedImage,
         illumination_correction: Image | MaskedImage | None = None,
+        in_place: bool = False,
     ) -> Struct:
         """Inject the catalog sources into a copy of ``visit_image``.
 
         Parameters
         ----------
         visit_image
-            The calibrated visit image (never modified).
+            The calibrated visit image (not modified unless ``in_place``).
         injection_catalogs
             Injection catalogs overlapping the image (source_injection
             format); may be empty.
@@ -288,6 +299,11 @@ class VisitInjectTask(PipelineTask):
         illumination_correction
             The illumination correction R, required when
             ``config.do_illumination_correction``.
+
+        in_place
+            Inject into ``visit_image`` itself (it becomes the output) instead
+            of a copy; `runQuantum` does, as the butler's object is the
+            quantum's own.
 
         Returns
         -------
@@ -313,6 +329,7 @@ class VisitInjectTask(PipelineTask):
             rng=rng,
             log=self.log,
             visit_id=visit_id,
+            in_place=in_place,
         )
         # Rows that all failed still produce the visit: the flagged catalog is
         # the record of what went wrong, and downstream quanta keep running.
@@ -574,8 +591,10 @@ def inject_sources(
     rng: np.random.Generator,
     log: logging.Logger | Any = _LOG,
     visit_id: int = 0,
+    in_place: bool = False,
 ) -> InjectionResult:
-    """Inject a composed catalog into a copy of ``visit_image``.
+    """Inject a composed catalog into a copy of ``visit_image`` (or into
+    ``visit_image`` itself when ``in_place``).
 
     The plain function behind `VisitInjectTask.run` (testable without a
     butler).  ``catalog`` is the output of `isrinject.catalog.compose_catalog`.
@@ -637,7 +656,7 @@ def inject_sources(
     flags = np.asarray(catalog["injection_flag"], dtype=np.int64) | np.asarray(report.flags, dtype=np.int64)
 
     # --- output image and new columns --------------------------------------
-    output = visit_image.copy()
+    output = visit_image if in_place else visit_image.copy()
     core_name = f"{config.mask_plane_name}_CORE"
     sat_name = "SATURATED"
     _with_planes(output, [config.mask_plane_name, core_name, sat_name])
