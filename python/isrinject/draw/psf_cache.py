@@ -23,6 +23,7 @@ from __future__ import annotations
 __all__ = ["PsfCache", "PsfEntry", "cache_for"]
 
 import dataclasses
+import functools
 import math
 from collections import OrderedDict
 from typing import Any
@@ -50,6 +51,11 @@ class PsfEntry:
     jacobian: galsim.JacobianWCS
     interpolated: galsim.InterpolatedImage
     """The kernel as a unit-flux profile in sky coordinates (for stamp sizes: its stepk)."""
+
+    @functools.cached_property
+    def good_size(self) -> int:
+        """GalSim's good image size [pixels] of the kernel profile (a star's stamp)."""
+        return self.interpolated.getGoodImageSize(self.jacobian.minLinearScale())
 
 
 class PsfCache:

@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -120,17 +121,23 @@ def aperture_fraction(kernel: np.ndarray, radius: float | None, subsample: int =
     """
     if radius is None or radius <= 0:
         return 1.0
-    ny, nx = kernel.shape
-    step = 1.0 / subsample
-    sub = (np.arange(subsample) + 0.5) * step - 0.5
-    yy = np.arange(ny) - (ny - 1) / 2
-    xx = np.arange(nx) - (nx - 1) / 2
-    y_sub = (yy[:, None] + sub[None, :]).ravel()
-    x_sub = (xx[:, None] + sub[None, :]).ravel()
-    inside = (y_sub[:, None] ** 2 + x_sub[None, :] ** 2) <= radius**2
-    weights = inside.reshape(ny, subsample, nx, subsample).mean(axis=(1, 3))
+    weights = _aperture_weights(kernel.shape, float(radius), subsample)
     total = kernel.sum()
     return float((kernel * weights).sum() / total) if total != 0 else 1.0
+
+
+@functools.lru_cache(maxsize=16)
+def _aperture_weights(shape: tuple[int, int], radius: float, subsample: int) -> np.ndarray:
+    """Overlap of each pixel of a centred ``shape`` grid with a circle (cached:
+    every kernel of a PSF model has the same shape)."""
+    ny, nx = shape
+    sub = (np.arange(subsample) + 0.5) / subsample - 0.5
+    y_sub = ((np.arange(ny) - (ny - 1) / 2)[:, None] + sub[None, :]).ravel()
+    x_sub = ((np.arange(nx) - (nx - 1) / 2)[:, None] + sub[None, :]).ravel()
+    inside = (y_sub[:, None] ** 2 + x_sub[None, :] ** 2) <= radius**2
+    weights = inside.reshape(ny, subsample, nx, subsample).mean(axis=(1, 3))
+    weights.setflags(write=False)
+    return weights
 
 
 def psf_profile(
@@ -285,10 +292,10 @@ def draw_source(
     except (ValueError, TypeError, KeyError, galsim.GalSimError):
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.PARAM_BAD)
     # Only the stamp size needs the convolved GalSim object (its stepk).
-    convolved = psf_model if is_point else galsim.Convolve(profile, psf_model)
+    convolved = None if is_point else galsim.Convolve(profile, psf_model)
     requested = row.get("draw_size")
     try:
-        good = convolved.getGoodImageSize(jacobian.minLinearScale())
+        good = entry.good_size if is_point else convolved.getGoodImageSize(jacobian.minLinearScale())
     except galsim.GalSimError:
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.FFT_SIZE_ERROR)
     if requested is not None and np.isfinite(requested) and requested > 0:
