@@ -269,16 +269,6 @@ class PixelCalibration:
             values = 1.0 / self._njy_per_electron(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
         return float(values) if np.ndim(values) == 0 else values
 
-    def read_noise_in(self, bbox: Box) -> np.ndarray:
-        """σ_a [e⁻] on ``bbox`` (NaN outside every amplifier)."""
-        values = np.array([amp.read_noise for amp in self.amplifiers] + [np.nan])
-        return values[self._amp_index(bbox)]
-
-    def saturation_in(self, bbox: Box) -> np.ndarray:
-        """Saturation level [pre-flat e⁻] on ``bbox`` (inf outside amps)."""
-        values = np.array([amp.saturation for amp in self.amplifiers] + [np.inf])
-        return values[self._amp_index(bbox)]
-
     def _amp_index_at(self, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
         """Amplifier index of integer pixels (ix, iy); -1 outside every amplifier."""
         if not self.amplifiers:
