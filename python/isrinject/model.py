@@ -195,16 +195,20 @@ def draw_electrons(
         return index, expected[index]
     if rng is None:
         raise ValueError("add_noise=True needs a numpy random Generator (rng=None given).")
+    # Bright pixels one by one; faint ones jointly through the cumulative sum
+    # of λ over the faint pixels (bright pixels and λ = 0 get zero width, so
+    # an inverse-CDF pick lands on a faint pixel with probability λ_i/Σλ).
     faint = expected < 0.1
     bright_index = np.flatnonzero(~faint)
     bright = rng.poisson(expected[bright_index]).astype(np.float64)
-    faint_index = np.flatnonzero(faint & (expected > 0))
-    cumulative = np.cumsum(expected[faint_index])
+    cumulative = np.cumsum(np.where(faint, expected, 0.0))
     total = float(cumulative[-1]) if len(cumulative) else 0.0
     hits = rng.poisson(total) if total > 0 else 0
     if hits:
         picks = np.searchsorted(cumulative, rng.random(hits) * total, side="right")
-        picked, counts = np.unique(faint_index[np.minimum(picks, len(faint_index) - 1)], return_counts=True)
+        # u·Σλ can round up to Σλ: such a pick belongs to the last faint pixel.
+        last_faint = np.searchsorted(cumulative, total, side="left")
+        picked, counts = np.unique(np.minimum(picks, last_faint), return_counts=True)
     else:
         picked, counts = np.empty(0, dtype=np.intp), np.empty(0)
     keep = bright > 0
