@@ -10,8 +10,9 @@ Prints and writes the four ratios of the issue, all measured in this run:
     also the whole injection compute (`VisitInjectTask.run`, pixel model
     included) vs the reference draw alone.
 (b) end to end per detector in a fresh process: read the VisitImage FITS,
-    read the flat FITS, inject 2,000 sources, write the VisitImage FITS, vs
-    reading and writing the VisitImage alone (also in a fresh process).
+    read the flat FITS, inject 2,000 sources (in place, as ``runQuantum``),
+    write the VisitImage FITS, vs reading and writing the VisitImage alone
+    (also in a fresh process); reported with and without the flat read.
 (c) `VisitInjectTask.run` with 10,000 vs 1,000 sources (fresh processes).
 (d) peak RSS (``VmHWM``) of the fresh process of (b), i.e. one quantum.
 
@@ -121,10 +122,14 @@ def child(args: argparse.Namespace) -> None:
         os.remove(args.output)
     start = time.perf_counter()
     image = VisitImage.read(args.visit_image)
+    result["read_seconds"] = time.perf_counter() - start
     if args.child == "io":
+        write_start = time.perf_counter()
         image.write(args.output)
     else:
+        flat_start = time.perf_counter()
         flat = MaskedImage.read(args.flat)
+        result["read_flat_seconds"] = time.perf_counter() - flat_start
         cat = Table.read(args.catalog)
         config = VisitInjectConfig()
         task = VisitInjectTask(config=config)
@@ -135,7 +140,9 @@ def child(args: argparse.Namespace) -> None:
         result["run_seconds"] = time.perf_counter() - run_start
         result["unflagged"] = int(np.sum(out.injected_visit_image_catalog["injection_flag"] == 0))
         del image, flat
+        write_start = time.perf_counter()
         out.injected_visit_image.write(args.output)
+    result["write_seconds"] = time.perf_counter() - write_start
     result["seconds"] = time.perf_counter() - start
     result["peak_rss_gb"] = peak_rss_gb()
     print(json.dumps(result))
@@ -247,9 +254,14 @@ def main() -> None:
         io_only = run_child("io", *common)
         inject = {n: run_child("inject", *common, "--flat", flat_path, "--catalog", catalogs[n])
                   for n in (2000, 1000, 10000)}
-    say(f"(b) per detector, fresh process, 2,000 sources: read VisitImage + read flat + inject + write "
-        f"{inject[2000]['seconds']:.2f} s (task.run {inject[2000]['run_seconds']:.2f} s), read + write "
-        f"{io_only['seconds']:.2f} s: {inject[2000]['seconds'] / io_only['seconds']:.2f}x  (target <= 1.25x)")
+    quantum = inject[2000]
+    say(f"(b) per detector, fresh process, 2,000 sources: read VisitImage {quantum['read_seconds']:.2f} s + read flat "
+        f"{quantum['read_flat_seconds']:.2f} s + task.run {quantum['run_seconds']:.2f} s + write "
+        f"{quantum['write_seconds']:.2f} s = {quantum['seconds']:.2f} s; read + write alone "
+        f"{io_only['read_seconds']:.2f} + {io_only['write_seconds']:.2f} = {io_only['seconds']:.2f} s")
+    without_flat = quantum["seconds"] - quantum["read_flat_seconds"]
+    say(f"(b) read+inject+write / read+write: {quantum['seconds'] / io_only['seconds']:.2f}x with the flat read, "
+        f"{without_flat / io_only['seconds']:.2f}x without it  (target <= 1.25x)")
     for n in (1000, 10000):
         say(f"(c) task.run with {n} sources: {inject[n]['run_seconds']:.2f} s ({inject[n]['unflagged']} unflagged)")
     say(f"(c) 10,000 / 1,000 sources: {inject[10000]['run_seconds'] / inject[1000]['run_seconds']:.2f}x  "
