@@ -283,9 +283,7 @@ def main() -> None:
         f"Machine: {machine()}.", "",
         "```",
     ]
-    notes_path = HERE / "NOTES.md"
-    notes = ["", notes_path.read_text()] if notes_path.exists() else []
-    Path(args.out).write_text("\n".join(header + lines + ["```", *notes]))
+    Path(args.out).write_text("\n".join(header + lines + ["```", ""]))
     print(f"wrote {args.out}")
 
 
