@@ -19,7 +19,6 @@ __all__ = [
     "draw_source",
     "local_jacobian",
     "local_jacobians",
-    "psf_profile",
     "source_profile",
 ]
 
@@ -138,29 +137,6 @@ def _aperture_weights(shape: tuple[int, int], radius: float, subsample: int) -> 
     weights = inside.reshape(ny, subsample, nx, subsample).mean(axis=(1, 3))
     weights.setflags(write=False)
     return weights
-
-
-def psf_profile(
-    psf: PointSpreadFunction, x: float, y: float, jacobian: galsim.BaseWCS, calib_flux_radius: float | None
-) -> tuple[galsim.InterpolatedImage, float, int]:
-    """Evaluate the image PSF at (x, y) as a unit-flux GalSim profile.
-
-    Returns
-    -------
-    profile
-        The PSF kernel as an `galsim.InterpolatedImage` in sky coordinates.
-    fraction
-        `aperture_fraction` of the kernel inside ``calib_flux_radius``.
-    kernel_size
-        Side of the kernel image [pixels].
-    """
-    kernel = np.array(psf.compute_kernel_image(x=x, y=y).array, dtype=np.float64)
-    total = kernel.sum()
-    if not np.isfinite(total) or total <= 0:
-        raise ValueError(f"PSF kernel at x={x:.1f}, y={y:.1f} has non-positive or non-finite sum {total!r}.")
-    kernel /= total
-    profile = galsim.InterpolatedImage(galsim.Image(kernel, wcs=jacobian), calculate_stepk=False)
-    return profile, aperture_fraction(kernel, calib_flux_radius), max(kernel.shape)
 
 
 def source_profile(
