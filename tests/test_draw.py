@@ -235,3 +235,19 @@ def test_psf_cache_spectra_stay_within_their_memory_budget(projection, psf) -> N
     assert cache._spectra_bytes <= 4 * 1024**2
     assert cache.spectrum(entry, 480) is cache.spectrum(entry, 480)  # the newest is still cached
     assert cache.evaluations == 2  # one per cell, prepared in one call
+
+
+@pytest.mark.parametrize("shape, n", [((21, 21), 64), ((25, 31), 160), ((41, 41), 32), ((41, 35), 20)])
+def test_kernel_spectrum_is_the_dft_of_the_centred_periodic_kernel(shape, n) -> None:
+    """The two-pass spectrum equals rfft2 of the kernel placed (and, when
+    wider than the grid, folded) with its centre on pixel (0, 0)."""
+    import scipy.fft
+
+    from isrinject.draw.fast import kernel_spectrum
+
+    kernel = np.random.default_rng(7).random(shape)
+    grid = np.zeros((n, n))
+    rows, cols = np.indices(shape)
+    np.add.at(grid, ((rows - shape[0] // 2) % n, (cols - shape[1] // 2) % n), kernel)
+    expected = scipy.fft.rfft2(grid)
+    np.testing.assert_allclose(kernel_spectrum(kernel, n), expected, rtol=0, atol=2e-7 * np.abs(expected).max())
