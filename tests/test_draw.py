@@ -251,3 +251,24 @@ def test_kernel_spectrum_is_the_dft_of_the_centred_periodic_kernel(shape, n) -> 
     np.add.at(grid, ((rows - shape[0] // 2) % n, (cols - shape[1] // 2) % n), kernel)
     expected = scipy.fft.rfft2(grid)
     np.testing.assert_allclose(kernel_spectrum(kernel, n), expected, rtol=0, atol=2e-7 * np.abs(expected).max())
+
+
+def test_psf_cache_isolates_a_cell_whose_sky_transform_fails(projection, psf) -> None:
+    """One position the sky projection cannot transform fails its own cell
+    (reported per source), not the batch of every cell prepared with it."""
+    from isrinject.draw.psf_cache import PsfCache
+
+    class FailsRightOfX300:
+        """The real projection, raising (as an AST mapping may) for x > 300."""
+
+        def pixel_to_sky(self, xy):
+            if np.any(np.asarray(xy.x) > 300):
+                raise RuntimeError("outside the model's domain")
+            return projection.pixel_to_sky(xy)
+
+    cache = PsfCache(psf, FailsRightOfX300(), spacing=64.0)
+    cache.prepare(np.array([100.0, 450.0]), np.array([100.0, 100.0]))
+    good = cache.get(100.0, 100.0)
+    assert np.sqrt(abs(good.jacobian.pixelArea())) == pytest.approx(PIXEL_SCALE, rel=1e-5)
+    with pytest.raises(RuntimeError, match="outside the model"):
+        cache.get(450.0, 100.0)

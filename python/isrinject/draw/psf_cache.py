@@ -168,9 +168,18 @@ class PsfCache:
         keys = [key for key in keys if key not in self._entries]
         if not keys:
             return
-        jacobians = local_jacobians(self.sky_projection, np.array([k[0] for k in keys]), np.array([k[1] for k in keys]))
+        try:
+            jacobians: list[galsim.JacobianWCS | None] = local_jacobians(
+                self.sky_projection, np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
+            )
+        except Exception:  # noqa: BLE001  (one bad position must not cost the others their cell)
+            jacobians = [None] * len(keys)
         for key, jacobian in zip(keys, jacobians):
             try:
+                if jacobian is None:
+                    jacobian = local_jacobians(self.sky_projection, np.array([key[0]]), np.array([key[1]]))[0]
+                if not np.all(np.isfinite(jacobian.getMatrix())):
+                    raise ValueError(f"The sky projection has no finite local Jacobian at x={key[0]}, y={key[1]}.")
                 self._entries[key] = self._evaluate(*key, jacobian)
             except Exception as err:  # noqa: BLE001  (reported per source by draw_source)
                 self._failures[key] = err
