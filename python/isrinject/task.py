@@ -18,12 +18,11 @@ __all__ = [
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import astropy.units as u
 import numpy as np
-import numpy.ma as ma
 from astropy.table import Table
 from lsst.images import XY, Box, Image, MaskedImage, MaskPlane, NoOverlapError, VisitImage
 from lsst.images import get_legacy_optional_mask_planes, get_legacy_visit_image_mask_planes
