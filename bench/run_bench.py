@@ -115,7 +115,7 @@ def child(args: argparse.Namespace) -> None:
     """Run one measurement in this (fresh) process and print JSON."""
     from lsst.images import MaskedImage, VisitImage
 
-    from isrinject.task import VisitInjectConfig, VisitInjectTask
+    from isrinject.task import VisitInjectConfig, VisitInjectTask, _release_freed_memory
 
     result: dict[str, float] = {}
     if os.path.exists(args.output):
@@ -134,12 +134,13 @@ def child(args: argparse.Namespace) -> None:
         config = VisitInjectConfig()
         task = VisitInjectTask(config=config)
         # As VisitInjectTask.runQuantum: inject into the quantum's own copy,
-        # release the inputs, then write.
+        # release the inputs and the freed heap, then write.
         run_start = time.perf_counter()
         out = task.run(visit_image=image, injection_catalogs=[cat], flat=flat, in_place=True)
         result["run_seconds"] = time.perf_counter() - run_start
         result["unflagged"] = int(np.sum(out.injected_visit_image_catalog["injection_flag"] == 0))
         del image, flat
+        _release_freed_memory()
         write_start = time.perf_counter()
         out.injected_visit_image.write(args.output)
     result["write_seconds"] = time.perf_counter() - write_start
