@@ -271,32 +271,27 @@ class PixelCalibration:
 
     def _amp_index_at(self, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
         """Amplifier index of integer pixels (ix, iy); -1 outside every amplifier."""
-        if not self.amplifiers:
-            return np.full(np.shape(ix), -1, dtype=np.int32)
-        ix = np.asarray(ix)
-        iy = np.asarray(iy)
-        if ix.size == 0:
-            return np.full(ix.shape, -1, dtype=np.int32)
-        bounds = self._amp_bounds
-        # Common case: all points inside one amplifier (a stamp away from amp edges).
-        x_lo, x_hi, y_lo, y_hi = ix.min(), ix.max(), iy.min(), iy.max()
-        whole = (x_lo >= bounds[0]) & (x_hi <= bounds[1]) & (y_lo >= bounds[2]) & (y_hi <= bounds[3])
-        if whole.any():
-            return np.full(ix.shape, len(whole) - 1 - np.argmax(whole[::-1]), dtype=np.int32)
-        ix = ix[..., None]
-        iy = iy[..., None]
-        inside = (ix >= bounds[0]) & (ix <= bounds[1]) & (iy >= bounds[2]) & (iy <= bounds[3])
-        # Later amplifiers win where boxes overlap, as in `amplifier_index`.
-        last = inside.shape[-1] - 1 - np.argmax(inside[..., ::-1], axis=-1)
-        return np.where(inside.any(axis=-1), last, -1).astype(np.int32)
+        x_edges, y_edges, table = self._amp_grid
+        return table[np.searchsorted(y_edges, iy, side="right"), np.searchsorted(x_edges, ix, side="right")]
 
     @functools.cached_property
-    def _amp_bounds(self) -> np.ndarray:
-        """(x_min, x_max, y_min, y_max) × amplifier, inclusive."""
-        return np.array(
-            [[amp.bbox.x.min, amp.bbox.x.max, amp.bbox.y.min, amp.bbox.y.max] for amp in self.amplifiers],
-            dtype=np.int64,
-        ).reshape(-1, 4).T
+    def _amp_grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The amplifier boxes' edges cut the plane into cells that each lie in
+        one amplifier or none: (x edges, y edges, amplifier of each cell).
+
+        ``table[searchsorted(y_edges, y, "right"), searchsorted(x_edges, x,
+        "right")]`` is then the amplifier of pixel (x, y) (later amplifiers win
+        where boxes overlap, as in `amplifier_index`).
+        """
+        x_edges = np.unique([v for amp in self.amplifiers for v in (amp.bbox.x.start, amp.bbox.x.stop)])
+        y_edges = np.unique([v for amp in self.amplifiers for v in (amp.bbox.y.start, amp.bbox.y.stop)])
+        table = np.full((len(y_edges) + 1, len(x_edges) + 1), -1, dtype=np.int32)
+        for i, amp in enumerate(self.amplifiers):
+            # Cells k cover [edges[k-1], edges[k]): those inside the box.
+            rows = slice(np.searchsorted(y_edges, amp.bbox.y.start) + 1, np.searchsorted(y_edges, amp.bbox.y.stop) + 1)
+            cols = slice(np.searchsorted(x_edges, amp.bbox.x.start) + 1, np.searchsorted(x_edges, amp.bbox.x.stop) + 1)
+            table[rows, cols] = i
+        return x_edges.astype(np.int64), y_edges.astype(np.int64), table
 
     def amplifier_terms_at(self, ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """σ_a [e⁻] and saturation [pre-flat e⁻] at integer pixels (ix, iy).
