@@ -159,3 +159,31 @@ def test_generate_ingest_run_with_no_hand_editing(repo) -> None:
     assert np.all((np.asarray(catalog["injection_flag"]) & int(FATAL_FLAGS)) == 0)
     assert np.all(np.isfinite(catalog["injection_flux"]))
     assert set(catalog["source_type"]) == {"Star", "Exponential"}
+
+
+def test_read_flat_gives_the_stored_image_and_variance_planes_only(repo) -> None:
+    """The quantum reads the flat's image (and variance) planes, not its mask."""
+    from lsst.daf.butler import DeferredDatasetHandle
+    from lsst.images import Image, MaskedImage
+
+    from isrinject.task import read_flat
+
+    root, flats = repo
+    butler = Butler.from_config(str(root))
+    refs = list(butler.query_datasets("flat", collections=RepoLayout.calib_collection, find_first=False))
+    assert len(refs) == len(flats)
+    for ref in refs:
+        stored = butler.get(ref)
+        handle = DeferredDatasetHandle(butler=butler, ref=ref, parameters=None)
+        flat = read_flat(handle, with_variance=True)
+        assert isinstance(flat, MaskedImage)
+        assert flat.bbox == stored.bbox
+        np.testing.assert_array_equal(flat.image.array, stored.image.array)
+        np.testing.assert_array_equal(flat.variance.array, stored.variance.array)
+        def planes(masked):
+            return [plane for plane in masked.mask.schema if plane is not None]
+
+        assert planes(flat) == [] and planes(stored) != []
+        image_only = read_flat(handle, with_variance=False)
+        assert isinstance(image_only, Image)
+        np.testing.assert_array_equal(image_only.array, stored.image.array)

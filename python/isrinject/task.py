@@ -14,6 +14,7 @@ __all__ = [
     "VisitInjectConnections",
     "VisitInjectTask",
     "inject_sources",
+    "read_flat",
 ]
 
 import ctypes
@@ -26,7 +27,8 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 from astropy.table import Table
-from lsst.images import XY, Box, Image, MaskedImage, MaskPlane, NoOverlapError, VisitImage
+from lsst.daf.butler import DeferredDatasetHandle
+from lsst.images import XY, Box, Image, MaskedImage, MaskPlane, MaskSchema, NoOverlapError, VisitImage
 from lsst.images import get_legacy_optional_mask_planes, get_legacy_visit_image_mask_planes
 from lsst.pex.config import ChoiceField, Field, ListField
 from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
@@ -83,6 +85,8 @@ class VisitInjectConnections(
         storageClass="MaskedImageV2",
         dimensions=("instrument", "detector", "physical_filter"),
         isCalibration=True,
+        # Only the image and variance planes are read (`read_flat`).
+        deferLoad=True,
     )
     illumination_correction = cT.PrerequisiteInput(
         doc="Illumination correction R the visit image was divided by after ISR.",
@@ -273,6 +277,7 @@ class VisitInjectTask(PipelineTask):
         # instead of holding a second full copy, and drop the inputs (the
         # flat is as big as the image) before the output is written.
         inputs = butlerQC.get(inputRefs)
+        inputs["flat"] = read_flat(inputs["flat"], with_variance=self.config.include_flat_variance)
         outputs = self.run(**inputs, in_place=True)
         del inputs
         _release_freed_memory()
@@ -283,7 +288,7 @@ class VisitInjectTask(PipelineTask):
         *,
         visit_image: VisitImage,
         injection_catalogs: Sequence[Table],
-        flat: MaskedImage,
+        flat: MaskedImage | Image,
         illumination_correction: Image | MaskedImage | None = None,
         in_place: bool = False,
     ) -> Struct:
@@ -297,7 +302,8 @@ class VisitInjectTask(PipelineTask):
             Injection catalogs overlapping the image (source_injection
             format); may be empty.
         flat
-            The flat (image f and variance V_f) ISR divided this image by.
+            The flat (image f and variance V_f) ISR divided this image by;
+            an `Image` has no V_f.  Its mask is not used.
         illumination_correction
             The illumination correction R, required when
             ``config.do_illumination_correction``.
@@ -336,6 +342,39 @@ class VisitInjectTask(PipelineTask):
         # Rows that all failed still produce the visit: the flagged catalog is
         # the record of what went wrong, and downstream quanta keep running.
         return Struct(injected_visit_image=result.image, injected_visit_image_catalog=result.catalog)
+
+
+def read_flat(handle: DeferredDatasetHandle, *, with_variance: bool) -> MaskedImage | Image | Any:
+    """Read the planes of the flat that the pixel model uses.
+
+    The flat's mask is never used, and reading a 4k × 4k mask plane costs as
+    much as an image plane plus its conversion (≈ 0.6 s), so storage classes
+    that declare lsst.images' ``components`` read (``MaskedImageV2``) give
+    the image and, if ``with_variance``, the variance plane only; any other
+    storage class (``ExposureF``) is read whole.
+
+    Parameters
+    ----------
+    handle
+        The quantum's deferred handle of the flat.
+    with_variance
+        Whether to read the variance plane V_f (``include_flat_variance``).
+
+    Returns
+    -------
+    flat
+        A `MaskedImage` with an empty mask when the variance is read, else
+        the image plane as an `Image`; the whole dataset for storage classes
+        without component reads.
+    """
+    wanted = ["image", "variance"] if with_variance else ["image"]
+    components = handle.ref.datasetType.storageClass.allComponents()
+    if "components" not in components or any(name not in components for name in wanted):
+        return handle.get()
+    planes = handle.get(component="components", parameters={"components": wanted})
+    if not with_variance:
+        return planes["image"]
+    return MaskedImage(planes["image"], variance=planes["variance"], mask_schema=MaskSchema([]))
 
 
 def _release_freed_memory() -> None:
