@@ -301,3 +301,25 @@ def test_overlapping_sources_in_one_pass_equal_one_after_the_other(u_band) -> No
     assert np.abs(delta_together).max() > 0
     np.testing.assert_allclose(delta_together, delta_one_by_one, rtol=1e-5, atol=1e-6 * np.abs(delta_together).max())
     np.testing.assert_allclose(together.injected_visit_image.image.array, image.image.array, rtol=1e-6, atol=1e-3)
+
+
+def test_scaling_on_a_stamp_box_equals_the_field_at_each_pixel() -> None:
+    """c on a stamp (rendered separably) equals the photometric-scaling field
+    evaluated pixel by pixel, for a field that varies across the detector."""
+    import astropy.units as u
+    from lsst.images import Box
+    from lsst.images.fields import ChebyshevField
+
+    from isrinject.calibration import PixelCalibration
+
+    image_box = Box.factory[0:400, 0:500]
+    coefficients = np.array([[0.2, 0.01, -0.004], [0.008, 0.003, 0.0], [-0.002, 0.0, 0.0]])
+    field = ChebyshevField(image_box, coefficients, unit=u.nJy / u.electron)
+    calibration = PixelCalibration(image_box, [], field, None, 3.0, "visit_image")
+    for stamp_box in (Box.factory[10:41, 300:361], Box.factory[370:400, 480:500]):
+        grid = stamp_box.meshgrid()
+        expected = 3.0 * np.asarray(field(x=grid.x, y=grid.y))
+        scaling = calibration.scaling_in(stamp_box)
+        assert np.ptp(expected) > 1e-3 * expected.mean()  # the field does vary over the stamp
+        np.testing.assert_allclose(scaling, expected, rtol=1e-12)
+        np.testing.assert_allclose(calibration.scaling_at(grid.x.ravel(), grid.y.ravel()), expected.ravel(), rtol=1e-12)

@@ -251,6 +251,21 @@ class PixelCalibration:
             raise CalibrationError("No photometric scaling (nJy per electron) available.")
         return np.asarray(self.scaling_field(x=x, y=y), dtype=np.float64)
 
+    def _njy_per_electron_on(self, bbox: Box) -> np.ndarray:
+        """nJy per e⁻ on every pixel of ``bbox``.
+
+        lsst.images fields render a box separably (``render``: a Chebyshev
+        field costs one small matrix product per row instead of a full 2-D
+        evaluation per pixel, ~10× faster on stamps); other callables are
+        evaluated on the pixel grid.
+        """
+        if self.scaling_constant is not None:
+            return np.full(bbox.shape, self.scaling_constant)
+        if hasattr(self.scaling_field, "render"):
+            return np.asarray(self.scaling_field.render(bbox).array, dtype=np.float64)
+        grid = bbox.meshgrid()
+        return self._njy_per_electron(grid.x, grid.y)
+
     def scaling_in(self, bbox: Box) -> np.ndarray:
         """c [image units per e⁻] on ``bbox``."""
         if self.image_per_njy is None:
@@ -258,8 +273,7 @@ class PixelCalibration:
         if self.scaling_source == "empirical":
             per_amp = np.array([amp.scaling for amp in self.amplifiers] + [np.nan], dtype=np.float64)
             return per_amp[self._amp_index(bbox)]
-        grid = bbox.meshgrid()
-        return self._njy_per_electron(grid.x, grid.y) * self.image_per_njy
+        return self._njy_per_electron_on(bbox) * self.image_per_njy
 
     def image_units_per_njy_at(self, x: ArrayLike, y: ArrayLike) -> np.ndarray | float:
         """Image units per nJy of source flux at (x, y) (scalars or arrays)."""

@@ -99,24 +99,13 @@ def kernel_spectrum(kernel: np.ndarray, n: int) -> np.ndarray:
     faster).  A kernel wider than the grid folds onto it first.
     """
     ky, kx = kernel.shape
+    # Kernel pixel (j, i) lands on ((j − ky//2) mod N, (i − kx//2) mod N):
+    # its centre on (0, 0), a kernel wider than the grid folded onto the period.
     rows = np.zeros((ky, n), dtype=np.float32)
-    for start in range(0, kx, n):  # fold columns onto the period
-        block = kernel[:, start : start + n]
-        rows[:, : block.shape[1]] += block
-    rows = np.roll(rows, -(kx // 2), axis=1)
+    np.add.at(rows, (slice(None), (np.arange(kx) - kx // 2) % n), kernel)
     columns = np.zeros((n, n // 2 + 1), dtype=np.complex64)
-    row_spectra = scipy.fft.rfft(rows, axis=1)
-    for offset in range(0, ky, n):  # fold rows onto the period
-        block = row_spectra[offset : offset + n]
-        columns[: block.shape[0]] += block
-    columns = np.roll(columns, -(ky // 2), axis=0)
+    np.add.at(columns, (np.arange(ky) - ky // 2) % n, scipy.fft.rfft(rows, axis=1))
     return scipy.fft.fft(columns, axis=0, overwrite_x=True)
-
-
-@functools.cache
-def _frequencies(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Angular frequencies [rad/pixel] of the rfft2 layout: rows, columns."""
-    return 2.0 * np.pi * scipy.fft.fftfreq(n), 2.0 * np.pi * scipy.fft.rfftfreq(n)
 
 
 def fft_stamp(
@@ -147,17 +136,16 @@ def fft_stamp(
     # Single precision: the stamp ends in a float32 image, and pocketfft's
     # complex64 transforms are several times faster at these sizes.
     k_image = galsim.ImageCF(galsim.BoundsI(0, half, -half, half - 1))
-    profile.drawKImage(image=k_image, scale=2.0 * np.pi / n, recenter=False)
-    # GalSim's rows run over k_y = −N/2 … N/2−1: rotate them into FFT order.
-    profile_spectrum = np.roll(k_image.array, -half, axis=0)
-    # Centre the stamp in the grid: the guard band N − size is split
-    # between both sides, so wings beyond the period fold back symmetrically.
-    k_y, k_x = _frequencies(n)
-    phase_y = np.exp(-1j * k_y * (half + dy)).astype(np.complex64)
-    phase_x = np.exp(-1j * k_x * (half + dx)).astype(np.complex64)
-    product = profile_spectrum * spectrum
-    product *= phase_y[:, None]
-    product *= phase_x[None, :]
+    # Centre the stamp in the grid: the guard band N − size is split between
+    # both sides, so wings beyond the period fold back symmetrically.  GalSim
+    # applies the shift's phases while it draws the k-image.
+    profile.shift(half + dx, half + dy).drawKImage(image=k_image, scale=2.0 * np.pi / n, recenter=False)
+    # GalSim's rows run over k_y = −N/2 … N/2−1 and FFT order starts at
+    # k_y = 0: multiply the halves crosswise instead of rotating a copy.
+    profile_spectrum = k_image.array
+    product = np.empty_like(spectrum)
+    np.multiply(profile_spectrum[half:], spectrum[:half], out=product[:half])
+    np.multiply(profile_spectrum[:half], spectrum[half:], out=product[half:])
     start = half - size // 2
     stamp = scipy.fft.irfft2(product, s=(n, n))[start : start + size, start : start + size]
     return stamp.astype(np.float64)
