@@ -51,25 +51,23 @@ def peak_rss_gb() -> float:
     over from the parent through fork + exec, it belongs to this process's
     own address space.
     """
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024**2  # kB
-    except OSError:
-        pass
+    for line in _proc_lines("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def machine() -> str:
-    cpu = "unknown"
+def _proc_lines(path: str) -> list[str]:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
-    except (OSError, StopIteration):
-        mem_kb = 0
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in _proc_lines("/proc/cpuinfo")
+                if line.startswith("model name")), "unknown")
+    mem_kb = next((int(line.split()[1]) for line in _proc_lines("/proc/meminfo") if line.startswith("MemTotal")), 0)
     return f"nproc {os.cpu_count()}, CPU {cpu}, memory {mem_kb / 1024**2:.1f} GiB, Python {platform.python_version()}"
 
 
@@ -325,7 +323,7 @@ def main() -> None:
         "" if tuple(args.shape) == (4000, 4072) else f" --shape {args.shape[0]} {args.shape[1]}")
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=HERE).stdout.strip()
+                                cwd=HERE, check=False).stdout.strip() or "?"
     except OSError:
         commit = "?"
     header = [
