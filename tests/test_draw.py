@@ -239,8 +239,10 @@ def test_psf_cache_spectra_stay_within_their_memory_budget(projection, psf) -> N
 
 @pytest.mark.parametrize("shape, n", [((21, 21), 64), ((25, 31), 160), ((41, 41), 32), ((41, 35), 20)])
 def test_kernel_spectrum_is_the_dft_of_the_centred_periodic_kernel(shape, n) -> None:
-    """The two-pass spectrum equals rfft2 of the kernel placed (and, when
-    wider than the grid, folded) with its centre on pixel (0, 0)."""
+    """The spectrum equals rfft2 of the kernel placed (and, when wider than
+    the grid, folded) with its centre on pixel (0, 0), to single precision
+    (sums of up to 41 complex64 products: a few float32 roundings of the
+    largest term)."""
     import scipy.fft
 
     from isrinject.draw.fast import kernel_spectrum
@@ -250,7 +252,7 @@ def test_kernel_spectrum_is_the_dft_of_the_centred_periodic_kernel(shape, n) -> 
     rows, cols = np.indices(shape)
     np.add.at(grid, ((rows - shape[0] // 2) % n, (cols - shape[1] // 2) % n), kernel)
     expected = scipy.fft.rfft2(grid)
-    np.testing.assert_allclose(kernel_spectrum(kernel, n), expected, rtol=0, atol=2e-7 * np.abs(expected).max())
+    np.testing.assert_allclose(kernel_spectrum(kernel, n), expected, rtol=0, atol=5e-7 * np.abs(expected).max())
 
 
 def test_psf_cache_isolates_a_cell_whose_sky_transform_fails(projection, psf) -> None:

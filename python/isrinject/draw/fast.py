@@ -91,21 +91,29 @@ def fft_grid_size(size: int) -> int:
 
 def kernel_spectrum(kernel: np.ndarray, n: int) -> np.ndarray:
     """DFT (``rfft2`` layout, N × (N/2+1), complex64) of the kernel with its
-    centre moved to pixel (0, 0) of an N × N periodic grid.
+    centre moved to pixel (0, 0) of an N × N periodic grid::
 
-    Computed in two passes that skip the zero rows: a real FFT of the
-    kernel's rows, then a complex FFT along y of the N × (N/2+1) array that
-    holds them (the same numbers as ``rfft2`` of the padded grid, ~1.5×
-    faster).  A kernel wider than the grid folds onto it first.
+        K̂[p, q] = Σ_{j, i} K[j, i] · exp(−2πi·p·(j − c_y)/N) · exp(−2πi·q·(i − c_x)/N)
+                = (E_y · K · E_x)[p, q]
+
+    with c the kernel centre: two small matrix products with cached phase
+    tables (E_y is N × k_y, E_x is k_x × (N/2+1)).  The kernel is small, so
+    this takes fewer operations than FFTs of the zero-padded grid (and no
+    padding); the phases are periodic in N, so a kernel wider than the grid
+    folds onto it by itself.
     """
-    ky, kx = kernel.shape
-    # Kernel pixel (j, i) lands on ((j − ky//2) mod N, (i − kx//2) mod N):
-    # its centre on (0, 0), a kernel wider than the grid folded onto the period.
-    rows = np.zeros((ky, n), dtype=np.float32)
-    np.add.at(rows, (slice(None), (np.arange(kx) - kx // 2) % n), kernel)
-    columns = np.zeros((n, n // 2 + 1), dtype=np.complex64)
-    np.add.at(columns, (np.arange(ky) - ky // 2) % n, scipy.fft.rfft(rows, axis=1))
-    return scipy.fft.fft(columns, axis=0, overwrite_x=True)
+    phase_y, phase_x = _dft_phases(n, *kernel.shape)
+    return phase_y @ (kernel.astype(np.complex64) @ phase_x)
+
+
+@functools.lru_cache(maxsize=256)
+def _dft_phases(n: int, ky: int, kx: int) -> tuple[np.ndarray, np.ndarray]:
+    """E_y (N × k_y) and E_x (k_x × (N/2+1)) of `kernel_spectrum`, complex64."""
+    rows = np.arange(ky) - ky // 2
+    columns = np.arange(kx) - kx // 2
+    phase_y = np.exp(-2j * np.pi * np.outer(np.arange(n), rows) / n).astype(np.complex64)
+    phase_x = np.exp(-2j * np.pi * np.outer(columns, np.arange(n // 2 + 1)) / n).astype(np.complex64)
+    return phase_y, phase_x
 
 
 def fft_stamp(
