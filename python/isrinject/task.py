@@ -468,13 +468,8 @@ def flat_planes(
 
 def mask_bits(visit_image: VisitImage, names: Sequence[str]) -> np.ndarray:
     """OR of the named mask planes present in the image (legacy names accepted)."""
-    present = set(visit_image.mask.schema.names)
-    result = np.zeros(visit_image.bbox.shape, dtype=bool)
-    for name in names:
-        name = LEGACY_MASK_NAMES.get(name, name)
-        if name in present:
-            result |= visit_image.mask.get(name)
-    return result
+    hit = _any_bit(visit_image.mask.array, _plane_bits(visit_image, names))
+    return np.zeros(visit_image.bbox.shape, dtype=bool) if hit is None else hit
 
 
 def build_calibration(
