@@ -783,10 +783,7 @@ def inject_sources(
     if illumination is not None:
         illum_image, _ = calibration_cutout(illumination, bbox, "illumination correction", log, where)
     elif config.do_illumination_correction:
-        raise ValueError(
-            "do_illumination_correction=True but no illumination correction was given for "
-            f"visit {visit_id}, detector {visit_image.detector.id}."
-        )
+        raise ValueError(f"do_illumination_correction=True but no illumination correction was given for {where}.")
     try:
         calibration = build_calibration(visit_image, config, flat_image, illum_image, log)
     except CalibrationError as err:
