@@ -391,14 +391,34 @@ def _release_freed_memory() -> None:
 
 
 @dataclasses.dataclass
+class CalibrationPlanes:
+    """What ISR and calibration did to a visit image, on its bbox (views in
+    the calibrations' own dtypes)."""
+
+    flat: np.ndarray
+    """The flat f."""
+    flat_variance: np.ndarray | None
+    """Its variance V_f, when usable and configured (`flat_planes`)."""
+    illumination: np.ndarray | None
+    """The illumination correction R, when configured."""
+    calibration: PixelCalibration
+    """c, σ_a and saturation per pixel (`build_calibration`)."""
+
+
+@dataclasses.dataclass
 class InjectionResult:
     """Output of `inject_sources`."""
 
     image: VisitImage
     catalog: Table
+    planes: CalibrationPlanes
+    """The flat, illumination and calibration the injection used."""
 
 
-__all__ += ["InjectionResult", "LEGACY_MASK_NAMES", "build_calibration", "calibration_cutout", "flat_planes", "mask_bits"]
+__all__ += [
+    "CalibrationPlanes", "InjectionResult", "LEGACY_MASK_NAMES", "build_calibration", "calibration_cutout",
+    "calibration_planes", "flat_planes", "mask_bits",
+]
 
 
 def _as_visit_image(obj: Any) -> VisitImage:
@@ -466,6 +486,33 @@ def flat_planes(
     return flat_image, flat_variance
 
 
+def calibration_planes(
+    visit_image: VisitImage,
+    flat: Any,
+    illumination: Any | None,
+    config: VisitInjectConfig,
+    log: logging.Logger | Any,
+    where: str,
+) -> CalibrationPlanes:
+    """The flat, illumination correction and calibration of ``visit_image``.
+
+    Shared by `inject_sources` and ``isrinject diagnose``, so both see the
+    same planes and the same c.
+    """
+    bbox = visit_image.bbox
+    flat_image, flat_variance = flat_planes(flat, bbox, config, log, where)
+    illum_image = None
+    if illumination is not None:
+        illum_image, _ = calibration_cutout(illumination, bbox, "illumination correction", log, where)
+    elif config.do_illumination_correction:
+        raise ValueError(f"do_illumination_correction=True but no illumination correction was given for {where}.")
+    try:
+        calibration = build_calibration(visit_image, config, flat_image, illum_image, log)
+    except CalibrationError as err:
+        raise CalibrationError(f"{where}: {err}") from err
+    return CalibrationPlanes(flat_image, flat_variance, illum_image, calibration)
+
+
 def mask_bits(visit_image: VisitImage, names: Sequence[str]) -> np.ndarray:
     """OR of the named mask planes present in the image (legacy names accepted)."""
     hit = _any_bit(visit_image.mask.array, _plane_bits(visit_image, names))
@@ -479,10 +526,8 @@ def build_calibration(
     illumination: np.ndarray | None,
     log: logging.Logger | Any,
 ) -> PixelCalibration:
-    """Per-pixel c, read noise and saturation of ``visit_image`` as configured.
-
-    Shared by the task and ``isrinject diagnose`` so both see the same c.
-    """
+    """Per-pixel c, read noise and saturation of ``visit_image`` as configured
+    (the calibration of `calibration_planes`)."""
     image_per_njy = image_units_per_njy(visit_image.unit)
     amps = amplifier_terms(
         visit_image.detector, visit_image.bbox, read_noise=config.read_noise, saturation=config.saturation
@@ -778,16 +823,9 @@ def inject_sources(
     where = f"visit {visit_id}, detector {detector_id}"
     if visit_image.sky_projection is None:
         raise CalibrationError(f"The visit image of {where} has no sky projection (WCS): sources cannot be placed.")
-    flat_image, flat_variance = flat_planes(flat, bbox, config, log, where)
-    illum_image = None
-    if illumination is not None:
-        illum_image, _ = calibration_cutout(illumination, bbox, "illumination correction", log, where)
-    elif config.do_illumination_correction:
-        raise ValueError(f"do_illumination_correction=True but no illumination correction was given for {where}.")
-    try:
-        calibration = build_calibration(visit_image, config, flat_image, illum_image, log)
-    except CalibrationError as err:
-        raise CalibrationError(f"{where}: {err}") from err
+    calibration_used = calibration_planes(visit_image, flat, illumination, config, log, where)
+    flat_image, flat_variance = calibration_used.flat, calibration_used.flat_variance
+    illum_image, calibration = calibration_used.illumination, calibration_used.calibration
     try:
         psf = visit_image.psf
     except Exception as err:  # noqa: BLE001  (an unreadable PSF is an ArchiveReadError stored in the image)
@@ -957,7 +995,7 @@ def inject_sources(
     )
     output.metadata["INJECTED"] = "visit_image"
     output.metadata["INJECTION_N_SOURCES"] = n_injected
-    return InjectionResult(image=output, catalog=catalog)
+    return InjectionResult(image=output, catalog=catalog, planes=calibration_used)
 
 
 def _add_pixel_positions(catalog: Table, visit_image: VisitImage) -> Table:

@@ -56,9 +56,6 @@ from ..catalog import compose_catalog
 from ..flags import FATAL_FLAGS
 from ..task import (
     VisitInjectConfig,
-    build_calibration,
-    calibration_cutout,
-    flat_planes,
     inject_sources,
     mask_bits,
 )
@@ -291,7 +288,6 @@ def _detector_data(
     if config.do_illumination_correction:
         illumination, _ = _get(butler, "illuminationCorrection", data_id, input_collections, timespan=timespan)
     visit_id, detector_id = int(data_id["visit"]), int(data_id["detector"])
-    where = f"visit {visit_id}, detector {detector_id}"
 
     # Noiseless re-render with the run's configuration.
     noiseless_config = config.copy()
@@ -309,12 +305,10 @@ def _detector_data(
     expected_variance = np.asarray(noiseless.image.variance.array, np.float64) - v0
 
     bbox = original.bbox
-    flat_image, flat_variance = flat_planes(flat, bbox, config, _LOG, where)
-    illum_image = None
-    if illumination is not None:
-        illum_image, _ = calibration_cutout(illumination, bbox, "illumination correction", _LOG, where)
-    calibration = build_calibration(original, config, flat_image, illum_image, _LOG)
-    scaling = calibration.scaling_in(bbox)
+    # The planes and c the noiseless injection used (the run's configuration).
+    used = noiseless.planes
+    flat_image, flat_variance, illum_image = used.flat, used.flat_variance, used.illumination
+    scaling = used.calibration.scaling_in(bbox)
     amp_index = _amp_index(original)
     injected_mask = np.asarray(injected.mask.get(config.mask_plane_name), bool)
     bad = mask_bits(injected, config.bad_mask_names) | mask_bits(original, config.bad_mask_names)
@@ -327,10 +321,11 @@ def _detector_data(
     g_bar = mean_gain(flat_image, scaling, illum_image, amp_index)
     gain_only_pixels = None
     if compare_gain_only:
-        image_g, variance_g = gain_only_injection(i0, v0, np.where(injected_mask, model, 0.0), gain=g_bar, rng=rng)
+        injected_model = np.where(injected_mask, model, 0.0)
+        image_g, variance_g = gain_only_injection(i0, v0, injected_model, gain=g_bar, rng=rng)
         gain_only_pixels = dataclasses.replace(
             pixels, image=image_g, variance=variance_g,
-            expected_variance=np.clip(np.where(injected_mask, model, 0.0), 0.0, None) / g_bar,
+            expected_variance=np.clip(injected_model, 0.0, None) / g_bar,
         )
     sources = _source_table(catalog, noiseless.catalog, visit_id, detector_id)
     return DetectorData(
