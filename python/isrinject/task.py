@@ -42,6 +42,7 @@ from .calibration import (
     image_units_per_njy,
 )
 from .catalog import check_catalog, compose_catalog, standardize_columns
+from .catalog.schema import CONFIGURABLE_COLUMNS
 from .draw import DrawnStamp, RenderSettings, draw_source, local_jacobian, sky_to_pixel
 from .draw.psf_cache import DEFAULT_SPACING, PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
@@ -251,16 +252,8 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
     )
 
     def column_names(self) -> dict[str, str]:
-        """Standard column name → configured column name."""
-        return {
-            "ra": self.col_ra,
-            "dec": self.col_dec,
-            "source_type": self.col_source_type,
-            "mag": self.col_mag,
-            "stamp": self.col_stamp,
-            "draw_size": self.col_draw_size,
-            "trail_length": self.col_trail_length,
-        }
+        """Standard column name → configured column name (``col_<name>``)."""
+        return {name: getattr(self, f"col_{name}") for name in CONFIGURABLE_COLUMNS}
 
 
 class VisitInjectTask(PipelineTask):
@@ -416,8 +409,8 @@ class InjectionResult:
 
 
 __all__ += [
-    "CalibrationPlanes", "InjectionResult", "LEGACY_MASK_NAMES", "build_calibration", "calibration_cutout",
-    "calibration_planes", "flat_planes", "mask_bits",
+    "INJECTION_RESULT_COLUMNS", "CalibrationPlanes", "InjectionResult", "LEGACY_MASK_NAMES", "build_calibration",
+    "calibration_cutout", "calibration_planes", "flat_planes", "mask_bits",
 ]
 
 
@@ -675,6 +668,16 @@ def _any_bit(mask_array: np.ndarray, bits: Sequence[Any]) -> np.ndarray | None:
     return result
 
 
+#: Per-source result columns `inject_sources` adds to the catalog (besides
+#: the pixel position ``x``, ``y``).
+INJECTION_RESULT_COLUMNS: tuple[str, ...] = (
+    "injection_flux",
+    "injection_flux_electrons",
+    "injection_model_flux",
+    "injection_flat",
+    "injection_effective_gain",
+)
+
 #: Stamp pixels gathered before the pixel model runs on them in one pass
 #: (bounds the batch's temporaries to ~100 MB).
 _BATCH_PIXELS = 1_000_000
@@ -873,13 +876,7 @@ def inject_sources(
     injected_bit, core_bit, sat_bit = (output.mask.schema.bit(name) for name in (config.mask_plane_name, core_name, sat_name))
     no_photon_bits = _plane_bits(output, config.no_photon_mask_names)
     n_rows = len(catalog)
-    new_columns: dict[str, np.ndarray] = {
-        "injection_flux": np.full(n_rows, np.nan),
-        "injection_flux_electrons": np.full(n_rows, np.nan),
-        "injection_model_flux": np.full(n_rows, np.nan),
-        "injection_flat": np.full(n_rows, np.nan),
-        "injection_effective_gain": np.full(n_rows, np.nan),
-    }
+    new_columns = {name: np.full(n_rows, np.nan) for name in INJECTION_RESULT_COLUMNS}
     draw_sizes = np.asarray(catalog["injection_draw_size"], dtype=np.int64).copy()
     settings = RenderSettings(
         calib_flux_radius=config.calib_flux_radius,

@@ -29,6 +29,7 @@ from lsst.images import XY, Image, MaskedImage
 from ..catalog import ingest_injection_catalog
 from ..sim import BAND_PARAMETERS, make_flat, photometric_scaling_njy_per_electron, simulate_exposure
 from ..sim.camera import COMCAM_FULL_WELL_ELECTRONS, amplifier_boxes
+from ..sim.isr import AB_MAG_OF_ONE_NJY
 from .repo import (
     RepoLayout,
     certify_calibration,
@@ -144,7 +145,7 @@ def magnitude_range(band: str, *, faint_snr: float = 10.0, bright_fill: float = 
     bright_e = (bright_fill * COMCAM_FULL_WELL_ELECTRONS - params.sky_electrons) * 2 * math.pi * sigma**2
 
     def mag(electrons: float) -> float:
-        return 31.4 - 2.5 * math.log10(electrons * c0)
+        return AB_MAG_OF_ONE_NJY - 2.5 * math.log10(electrons * c0)
 
     return mag(bright_e), mag(faint_e)
 

@@ -12,10 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..diagnostics.stats import InjectionStatistics
-
-SLOPE_TOLERANCE = 0.02
-RATIO_TOLERANCE = 0.03
+from ..diagnostics.stats import RATIO_TOLERANCE, SLOPE_TOLERANCE, InjectionStatistics
 
 _DESCRIPTION = """\
 Build a local butler repository of simulated Rubin visit images (one visit per

@@ -55,11 +55,14 @@ from ..calibration import amplifier_index
 from ..catalog import compose_catalog
 from ..flags import FATAL_FLAGS
 from ..task import (
+    INJECTION_RESULT_COLUMNS,
     VisitInjectConfig,
     inject_sources,
     mask_bits,
 )
 from .stats import (
+    RATIO_TOLERANCE,
+    SLOPE_TOLERANCE,
     DetectorPixels,
     InjectionStatistics,
     gain_only_injection,
@@ -70,20 +73,9 @@ from .stats import (
 _LOG = logging.getLogger(__name__)
 
 #: Columns the task adds to the injection catalog (dropped before re-rendering).
-_OUTPUT_COLUMNS = (
-    "x",
-    "y",
-    "injection_flux",
-    "injection_flux_electrons",
-    "injection_model_flux",
-    "injection_flat",
-    "injection_effective_gain",
-)
+_OUTPUT_COLUMNS = ("x", "y", *INJECTION_RESULT_COLUMNS)
 #: KS p-value below which the residuals of real and injected pixels differ.
 KS_PVALUE_MIN = 0.01
-#: Tolerance of |noise ratio − 1| (and of |slope ratio − 1|, see `_passed`).
-RATIO_TOLERANCE = 0.03
-SLOPE_TOLERANCE = 0.02
 
 
 class MissingDatasetError(LookupError):
@@ -399,8 +391,8 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 def _passed(s: InjectionStatistics) -> dict[str, bool]:
     checks = {
         "ks_passed": bool(np.isfinite(s.ks_pvalue) and s.ks_pvalue > KS_PVALUE_MIN),
-        "noise_ratio_passed": bool(np.isfinite(s.noise_ratio) and abs(s.noise_ratio - 1.0) <= RATIO_TOLERANCE),
-        "slopes_passed": bool(np.isfinite(s.slope_ratio) and abs(s.slope_ratio - 1.0) <= SLOPE_TOLERANCE),
+        "noise_ratio_passed": s.noise_ratio_passed(RATIO_TOLERANCE),
+        "slopes_passed": s.slopes_passed(SLOPE_TOLERANCE),
     }
     checks["passed"] = all(checks.values())
     return checks

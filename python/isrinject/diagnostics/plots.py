@@ -23,15 +23,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .figures import _thin  # noqa: E402
 from .stats import InjectionStatistics  # noqa: E402
 
 _REAL = "#4a4a4a"
 _INJECTED = "#e4572e"
 _GAIN_ONLY = "#3b8ed0"
-
-
-def _thin(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
-    return np.arange(n) if n <= limit else np.sort(rng.choice(n, limit, replace=False))
 
 
 def plot_flux_variance(

@@ -47,6 +47,8 @@ Statistics (`injection_statistics`)
 from __future__ import annotations
 
 __all__ = [
+    "RATIO_TOLERANCE",
+    "SLOPE_TOLERANCE",
     "BaselineFit",
     "DetectorPixels",
     "InjectionStatistics",
@@ -71,6 +73,11 @@ from ..model import effective_gain
 
 type FloatArray = npt.NDArray[np.float64]
 type BoolArray = npt.NDArray[np.bool_]
+
+#: Default tolerance of |slope_injected/slope_real − 1| (`InjectionStatistics.passed`).
+SLOPE_TOLERANCE = 0.02
+#: Default tolerance of |noise ratio − 1|.
+RATIO_TOLERANCE = 0.03
 
 
 @dataclasses.dataclass
@@ -210,15 +217,18 @@ class InjectionStatistics:
         """slope_injected / slope_real."""
         return self.slope_injected / self.slope_real
 
-    def passed(self, slope_tolerance: float = 0.02, ratio_tolerance: float = 0.03) -> bool:
-        """True when |slope_injected/slope_real − 1| ≤ ``slope_tolerance`` and
-        |noise_ratio − 1| ≤ ``ratio_tolerance``."""
-        return bool(
-            np.isfinite(self.slope_ratio)
-            and abs(self.slope_ratio - 1.0) <= slope_tolerance
-            and np.isfinite(self.noise_ratio)
-            and abs(self.noise_ratio - 1.0) <= ratio_tolerance
-        )
+    def slopes_passed(self, tolerance: float = SLOPE_TOLERANCE) -> bool:
+        """True when |slope_injected/slope_real − 1| ≤ ``tolerance``."""
+        return bool(np.isfinite(self.slope_ratio) and abs(self.slope_ratio - 1.0) <= tolerance)
+
+    def noise_ratio_passed(self, tolerance: float = RATIO_TOLERANCE) -> bool:
+        """True when |noise_ratio − 1| ≤ ``tolerance``."""
+        return bool(np.isfinite(self.noise_ratio) and abs(self.noise_ratio - 1.0) <= tolerance)
+
+    def passed(self, slope_tolerance: float = SLOPE_TOLERANCE, ratio_tolerance: float = RATIO_TOLERANCE) -> bool:
+        """True when the slopes (`slopes_passed`) and the noise ratio
+        (`noise_ratio_passed`) are within their tolerances."""
+        return self.slopes_passed(slope_tolerance) and self.noise_ratio_passed(ratio_tolerance)
 
 
 def flat_normalised(image: npt.ArrayLike, variance: npt.ArrayLike, gain: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
