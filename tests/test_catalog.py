@@ -555,3 +555,19 @@ def test_q_without_beta_is_named() -> None:
     report = check_catalog(table)
     assert report.flags.tolist() == [int(InjectionFlag.PARAM_BAD), 0]
     assert any("'beta'" in str(problem) and "[0]" in str(problem) for problem in report.problems)
+
+
+def test_lazy_catalog_namespace_matches_the_submodules() -> None:
+    """`isrinject.catalog` exports exactly its submodules' public names, each
+    from the submodule that defines it (the lazy table must not drift)."""
+    import importlib
+
+    import isrinject.catalog as catalog
+
+    exported = {}
+    for name in ("schema", "validate", "generate", "ingest"):
+        module = importlib.import_module(f"isrinject.catalog.{name}")
+        exported.update({public: module for public in module.__all__})
+    assert set(catalog.__all__) == set(exported)
+    for public, module in exported.items():
+        assert getattr(catalog, public) is getattr(module, public)

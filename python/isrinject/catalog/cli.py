@@ -18,8 +18,6 @@ import logging
 import sys
 from typing import Any
 
-from .validate import CatalogValidationError
-
 _LOG = logging.getLogger("isrinject.catalog")
 
 
@@ -147,11 +145,11 @@ def generate_main(args: argparse.Namespace) -> int:
 
 def ingest_main(args: argparse.Namespace) -> int:
     """Run ``isrinject ingest-catalog``; return the exit code."""
-    from astropy.table import vstack
     from lsst.daf.butler import Butler
 
     from .ingest import ingest_injection_catalog
     from .schema import read_catalog
+    from .validate import CatalogValidationError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -174,7 +172,8 @@ def ingest_main(args: argparse.Namespace) -> int:
             return _error("invalid injection catalog(s), nothing ingested:\n" + "\n".join(failures))
         butler = Butler.from_config(args.butler_config, writeable=True)
         for band, paths in by_band.items():
-            table = tables[paths[0]] if len(paths) == 1 else vstack([tables[p] for p in paths])
+            # Several files: ingest_injection_catalog stacks the list (same vstack).
+            table = tables[paths[0]] if len(paths) == 1 else [tables[p] for p in paths]
             ingest_injection_catalog(
                 butler, table, band, args.output_collection, dataset_type_name=args.dataset_type_name
             )

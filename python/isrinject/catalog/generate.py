@@ -32,6 +32,8 @@ from astropy.table import Column, Table
 from scipy.spatial import cKDTree
 from scipy.stats import qmc
 
+from ._sky import _unit_vector_components
+
 _LOG = logging.getLogger(__name__)
 
 #: Placement methods accepted by `generate_injection_catalog`.
@@ -122,9 +124,7 @@ class _Footprint:
 
 
 def _unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    ra_r, dec_r = np.radians(ra), np.radians(dec)
-    cos_dec = np.cos(dec_r)
-    return np.stack([cos_dec * np.cos(ra_r), cos_dec * np.sin(ra_r), np.sin(dec_r)], axis=1)
+    return np.stack(_unit_vector_components(np.radians(ra), np.radians(dec)), axis=1)
 
 
 def _chord(separation_arcsec: float) -> float:
@@ -301,8 +301,7 @@ def generate_injection_catalog(
         For inconsistent limits, an unknown placement, a column given twice or
         a footprint that cannot hold the sources.
     """
-    logger = logging.getLogger(__name__)
-    logger.setLevel(log_level)
+    _LOG.setLevel(log_level)
     if placement not in PLACEMENTS:
         raise ValueError(f"Unknown placement {placement!r}; expected one of {PLACEMENTS}.")
     if number < 1:
@@ -330,9 +329,9 @@ def generate_injection_catalog(
         native_density = n_combinations / footprint.area
         number = int(round(density / native_density))
         if number < 1:
-            logger.warning("Requested density %s per deg² needs number < 1; setting number = 1.", density)
+            _LOG.warning("Requested density %s per deg² needs number < 1; setting number = 1.", density)
             number = 1
-        logger.info(
+        _LOG.info(
             "Setting number to %d: %.1f sources per square degree over %.4g deg².",
             number,
             number * native_density,
@@ -367,9 +366,9 @@ def generate_injection_catalog(
         column_values = np.array([combo[k] for combo in combinations])
         table[name] = column_values[combination_index]
     if number == 1:
-        logger.info("Generated an injection catalog of %d unique sources.", n_rows)
+        _LOG.info("Generated an injection catalog of %d unique sources.", n_rows)
     else:
-        logger.info(
+        _LOG.info(
             "Generated an injection catalog of %d sources: %d combinations repeated %d times.",
             n_rows,
             n_combinations,

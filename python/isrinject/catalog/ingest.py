@@ -16,6 +16,8 @@ import lsst.sphgeom
 import numpy as np
 from astropy.table import Table, vstack
 
+from ._sky import _unit_vector_components
+
 HTM_LEVEL = 7
 """HTM level of the ``htm7`` dimension used to shard catalogs."""
 
@@ -45,10 +47,7 @@ def htm_indices(ra: Any, dec: Any, level: int = HTM_LEVEL) -> np.ndarray:
     dec_r = np.radians(np.asarray(dec, dtype=float))
     if not (np.all(np.isfinite(ra_r)) and np.all(np.isfinite(dec_r))):
         raise ValueError("htm_indices needs finite ra and dec for every row.")
-    cos_dec = np.cos(dec_r)
-    x = (cos_dec * np.cos(ra_r)).tolist()
-    y = (cos_dec * np.sin(ra_r)).tolist()
-    z = np.sin(dec_r).tolist()
+    x, y, z = (component.tolist() for component in _unit_vector_components(ra_r, dec_r))
     pixelization = lsst.sphgeom.HtmPixelization(level)
     index = pixelization.index
     vector = lsst.sphgeom.UnitVector3d

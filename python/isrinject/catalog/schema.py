@@ -284,12 +284,12 @@ def compose_catalog(catalogs: Sequence[Table]) -> Table:
         ``injection_draw_size`` (both int64 zeros), followed by the input
         columns, as ``lsst.source.injection`` composes it.
     """
-    tables = [Table(c) for c in catalogs]
+    tables = [Table(c) for c in catalogs]  # copies: the inputs are never modified or shared
     tables = [t for t in tables if len(t.colnames)]
     if not tables:
         data = _empty_standard_table()
     elif len(tables) == 1:
-        data = tables[0].copy()
+        data = tables[0]
     else:
         data = vstack(tables, join_type="outer", metadata_conflicts="silent")
     n_rows = len(data)

@@ -380,7 +380,7 @@ def check_catalog(
             pix_ok = np.isfinite(x) & np.isfinite(y)
         no_position = ~sky_ok & ~pix_ok
         if has_sky_cols:
-            no_position &= ~(np.isfinite(ra) & np.isfinite(dec) & (np.abs(np.nan_to_num(dec)) > 90.0))
+            no_position &= ~bad_dec
         names = " and ".join(n for n, ok in (("ra/dec", has_sky_cols), ("x/y", has_pix_cols)) if ok)
         check.add(
             "ra" if has_sky_cols else "x",
