@@ -25,5 +25,8 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/isrinject demo $(DEMO_ARGS)
 
+bench: $(STAMP)
+	$(PY) bench/run_bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

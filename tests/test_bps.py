@@ -95,7 +95,25 @@ def populate_repo(butler, *, visits=VISITS, detectors=DETECTORS, shape=SHAPE) ->
     return [(v, d) for v in visits for d in detectors]
 
 
+def registry_pairs(butler, dataset_type: str, collections: str) -> list[tuple[int, int]]:
+    """The sorted (visit, detector) of every ``dataset_type`` dataset the registry finds in
+    ``collections`` (duplicates kept, so a doubled output shows)."""
+    refs = butler.query_datasets(dataset_type, collections=collections, explain=False)
+    return sorted((int(ref.dataId["visit"]), int(ref.dataId["detector"])) for ref in refs)
+
+
+def check_inputs(butler, pairs) -> None:
+    """The registry holds a ``visit_image`` for each of ``pairs`` (at least 8, the quanta to run)."""
+    inputs = registry_pairs(butler, "visit_image", RepoLayout.inputs)
+    assert len(inputs) >= 8, inputs
+    assert inputs == sorted(pairs), (inputs, pairs)
+
+
 def check_outputs(butler, pairs, collection: str) -> None:
+    # The registry holds exactly one output of each kind per (visit, detector): none missing, none extra.
+    for dataset_type in ("injected_visit_image", "injected_visit_image_catalog"):
+        found = registry_pairs(butler, dataset_type, collection)
+        assert found == sorted(pairs), (dataset_type, found)
     for visit, detector in pairs:
         data_id = {"instrument": RepoLayout.instrument, "visit": visit, "detector": detector}
         catalog = butler.get("injected_visit_image_catalog", data_id, collections=collection)
@@ -170,7 +188,7 @@ def test_bps_submit_runs_every_quantum(tmp_path: Path, site: str) -> None:
     Butler.makeRepo(str(root))
     butler = Butler.from_config(str(root), writeable=True)
     pairs = populate_repo(butler)
-    assert len(pairs) >= 8
+    check_inputs(Butler.from_config(str(root)), pairs)
     output = "u/test/bps"
     elapsed = bps_submit(site, str(root), output, tmp_path)
     # bps's submit directory and parsl's runinfo are under this test's directory.

@@ -72,3 +72,17 @@ def test_pipetask_run_and_statistics(demo) -> None:
     again = run_pipetask(demo.root, demo.layout.inputs)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.output_run != result.output_run
+    # Check the registry: both RUNs are in the output chain (newest first), and each holds one
+    # injected_visit_image per (visit, detector) of the demo.
+    assert again.output == result.output
+    butler = Butler.from_config(str(demo.root))
+    chain = butler.collections.get_info(result.output).children
+    assert again.output_run in chain and result.output_run in chain, chain
+    assert chain.index(again.output_run) < chain.index(result.output_run), chain
+    expected = {(demo.visits[b], d) for b in demo.bands for d in demo.detectors}
+    assert len(expected) == len(demo.bands) * len(demo.detectors)
+    for run in (result.output_run, again.output_run):
+        assert butler.collections.get_info(run).type.name == "RUN", run
+        refs = butler.query_datasets("injected_visit_image", collections=run, find_first=False, explain=False)
+        assert all(ref.run == run for ref in refs)
+        assert sorted((ref.dataId["visit"], ref.dataId["detector"]) for ref in refs) == sorted(expected), run

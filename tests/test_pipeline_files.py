@@ -11,17 +11,25 @@ from lsst.pipe.base import Pipeline
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _task_node(pipeline_file: str):
-    os.environ.setdefault("ISRINJECT_DIR", str(ROOT))
-    from lsst.daf.butler import DimensionUniverse
+@pytest.fixture
+def task_node(monkeypatch: pytest.MonkeyPatch):
+    """``task_node(pipeline_file)``: the resolved ``inject_visit`` node of a shipped pipeline.
+    ISRINJECT_DIR (used by the pipeline files) defaults to this checkout for this test only."""
+    if "ISRINJECT_DIR" not in os.environ:
+        monkeypatch.setenv("ISRINJECT_DIR", str(ROOT))
 
-    graph = Pipeline.from_uri(str(ROOT / "pipelines" / pipeline_file)).to_graph()
-    graph.resolve(dimensions=DimensionUniverse())
-    return graph.tasks["inject_visit"]
+    def load(pipeline_file: str):
+        from lsst.daf.butler import DimensionUniverse
+
+        graph = Pipeline.from_uri(str(ROOT / "pipelines" / pipeline_file)).to_graph()
+        graph.resolve(dimensions=DimensionUniverse())
+        return graph.tasks["inject_visit"]
+
+    return load
 
 
-def test_default_pipeline_connections() -> None:
-    node = _task_node("inject.yaml")
+def test_default_pipeline_connections(task_node) -> None:
+    node = task_node("inject.yaml")
     assert set(node.dimensions.required) == {"instrument", "visit", "detector"}
     flat = node.prerequisite_inputs["flat"]
     assert flat.dataset_type_name == "flat"
@@ -35,8 +43,8 @@ def test_default_pipeline_connections() -> None:
     assert node.inputs["visit_image"].dataset_type_name == "visit_image"
 
 
-def test_dp1_overrides() -> None:
-    node = _task_node("inject_dp1.yaml")
+def test_dp1_overrides(task_node) -> None:
+    node = task_node("inject_dp1.yaml")
     connections = node.get_connections()
     assert connections.visit_image.storageClass == "ExposureF"
     assert connections.flat.storageClass == "ExposureF"

@@ -38,6 +38,8 @@ def _grid_catalog(sim, n_side: int = 5, mag: float = 18.5, types=("Star", "Sersi
 
 
 def _run(sim, catalog, **config_values):
+    # No simulation here has an illumination correction (R = 1); one would be silently ignored.
+    assert sim.illumination is None
     config = VisitInjectConfig()
     for key, value in config_values.items():
         setattr(config, key, value)
@@ -46,14 +48,8 @@ def _run(sim, catalog, **config_values):
         visit_image=sim.visit_image,
         injection_catalogs=[catalog],
         flat=sim.flat,
-        illumination_correction=None if sim.illumination is None else _illumination_image(sim),
+        illumination_correction=None,
     )
-
-
-def _illumination_image(sim):
-    from lsst.images import Image
-
-    return Image(sim.illumination.astype(np.float32), bbox=sim.visit_image.bbox)
 
 
 @pytest.fixture(scope="module")
