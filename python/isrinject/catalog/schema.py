@@ -4,23 +4,23 @@ An injection catalog is an `astropy.table.Table` with one row per synthetic
 source.  The column vocabulary is the one ``lsst.source.injection`` uses, so
 catalogs written for it are read here unchanged:
 
-=================== ========= ===================================================
-column              unit      meaning
-=================== ========= ===================================================
-``injection_id``              unique integer id (assigned 0..N-1 if absent)
-``ra``, ``dec``     deg       sky position (or ``x``, ``y`` in pixels)
-``x``, ``y``        pix       pixel position in the image's own coordinates
-``source_type``               GalSim class name, ``Star``, ``Stamp`` or ``Trail``
-``mag``             mag (AB)  magnitude
-``n``                         Sersic index
-``half_light_radius`` arcsec  half-light radius
-``q``                         axis ratio b/a in (0, 1]
-``beta``            deg       position angle of the shear
-``stamp``                     FITS file of a ``Stamp`` source (after a prefix)
-``draw_size``       pix       side of the drawn stamp (0: automatic)
-``trail_length``    pix       length of a ``Trail``
-``visit``                     visit the row is restricted to (optional)
-=================== ========= ===================================================
+===================== ========= ===================================================
+column                unit      meaning
+===================== ========= ===================================================
+``injection_id``                unique integer id (assigned 0..N-1 if absent)
+``ra``, ``dec``       deg       sky position (or ``x``, ``y`` in pixels)
+``x``, ``y``          pix       pixel position in the image's own coordinates
+``source_type``                 GalSim class name, ``Star``, ``Stamp`` or ``Trail``
+``mag``               mag (AB)  magnitude
+``n``                           Sersic index
+``half_light_radius`` arcsec    half-light radius
+``q``                           axis ratio b/a in (0, 1]
+``beta``              deg       position angle of the shear
+``stamp``                       FITS file of a ``Stamp`` source (after a prefix)
+``draw_size``         pix       side of the drawn stamp (0: automatic)
+``trail_length``      pix       length of a ``Trail``
+``visit``                       visit the row is restricted to (optional)
+===================== ========= ===================================================
 
 Other columns are passed through untouched (GalSim profile parameters such as
 ``scale_radius`` or ``fwhm`` are taken by name).

@@ -294,7 +294,7 @@ def check_catalog(
     ``trail_length``), ``DUPLICATE_ID``, ``DRAW_SIZE_BAD`` (negative,
     non-finite or above ``max_draw_size``; 0 means "choose automatically" as
     in ``lsst.source.injection``), ``POSITION_BAD`` (neither finite ra/dec
-    nor finite x/y; |dec| > 90) and ``STAMP_MISSING``.  Masked and NaN
+    nor finite x/y; ``|dec| > 90``) and ``STAMP_MISSING``.  Masked and NaN
     values of optional columns count as absent (``vstack`` masks the shape
     columns of Star rows).
     """

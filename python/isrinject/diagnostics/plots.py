@@ -47,7 +47,7 @@ def plot_flux_variance(
     Parameters
     ----------
     statistics
-        Output of `injection_statistics` (its ``real``/``injected`` samples).
+        Output of `~isrinject.diagnostics.stats.injection_statistics` (its ``real``/``injected`` samples).
     path
         PNG to write.
     band
@@ -62,7 +62,7 @@ def plot_flux_variance(
         Adds PASS/FAIL to the title when given.
     gain_only
         Statistics of a flux/gain injection of the same sources
-        (`gain_only_injection`), drawn for comparison.
+        (`~isrinject.diagnostics.stats.gain_only_injection`), drawn for comparison.
 
     Returns
     -------

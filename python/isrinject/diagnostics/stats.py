@@ -74,9 +74,9 @@ from ..model import effective_gain
 type FloatArray = npt.NDArray[np.float64]
 type BoolArray = npt.NDArray[np.bool_]
 
-#: Default tolerance of |slope_injected/slope_real − 1| (`InjectionStatistics.passed`).
+#: Default tolerance of ``|slope_injected/slope_real − 1|`` (`InjectionStatistics.passed`).
 SLOPE_TOLERANCE = 0.02
-#: Default tolerance of |noise ratio − 1|.
+#: Default tolerance of ``|noise ratio − 1|``.
 RATIO_TOLERANCE = 0.03
 
 
@@ -218,11 +218,11 @@ class InjectionStatistics:
         return self.slope_injected / self.slope_real
 
     def slopes_passed(self, tolerance: float = SLOPE_TOLERANCE) -> bool:
-        """True when |slope_injected/slope_real − 1| ≤ ``tolerance``."""
+        """True when ``|slope_injected/slope_real − 1| ≤ tolerance``."""
         return bool(np.isfinite(self.slope_ratio) and abs(self.slope_ratio - 1.0) <= tolerance)
 
     def noise_ratio_passed(self, tolerance: float = RATIO_TOLERANCE) -> bool:
-        """True when |noise_ratio − 1| ≤ ``tolerance``."""
+        """True when ``|noise_ratio − 1| ≤ tolerance``."""
         return bool(np.isfinite(self.noise_ratio) and abs(self.noise_ratio - 1.0) <= tolerance)
 
     def passed(self, slope_tolerance: float = SLOPE_TOLERANCE, ratio_tolerance: float = RATIO_TOLERANCE) -> bool:
