@@ -5,14 +5,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast demo bench clean
+.PHONY: venv test test-fast demo bench docs clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-test.txt pyproject.toml
+$(STAMP): requirements.txt requirements-test.txt requirements-docs.txt pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt -r requirements-docs.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -28,5 +28,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
 
+# The documentation site (doc/README.md): warnings are errors, every cross-reference checked.
+docs: $(STAMP)
+	$(PY) -m sphinx -b html -W --keep-going -n $(SPHINXOPTS) doc doc/_build/html
+
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output .pytest_cache doc/_build doc/isrinject/api doc/isrinject/_generated

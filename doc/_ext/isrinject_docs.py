@@ -1,0 +1,413 @@
+"""Sphinx extension of the isrinject documentation.
+
+- Cross-references are resolved the way the docstrings are written: a name
+  that is in scope in the module whose docstring uses it (``standardize_columns``
+  in `isrinject.catalog.validate`, ``stats.gain_only_injection`` in
+  `isrinject.diagnostics.diagnose`) or that a package re-exports
+  (``isrinject.catalog.compose_catalog``) links to where the object is
+  documented.  A name in scope that is defined outside isrinject (lsst.images,
+  pipe_base, astropy, builtins) is accepted as plain code: their inventories are
+  not fetched (the build is offline).  Anything else stays a nitpicky warning.
+- ``.. isrinject-connections:: module.ConnectionsClass`` renders a task's
+  butler connections (dataset type, storage class, dimensions, doc) from the
+  class itself; on the class's API page each connection attribute shows its
+  own ``doc`` instead of pipe_base's class docstring.
+- ``.. isrinject-config-fields::`` and ``.. isrinject-flags::`` render a config
+  class's fields and the ``injection_flag`` bits from the code.
+- The tutorial notebook (``docs/tutorial.ipynb``) is copied into the source
+  tree before reading, so myst-nb renders it; without it a page says so.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import functools
+import importlib
+import importlib.util
+import inspect
+import shutil
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from sphinx import addnodes
+from sphinx.application import Sphinx
+from sphinx.environment import BuildEnvironment
+from sphinx.pycode import ModuleAnalyzer
+
+PACKAGE = "isrinject"
+
+
+# --- cross-references ---------------------------------------------------------------------------
+
+
+def _docstring_owner(node: nodes.Element) -> str | None:
+    """The dotted name of the object whose docstring holds ``node`` (autodoc
+    records it in the source as ``<file>:docstring of <name>``)."""
+    element: nodes.Node | None = node
+    while element is not None:
+        source = getattr(element, "source", None)
+        if source and ":docstring of " in source:
+            return source.rsplit(":docstring of ", 1)[1]
+        element = element.parent
+    return None
+
+
+def _import_longest(parts: list[str]) -> tuple[Any, list[str]] | None:
+    """Import the longest module prefix of ``parts``; ``(module, remaining parts)``."""
+    for cut in range(len(parts), 0, -1):
+        try:
+            return importlib.import_module(".".join(parts[:cut])), parts[cut:]
+        except ImportError:
+            continue
+    return None
+
+
+def _object_at(name: str) -> Any:
+    """The object a dotted name leads to, or `None`."""
+    found = _import_longest(name.split("."))
+    if found is None:
+        return None
+    obj, rest = found
+    for part in rest:
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _scopes(node: nodes.Element) -> list[Any]:
+    """Namespaces a name in this reference's docstring or signature is looked up in, in order."""
+    owners: list[Any] = []
+    docstring_owner = _docstring_owner(node)
+    if docstring_owner is not None:
+        owners.append(_object_at(docstring_owner))
+    # A signature's annotation: the object the signature describes.
+    signature = node.parent
+    while signature is not None and not isinstance(signature, addnodes.desc_signature):
+        signature = signature.parent
+    if signature is not None and signature.get("module") and signature.get("fullname"):
+        owners.append(_object_at(f"{signature['module']}.{signature['fullname']}"))
+    module = sys.modules.get(node.get("py:module") or "")
+    if module is not None and isinstance(node.get("py:class"), str):
+        owners.append(_object_at(f"{module.__name__}.{node['py:class']}"))
+    scopes: list[Any] = []
+    for owner in owners:
+        if owner is None:
+            continue
+        # The module that defines the object (``isrinject.sim.isr`` for
+        # ``isrinject.sim.simulate_exposure``) holds the names it uses; a
+        # signature inherited from a base class (pipe_base's PipelineTask)
+        # names what the base's module imports.
+        classes = owner.__mro__ if isinstance(owner, type) else (owner,)
+        scopes.extend(classes)
+        scopes.extend(sys.modules[c.__module__] for c in classes if getattr(c, "__module__", None) in sys.modules)
+    if module is not None:
+        scopes.append(module)
+        # Sibling modules (``stats.gain_only_injection`` in isrinject.diagnostics.diagnose).
+        package = module.__name__.rpartition(".")[0]
+        while package:
+            scopes.append(sys.modules[package])
+            package = package.rpartition(".")[0]
+    return scopes
+
+
+@functools.cache
+def _type_checking_imports(module_name: str) -> dict[str, str]:
+    """``{name: "module.attribute"}`` of the ``if TYPE_CHECKING:`` imports of a module
+    (names its annotations use that are not bound at run time)."""
+    module = sys.modules.get(module_name)
+    try:
+        tree = ast.parse(inspect.getsource(module)) if module is not None else None
+    except (OSError, TypeError):
+        tree = None
+    imports: dict[str, str] = {}
+    for statement in tree.body if tree is not None else []:
+        test = statement.test if isinstance(statement, ast.If) else None
+        if not (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") and not (
+            isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+        ):
+            continue
+        for child in statement.body:
+            if isinstance(child, ast.ImportFrom):
+                base = importlib.util.resolve_name("." * child.level + (child.module or ""), module.__package__)
+                for alias in child.names:
+                    imports[alias.asname or alias.name] = f"{base}.{alias.name}"
+    return imports
+
+
+def _lookup(node: nodes.Element, target: str) -> tuple[bool, Any]:
+    """Evaluate ``target`` as the docstring's module would; ``(found, object)``."""
+    first, *rest = target.split(".")
+    for scope in _scopes(node):
+        if hasattr(scope, first):
+            obj = getattr(scope, first)
+            break
+        deferred = _type_checking_imports(scope.__name__) if isinstance(scope, types.ModuleType) else {}
+        if first in deferred:
+            module_name, _, attribute = deferred[first].rpartition(".")
+            try:
+                obj = getattr(importlib.import_module(module_name), attribute)
+                break
+            except (ImportError, AttributeError):
+                pass
+        if isinstance(scope, types.ModuleType) and hasattr(scope, "__path__"):
+            try:
+                obj = importlib.import_module(f"{scope.__name__}.{first}")
+                break
+            except ImportError:
+                pass
+    else:
+        # A dotted path from the top: ``isrinject.draw.local_jacobians``, ``lsst.images.VisitImage``.
+        found = _import_longest(target.split("."))
+        if found is None:
+            return (True, getattr(builtins, target)) if hasattr(builtins, target) else (False, None)
+        obj, rest = found
+    for part in rest:
+        if not hasattr(obj, part):
+            return False, None
+        obj = getattr(obj, part)
+    return True, obj
+
+
+def _documented_name(obj: Any, name: str, documented: dict[str, Any]) -> str | None:
+    """The name under which ``obj`` is documented, if it is."""
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__ if obj.__name__ in documented else None
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if isinstance(module, str) and isinstance(qualname, str) and not isinstance(obj, (int, float, str)):
+        full = f"{module}.{qualname}"
+        return full if full in documented else None
+    # Data (constants): the module attribute that holds this very object.
+    last = name.rsplit(".", 1)[-1]
+    for candidate in documented:
+        if candidate.rsplit(".", 1)[-1] != last:
+            continue
+        module_name = candidate.rsplit(".", 1)[0]
+        if getattr(sys.modules.get(module_name), last, None) is obj:
+            return candidate
+    return None
+
+
+def _is_external(obj: Any) -> bool:
+    root = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
+    if not isinstance(root, str):
+        # Instances (constants) of other packages: judged by their type.
+        root = type(obj).__module__
+    return root.split(".")[0] != PACKAGE
+
+
+def _resolve_in_scope(
+    app: Sphinx, env: BuildEnvironment, node: nodes.Element, contnode: nodes.Element
+) -> nodes.Element | None:
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"].lstrip("~.")
+    found, obj = _lookup(node, target)
+    if not found:
+        return None
+    domain = env.get_domain("py")
+    documented = domain.objects  # type: ignore[attr-defined]
+    documented_name = _documented_name(obj, target, documented)
+    if documented_name is not None:
+        resolved = node.deepcopy()
+        resolved["reftarget"] = documented_name
+        return domain.resolve_xref(env, node["refdoc"], app.builder, "obj", documented_name, resolved, contnode)
+    if _is_external(obj):
+        return contnode
+    return None
+
+
+# --- butler connections -------------------------------------------------------------------------
+
+
+def _connection_fields(cls: type) -> list[tuple[str, Any]]:
+    from lsst.pipe.base.connectionTypes import BaseConnection
+
+    return [(name, value) for name, value in vars(cls).items() if isinstance(value, BaseConnection)]
+
+
+class ConnectionsDirective(Directive):
+    """``.. isrinject-connections:: isrinject.task.VisitInjectConnections``: a table of connections."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        module_name, class_name = self.arguments[0].rsplit(".", 1)
+        cls = getattr(importlib.import_module(module_name), class_name)
+        defaults = getattr(cls, "defaultTemplates", {})
+        rows = []
+        for name, connection in _connection_fields(cls):
+            dataset_type = connection.name
+            for key, value in defaults.items():
+                dataset_type = dataset_type.replace("{" + key + "}", value)
+            kind = type(connection).__name__
+            if getattr(connection, "isCalibration", False):
+                kind += " (calibration)"
+            rows.append(
+                [
+                    nodes.literal(text=name),
+                    kind,
+                    nodes.literal(text=dataset_type),
+                    nodes.literal(text=connection.storageClass),
+                    ", ".join(connection.dimensions),
+                    connection.doc,
+                ]
+            )
+        return [_table(self, ["connection", "kind", "dataset type", "storage class", "dimensions", "doc"], rows)]
+
+
+def _table(directive: Directive, header: list[str], rows: list[list[Any]]) -> nodes.table:
+    """A table node; string cells are parsed as inline reST (the docs hold ``literals``)."""
+    table = nodes.table()
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    for _ in header:
+        group += nodes.colspec(colwidth=1)
+    head, body = nodes.thead(), nodes.tbody()
+    group += head
+    group += body
+    for cells, section in ([header], head), (rows, body):
+        for row_cells in cells:
+            row = nodes.row()
+            for cell in row_cells:
+                entry = nodes.entry()
+                paragraph = nodes.paragraph()
+                if isinstance(cell, nodes.Node):
+                    paragraph += cell
+                else:
+                    parsed, messages = directive.state.inline_text(str(cell), directive.lineno)
+                    paragraph.extend(parsed)
+                    paragraph.extend(messages)
+                entry += paragraph
+                row += entry
+            section += row
+    return table
+
+
+def _connection_docstrings(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
+    """Document a connection attribute by its own ``doc`` and dataset type, not by pipe_base's
+    class docstring (which would be repeated on every connection and cross-reference pipe_base)."""
+    from lsst.pipe.base.connectionTypes import BaseConnection
+
+    if isinstance(obj, BaseConnection):
+        kind = type(obj).__name__
+        lines[:] = [
+            f"{obj.doc}",
+            "",
+            f"{kind}: dataset type ``{obj.name}``, storage class ``{obj.storageClass}``, "
+            f"dimensions ``{', '.join(obj.dimensions) or '()'}``.",
+        ]
+    elif what == "attribute" and name.rsplit(".", 1)[-1] in _CONNECTIONS_BOOKKEEPING and isinstance(
+        obj, (set, frozenset, dict)
+    ):
+        lines[:] = ["Set by pipe_base's connections metaclass from the connection attributes."]
+
+
+#: Class attributes pipe_base's connections metaclass adds to every connections class.
+_CONNECTIONS_BOOKKEEPING = frozenset(
+    {
+        "allConnections", "initInputs", "initOutputs", "inputs", "outputs", "prerequisiteInputs",
+        "defaultTemplates", "deprecatedTemplates", "dimensions",
+    }
+)
+
+
+# --- config fields and flag bits ------------------------------------------------------------------
+
+
+class ConfigFieldsDirective(Directive):
+    """``.. isrinject-config-fields:: isrinject.task.VisitInjectConfig``: a table of the
+    config fields (name, type, default, doc; allowed values of choice fields)."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        from lsst.pex.config import ChoiceField, ConfigurableField, ListField
+
+        module_name, class_name = self.arguments[0].rsplit(".", 1)
+        cls = getattr(importlib.import_module(module_name), class_name)
+        rows = []
+        for name, field in cls._fields.items():
+            if name in _PIPE_BASE_CONFIG_FIELDS or isinstance(field, ConfigurableField):
+                continue
+            dtype = getattr(field, "dtype", None)
+            type_name = getattr(dtype, "__name__", str(dtype))
+            if isinstance(field, ListField):
+                type_name = f"list[{type_name}]"
+            doc = field.doc
+            if isinstance(field, ChoiceField):
+                doc += " Allowed: " + "; ".join(f"{key!r}: {text}" for key, text in field.allowed.items())
+            rows.append([nodes.literal(text=name), type_name, nodes.literal(text=repr(field.default)), doc])
+        return [_table(self, ["field", "type", "default", "meaning"], rows)]
+
+
+#: Fields every PipelineTaskConfig has (pipe_base's, not this task's).
+_PIPE_BASE_CONFIG_FIELDS = frozenset({"connections", "saveLogOutput", "saveMetadata"})
+
+
+class FlagsDirective(Directive):
+    """``.. isrinject-flags::``: the ``injection_flag`` bits of `isrinject.flags.InjectionFlag`."""
+
+    def run(self) -> list[nodes.Node]:
+        from isrinject.flags import FATAL_FLAGS, InjectionFlag
+
+        # The members' docstrings are attribute docstrings: read from the source, as autodoc does.
+        docs = ModuleAnalyzer.for_module(InjectionFlag.__module__).find_attr_docs()
+        rows = [
+            [
+                str(flag.value.bit_length() - 1),
+                nodes.literal(text=flag.name),
+                "not injected" if flag & FATAL_FLAGS else "injected, with a caveat",
+                " ".join(docs[(InjectionFlag.__name__, flag.name)]).strip(),
+            ]
+            for flag in InjectionFlag
+        ]
+        return [_table(self, ["bit", "flag", "the source is", "meaning"], rows)]
+
+
+# --- the tutorial notebook ----------------------------------------------------------------------
+
+
+def _place_tutorial(app: Sphinx) -> None:
+    """Copy the notebook into the source tree, or write the page that says it is absent."""
+    source = (Path(app.confdir) / app.config.isrinject_tutorial).resolve()
+    generated = Path(app.srcdir) / "isrinject" / "_generated"
+    generated.mkdir(parents=True, exist_ok=True)
+    notebook, placeholder = generated / "tutorial.ipynb", generated / "tutorial.rst"
+    if source.is_file():
+        placeholder.unlink(missing_ok=True)
+        if not notebook.is_file() or notebook.read_bytes() != source.read_bytes():
+            shutil.copyfile(source, notebook)
+        return
+    notebook.unlink(missing_ok=True)
+    relative = source.relative_to(Path(app.confdir).parent) if source.is_relative_to(
+        Path(app.confdir).parent
+    ) else source
+    text = (
+        "Tutorial notebook\n=================\n\n"
+        f"The tutorial notebook ``{relative}`` is not part of this checkout, so there is\n"
+        "nothing to render yet.  When it is present the documentation build executes it\n"
+        "and shows it here with its outputs.\n"
+    )
+    if not placeholder.is_file() or placeholder.read_text() != text:
+        placeholder.write_text(text)
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_config_value("isrinject_tutorial", "../docs/tutorial.ipynb", "env")
+    app.connect("builder-inited", _place_tutorial)
+    app.connect("missing-reference", _resolve_in_scope)
+    app.connect("autodoc-process-docstring", _connection_docstrings)
+    app.add_directive("isrinject-connections", ConnectionsDirective)
+    app.add_directive("isrinject-config-fields", ConfigFieldsDirective)
+    app.add_directive("isrinject-flags", FlagsDirective)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+__all__ = ["setup"]

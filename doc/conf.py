@@ -1,0 +1,91 @@
+"""Sphinx configuration of the isrinject documentation (``make docs``).
+
+Plain Sphinx with the pydata theme, numpydoc, sphinx-automodapi, myst-nb and
+sphinx-argparse rather than documenteer: see ``doc/README.md`` for why.  The
+build must work offline and with ``-W -n`` (``tests/test_docs.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DOC_DIR = Path(__file__).resolve().parent
+PACKAGE_ROOT = DOC_DIR.parent
+# The package is imported from the checkout being documented, and the local
+# extension from doc/_ext.
+sys.path[:0] = [str(PACKAGE_ROOT / "python"), str(DOC_DIR / "_ext")]
+
+project = "isrinject"
+author = "isrinject developers"
+copyright = "2026, isrinject developers"  # noqa: A001
+release = version = "0.1.0"
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinx_automodapi.automodapi",
+    "sphinx_automodapi.smart_resolver",
+    "sphinxarg.ext",
+    "myst_nb",
+    "isrinject_docs",
+]
+
+root_doc = "index"
+exclude_patterns = ["_build", "README.md", "**/.ipynb_checkpoints"]
+templates_path: list[str] = []
+# `text` in reST and in docstrings is a Python cross-reference, as in the
+# LSST Science Pipelines (and lsst.images) docstrings.
+default_role = "py:obj"
+# Literal blocks without a language (sphinx-argparse's usage lines) are not Python.
+highlight_language = "none"
+
+# --- cross-reference checking --------------------------------------------------
+# Every reference must resolve (-n).  Other projects' inventories are not
+# fetched (the build runs offline): a reference to an object that exists
+# outside isrinject is accepted as plain code by doc/_ext/isrinject_docs.py,
+# one to a name that exists nowhere fails.
+nitpicky = True
+nitpick_ignore_regex = [
+    # The modules' PEP 695 array aliases (``type FloatArray = ...``), which
+    # autodoc shows in signatures but cannot document.
+    (r"py:class", r"isrinject\..*\.(ArrayLike|FloatArray|BoolArray)"),
+    # Internal class in a public signature (figures.plot_maps), not in diagnose's __all__.
+    ("py:class", "DetectorData"),
+]
+
+# tests/README.md and bps/README.md are included from their middle (their first
+# heading is H2 or H3); MyST's check that a document starts at H1 does not apply.
+suppress_warnings = ["myst.header"]
+
+# --- API reference ---------------------------------------------------------------
+automodapi_toctreedirnm = "isrinject/api"
+automodsumm_inherited_members = False
+numpydoc_show_class_members = False
+numpydoc_xref_param_type = False
+autodoc_typehints = "signature"
+# Docstrings inherited from pipe_base (runQuantum, the connection classes) refer
+# to pipe_base's own documentation; show only what isrinject writes.
+autodoc_inherit_docstrings = False
+# Inheritance diagrams need Graphviz's ``dot``, which is not a Python package.
+automodapi_inheritance_diagram = False
+autodoc_member_order = "bysource"
+
+# --- notebooks (myst-nb) ---------------------------------------------------------
+# Notebooks without outputs (the tutorial as kept in git) are executed; an
+# already executed copy is rendered as it is.  A failing cell is a warning
+# with the cell's traceback (so -W fails the build and says why).
+nb_execution_mode = "auto"
+nb_execution_raise_on_error = False
+nb_execution_timeout = 600
+nb_execution_show_tb = True
+
+# --- HTML --------------------------------------------------------------------------
+html_theme = "pydata_sphinx_theme"
+html_title = "isrinject"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+}
+html_static_path: list[str] = []

@@ -1,0 +1,210 @@
+"""The documentation site (doc/) builds with warnings as errors and shows what the code has.
+
+The whole site is built once (``sphinx -W --keep-going -n``, as ``make docs``);
+the pages are then checked against the objects they are generated from.  A small
+second site built with the same configuration checks that the build really
+fails on a broken cross-reference and on a notebook cell that raises, and that
+the tutorial notebook is executed and shown with its outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "doc"
+#: How Sphinx reports a problem in its output (``<file>:<line>: WARNING: …``).
+SPHINX_PROBLEM = re.compile(r": (WARNING|ERROR|CRITICAL|SEVERE):")
+
+
+def _sphinx(source: Path, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-n", "-q",
+         "-d", str(out / "doctrees"), *options, str(source), str(out / "html")],
+        capture_output=True, text=True, env=env, timeout=1200,
+    )
+
+
+def _text(page: Path) -> str:
+    """The visible text of a built page's article (tags stripped, whitespace collapsed)."""
+    source = page.read_text()
+    article = source[source.index("<article"):source.index("</article>")]
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", article)).split())
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("docs")
+    result = _sphinx(DOC, out)
+    assert result.returncode == 0, result.stderr[-5000:]
+    # (-W already turns warnings into a failure; this also catches messages
+    # logged below warning level by extensions.  The notebook kernel's own
+    # stderr lines, e.g. "[IPKernelApp] WARNING | ...", are not Sphinx's.)
+    assert not SPHINX_PROBLEM.search(result.stderr), result.stderr[-5000:]
+    return out / "html"
+
+
+def test_pages_exist(site: Path) -> None:
+    for page in ("index", "isrinject/getting-started", "isrinject/pixel-model",
+                 "isrinject/coming-from-source-injection", "isrinject/real-data", "isrinject/at-scale",
+                 "isrinject/bad-inputs", "isrinject/_generated/tutorial", "isrinject/scripts/isrinject",
+                 "isrinject/tasks/isrinject.VisitInjectTask", "isrinject/api"):
+        assert (site / f"{page}.html").is_file(), page
+    # The demo's figure is on the front page and the getting-started page.
+    assert (site / "_images" / "demo_flux_variance_u.png").stat().st_size > 10_000
+
+
+def test_every_public_name_has_an_api_entry(site: Path) -> None:
+    documented = set()
+    for page in (site / "isrinject" / "api").glob("*.html"):
+        documented.update(re.findall(r'id="(isrinject\.[\w.]+)"', page.read_text()))
+    modules = [
+        "isrinject.model", "isrinject.calibration", "isrinject.flags", "isrinject.task",
+        "isrinject.catalog.schema", "isrinject.catalog.validate", "isrinject.catalog.generate",
+        "isrinject.catalog.ingest", "isrinject.draw.profiles", "isrinject.draw.render",
+        "isrinject.draw.psf_cache", "isrinject.draw.fast", "isrinject.diagnostics.stats",
+        "isrinject.diagnostics.diagnose", "isrinject.diagnostics.figures", "isrinject.diagnostics.plots",
+    ]
+    missing = [
+        f"{name}.{attr}" for name in modules for attr in importlib.import_module(name).__all__
+        if f"{name}.{attr}" not in documented
+    ]
+    missing += [f"isrinject.sim.{attr}" for attr in importlib.import_module("isrinject.sim").__all__
+                if f"isrinject.sim.{attr}" not in documented]
+    assert not missing
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
+    """Sub-command name → its option strings, from the parser the CLI runs."""
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {
+        name: [option for action in sub._actions for option in action.option_strings if option != "-h"]
+        for name, sub in subparsers.choices.items()
+    }
+
+
+def test_command_reference_matches_the_parser(site: Path) -> None:
+    from isrinject.cli import build_parser
+
+    text = _text(site / "isrinject" / "scripts" / "isrinject.html")
+    options = _options(build_parser())
+    assert set(options) >= {"demo", "generate-catalog", "ingest-catalog", "diagnose"}
+    for command, strings in options.items():
+        assert f"isrinject {command}" in text, command
+        for option in strings:
+            assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), (command, option)
+
+
+def test_task_page_lists_connections_and_config(site: Path) -> None:
+    from isrinject.task import VisitInjectConfig
+
+    text = _text(site / "isrinject" / "tasks" / "isrinject.VisitInjectTask.html")
+    for connection, dataset_type, storage_class in (
+        ("visit_image", "visit_image", "VisitImage"),
+        ("flat", "flat", "MaskedImageV2"),
+        ("injection_catalogs", "injection_catalog", "ArrowAstropy"),
+        ("injected_visit_image", "injected_visit_image", "VisitImage"),
+        ("illumination_correction", "illuminationCorrection", "ImageV2"),
+    ):
+        assert f"{connection} " in text and f" {dataset_type} {storage_class}" in text, connection
+    config = VisitInjectConfig()
+    for name in ("noise_seed", "scaling_source", "calib_flux_radius", "psf_cache_spacing", "bad_mask_names"):
+        field = VisitInjectConfig._fields[name]
+        assert f"{name} " in text and repr(field.default) in text, name
+    assert f"noise_seed int {config.noise_seed!r}" in text
+    assert "scaling_source str 'visit_image'" in text
+
+
+def test_flag_table_matches_the_flags(site: Path) -> None:
+    from isrinject.flags import FATAL_FLAGS, InjectionFlag
+
+    text = _text(site / "isrinject" / "coming-from-source-injection.html")
+    for flag in InjectionFlag:
+        verdict = "not injected" if flag & FATAL_FLAGS else "injected, with a caveat"
+        assert f"{flag.value.bit_length() - 1} {flag.name} {verdict}" in text, flag.name
+
+
+def test_included_tables_are_complete(site: Path) -> None:
+    bad_inputs = _text(site / "isrinject" / "bad-inputs.html")
+    ids = set(re.findall(r"^\| (B\d+)", (ROOT / "tests" / "README.md").read_text(), flags=re.M))
+    assert len(ids) > 50
+    assert all(re.search(rf"\b{i}\b", bad_inputs) for i in ids)
+    at_scale = _text(site / "isrinject" / "at-scale.html")
+    assert "local_threads.yaml" in at_scale and "PostgreSQL registry" in at_scale
+
+
+def test_pixel_model_page_has_the_equations(site: Path) -> None:
+    text = _text(site / "isrinject" / "pixel-model.html")
+    for latex in (r"\lambda &= M\,\frac{f R}{c}", r"\Delta I &= \frac{c\, n}{f R}",
+                  r"\left(\frac{c}{R}\right)^2 \frac{V_f}{f^4}\,\bigl(2 S n + n^2\bigr)"):
+        assert latex in text
+
+
+# --- the build fails when it should, and executes the notebook -----------------------------------
+
+
+def _small_site(tmp_path: Path, index: str) -> Path:
+    """A site with doc/'s configuration and extension and one page."""
+    source = tmp_path / "doc"
+    shutil.copytree(DOC / "_ext", source / "_ext")
+    shutil.copy(DOC / "conf.py", source / "conf.py")
+    (source / "index.rst").write_text(
+        index + "\n.. toctree::\n   :hidden:\n\n   isrinject/_generated/tutorial\n"
+    )
+    return source
+
+
+def _notebook(path: Path, code: str) -> Path:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# A notebook"), nbformat.v4.new_code_cell(code)]
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_broken_reference_fails_the_build(tmp_path: Path) -> None:
+    good = "`isrinject.model.inject_pixels` and `lsst.images.VisitImage`"
+    source = _small_site(tmp_path, f"Title\n=====\n\n.. automodule:: isrinject.model\n   :members:\n\n{good}\n")
+    assert _sphinx(source, tmp_path / "ok").returncode == 0
+    (source / "index.rst").write_text(
+        (source / "index.rst").read_text() + "\n`isrinject.model.no_such_function` and `lsst.images.NoSuchImage`\n"
+    )
+    result = _sphinx(source, tmp_path / "broken")
+    assert result.returncode != 0
+    warnings = [line for line in result.stderr.splitlines() if SPHINX_PROBLEM.search(line)]
+    assert len(warnings) == 2, result.stderr
+    assert "isrinject.model.no_such_function" in warnings[0] + warnings[1]
+    assert "lsst.images.NoSuchImage" in warnings[0] + warnings[1]
+
+
+def test_tutorial_is_executed_and_a_failing_cell_fails(tmp_path: Path) -> None:
+    source = _small_site(tmp_path, "Title\n=====\n")
+    good = _notebook(tmp_path / "good.ipynb", "from isrinject.model import effective_gain\n"
+                                                "print(effective_gain([0.75], 2.0) * 1000)")
+    result = _sphinx(source, tmp_path / "good", "-D", f"isrinject_tutorial={good}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    # g = f·R/c = 0.75 / 2 = 0.375 e⁻ per image unit, printed by the executed cell.
+    assert "[375.]" in _text(tmp_path / "good" / "html" / "isrinject" / "_generated" / "tutorial.html")
+    bad = _notebook(tmp_path / "bad.ipynb", "raise RuntimeError('tutorial cell failed')")
+    result = _sphinx(source, tmp_path / "bad", "-D", f"isrinject_tutorial={bad}")
+    assert result.returncode != 0
+    assert "tutorial cell failed" in result.stderr
+    # Without the notebook the page says so, without a warning.
+    result = _sphinx(source, tmp_path / "none", "-D", f"isrinject_tutorial={tmp_path / 'absent.ipynb'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "is not part of this checkout" in _text(tmp_path / "none" / "html" / "isrinject" / "_generated" /
+                                                   "tutorial.html")
