@@ -38,6 +38,8 @@ templates_path: list[str] = []
 # `text` in reST and in docstrings is a Python cross-reference, as in the
 # LSST Science Pipelines (and lsst.images) docstrings.
 default_role = "py:obj"
+# "--option" must stay two hyphens, not become an en dash.
+smartquotes = False
 # Literal blocks without a language (sphinx-argparse's usage lines) are not Python.
 highlight_language = "none"
 
@@ -80,6 +82,8 @@ nb_execution_mode = "auto"
 nb_execution_raise_on_error = False
 nb_execution_timeout = 600
 nb_execution_show_tb = True
+# Files the notebook writes (diagnose's PNGs) go to a temporary directory, not doc/.
+nb_execution_in_temp = True
 
 # --- HTML --------------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"

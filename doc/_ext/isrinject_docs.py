@@ -12,21 +12,29 @@
   butler connections (dataset type, storage class, dimensions, doc) from the
   class itself; on the class's API page each connection attribute shows its
   own ``doc`` instead of pipe_base's class docstring.
+- `command_parser` hands sphinx-argparse the command's parser with ``--help``
+  layouts kept.
 - ``.. isrinject-config-fields::`` and ``.. isrinject-flags::`` render a config
   class's fields and the ``injection_flag`` bits from the code.
 - The tutorial notebook (``docs/tutorial.ipynb``) is copied into the source
-  tree before reading, so myst-nb renders it; without it a page says so.
+  tree before reading, so myst-nb executes and renders it (on the demo
+  repository of ``$ISRINJECT_DEMO_REPO``, built here when unset); without the
+  notebook a page says so.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import builtins
 import functools
 import importlib
 import importlib.util
 import inspect
+import json
+import os
 import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -38,8 +46,10 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.pycode import ModuleAnalyzer
+from sphinx.util import logging
 
 PACKAGE = "isrinject"
+logger = logging.getLogger(__name__)
 
 
 # --- cross-references ---------------------------------------------------------------------------
@@ -318,6 +328,34 @@ _CONNECTIONS_BOOKKEEPING = frozenset(
 )
 
 
+# --- the command reference ----------------------------------------------------------------------
+
+
+def command_parser() -> argparse.ArgumentParser:
+    """`isrinject.cli.build_parser` for sphinx-argparse (``doc/isrinject/scripts/isrinject.rst``).
+
+    sphinx-argparse reads descriptions as reST; a sub-command whose
+    description is laid out for ``--help`` (``RawDescriptionHelpFormatter``)
+    gets its indented paragraphs as literal blocks, so they look as ``--help``
+    prints them.
+    """
+    from isrinject.cli import build_parser
+
+    parser = build_parser()
+    parsers = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers.extend(action.choices.values())
+    for each in parsers:
+        if issubclass(each.formatter_class, argparse.RawDescriptionHelpFormatter) and each.description:
+            paragraphs = each.description.strip("\n").split("\n\n")
+            each.description = "\n\n".join(
+                f"::\n\n{paragraph}" if all(line[:1].isspace() for line in paragraph.splitlines()) else paragraph
+                for paragraph in paragraphs
+            )
+    return parser
+
+
 # --- config fields and flag bits ------------------------------------------------------------------
 
 
@@ -384,14 +422,15 @@ def _place_tutorial(app: Sphinx) -> None:
         placeholder.unlink(missing_ok=True)
         if not notebook.is_file() or notebook.read_bytes() != source.read_bytes():
             shutil.copyfile(source, notebook)
+        if not _has_outputs(notebook):
+            _provide_demo_repo(app)
         return
     notebook.unlink(missing_ok=True)
-    relative = source.relative_to(Path(app.confdir).parent) if source.is_relative_to(
-        Path(app.confdir).parent
-    ) else source
+    root = Path(app.confdir).parent
+    shown = source.relative_to(root) if source.is_relative_to(root) else source
     text = (
         "Tutorial notebook\n=================\n\n"
-        f"The tutorial notebook ``{relative}`` is not part of this checkout, so there is\n"
+        f"The tutorial notebook ``{shown}`` is not part of this checkout, so there is\n"
         "nothing to render yet.  When it is present the documentation build executes it\n"
         "and shows it here with its outputs.\n"
     )
@@ -399,8 +438,45 @@ def _place_tutorial(app: Sphinx) -> None:
         placeholder.write_text(text)
 
 
+def _has_outputs(path: Path) -> bool:
+    """Whether a notebook was saved executed (myst-nb then renders it without running it)."""
+    cells = json.loads(path.read_text()).get("cells", [])
+    return any(cell.get("outputs") for cell in cells if cell.get("cell_type") == "code")
+
+
+def _provide_demo_repo(app: Sphinx) -> None:
+    """The tutorial reads the demo repository named by ``$ISRINJECT_DEMO_REPO``; without one,
+    build it once (``isrinject demo --repo``) next to the doctrees and point the kernel at it."""
+    if os.environ.get("ISRINJECT_DEMO_REPO"):
+        return
+    repo = Path(app.doctreedir).parent / "tutorial_demo_repo"
+    if not (repo / "demo.json").is_file():
+        logger.info("Building the tutorial's demo repository in %s (isrinject demo) ...", repo)
+        command = [sys.executable, "-m", "isrinject.cli", "demo", "--repo", str(repo),
+                   "--output", str(repo.parent / "tutorial_demo_output"), *app.config.isrinject_tutorial_demo]
+        result = subprocess.run(command, capture_output=True, text=True, env=_with_package_path())
+        if not (repo / "demo.json").is_file():
+            logger.warning(
+                "isrinject demo did not build the tutorial's repository (exit code %d): %s",
+                result.returncode, (result.stdout + result.stderr)[-3000:],
+            )
+            return
+    # The notebook kernel inherits this process's environment.
+    os.environ["ISRINJECT_DEMO_REPO"] = str(repo)
+
+
+def _with_package_path() -> dict[str, str]:
+    """This environment with the documented checkout's python/ first on PYTHONPATH."""
+    env = dict(os.environ)
+    package = str(Path(__file__).resolve().parents[2] / "python")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package, env.get("PYTHONPATH")]))
+    return env
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("isrinject_tutorial", "../docs/tutorial.ipynb", "env")
+    # `isrinject demo` options of the repository the tutorial runs on (as tests/test_tutorial.py).
+    app.add_config_value("isrinject_tutorial_demo", ["--bands", "u", "--detectors", "0"], "env")
     app.connect("builder-inited", _place_tutorial)
     app.connect("missing-reference", _resolve_in_scope)
     app.connect("autodoc-process-docstring", _connection_docstrings)
