@@ -47,6 +47,7 @@ from .catalog.schema import CONFIGURABLE_COLUMNS
 from .draw import DrawnStamp, RenderSettings, draw_source, local_jacobian, sky_to_pixel
 from .draw.psf_cache import DEFAULT_SPACING, PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
+from .provenance import check_recorded_flat
 from .model import draw_electrons, expected_electrons, pixel_response, reconstruct_pre_flat_electrons
 
 _LOG = logging.getLogger(__name__)
@@ -245,6 +246,12 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         doc="Automatic stamp side as a multiple of GalSim's getGoodImageSize.", default=1.5
     )
 
+    check_flat_provenance = Field[bool](
+        doc="Fail the quantum when the visit image records the flat ISR used ('LSST CALIB UUID FLAT') and "
+        "the graph resolved a different one; False only warns.",
+        default=True,
+    )
+
     # --- storage classes (DP1 repositories store ExposureF) ------------------
     visit_image_storage_class = Field[str](doc="Storage class of visit_image.", default="VisitImage")
     flat_storage_class = Field[str](doc="Storage class of flat.", default="MaskedImageV2")
@@ -271,6 +278,10 @@ class VisitInjectTask(PipelineTask):
         # instead of holding a second full copy, and drop the inputs (the
         # flat is as big as the image) before the output is written.
         inputs = butlerQC.get(inputRefs)
+        check_recorded_flat(
+            inputs["visit_image"].metadata, inputRefs.flat, strict=self.config.check_flat_provenance,
+            where=f"Quantum {dict(butlerQC.quantum.dataId.required)}", log=self.log,
+        )
         inputs["flat"] = read_flat(inputs["flat"], with_variance=self.config.include_flat_variance)
         outputs = self.run(**inputs, in_place=True)
         del inputs
