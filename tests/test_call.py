@@ -157,3 +157,9 @@ def test_overrides_leave_the_callers_image_alone(sim) -> None:
     assert visit_img.psf is psf_before and visit_img.photometric_scaling is scaling_before
     assert inputs.visit_image.photometric_scaling(x=10, y=20) == pytest.approx(0.5)
     assert np.shares_memory(inputs.visit_image.image.array, visit_img.image.array)  # no pixel copy
+    metadata_before = dict(visit_img.metadata)
+    out = VisitInjectTask(config=VisitInjectConfig()).run(
+        injection_catalogs=_one_row(visit_img), input_exposure=visit_img, psf=visit_img.psf, flat=sim.flat
+    )
+    assert out.output_exposure.metadata["INJECTION_N_SOURCES"] == 1
+    assert dict(visit_img.metadata) == metadata_before

@@ -195,7 +195,9 @@ def run_inputs(
     -------
     inputs
         `RunInputs`.  With no override the image is the caller's object;
-        with one it is a new `VisitImage` sharing the caller's pixels.
+        with one it is a new `VisitImage` sharing the caller's pixels (and,
+        with ``wcs``, a copy of its metadata without the opaque FITS cards
+        of a legacy file).
 
     Raises
     ------
@@ -223,23 +225,33 @@ def run_inputs(
         )
     if psf is None and photo_calib is None and wcs is None:
         return RunInputs(image, catalogs)
-    scaling = image.photometric_scaling
-    if photo_calib is not None:
-        scaling = _as_scaling(photo_calib, image) or scaling
-    overridden = VisitImage(
+    # A new VisitImage sharing the caller's pixels and metadata, so that the
+    # overrides below never reach the caller's object.
+    overridden = image[...] if wcs is None else _with_sky_projection(image, _as_sky_projection(wcs, image))
+    if psf is not None:
+        overridden.psf = _as_psf(psf, image)
+    if photo_calib is not None and (scaling := _as_scaling(photo_calib, image)) is not None:
+        overridden.photometric_scaling = scaling
+    return RunInputs(overridden, catalogs)
+
+
+def _with_sky_projection(image: VisitImage, sky_projection: SkyProjection) -> VisitImage:
+    """``image`` with another sky projection (lsst.images has no setter for it),
+    sharing its pixels; its metadata is copied, the opaque FITS cards of a
+    legacy file are not carried."""
+    return VisitImage(
         image.image,
         mask=image.mask,
         variance=image.variance,
-        sky_projection=image.sky_projection if wcs is None else _as_sky_projection(wcs, image),
+        sky_projection=sky_projection,
         bounds=image.bounds,
         obs_info=image.obs_info,
         summary_stats=image.summary_stats,
-        photometric_scaling=scaling,
-        psf=_psf_or_read_error(image) if psf is None else _as_psf(psf, image),
+        photometric_scaling=image.photometric_scaling,
+        psf=_psf_or_read_error(image),
         detector=image.detector,
         aperture_corrections=image.aperture_corrections,
         backgrounds=image.backgrounds,
         band=image.band,
         metadata=dict(image.metadata),
     )
-    return RunInputs(overridden, catalogs)
