@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.time import Time, TimeDelta
-from lsst.daf.butler import Butler, Timespan
-
 from isrinject import find_isr_flat
 from isrinject.demo.build import EPOCH_START, build_demo_repo
 from isrinject.demo.repo import (
@@ -34,6 +32,7 @@ from isrinject.provenance import (
     recorded_flat,
 )
 from isrinject.sim import simulate_exposure
+from lsst.daf.butler import Butler, Timespan
 
 SHAPE = (64, 64)
 BAND = "r"
@@ -61,9 +60,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory):
             calib_collection=layout.calib_collection, begin=T0 if visit == 1 else T_SWITCH,
             end=T_SWITCH if visit == 1 else None,
         )
+        region = detector_region(sim.visit_image.sky_projection, sim.visit_image.bbox)
         register_visit(butler, layout.instrument, visit=visit, physical_filter=filters[BAND], begin=begin,
-                       end=begin + TimeDelta(30, format="sec"),
-                       detector_regions={DETECTOR: detector_region(sim.visit_image.sky_projection, sim.visit_image.bbox)})
+                       end=begin + TimeDelta(30, format="sec"), detector_regions={DETECTOR: region})
         images[visit] = sim.visit_image
     record_isr_flat(images[1].metadata, refs[1])
     for visit, image in images.items():
@@ -93,7 +92,8 @@ def test_find_isr_flat_reads_the_recorded_card(repo) -> None:
 
 def test_nothing_recorded_is_a_clear_error(repo) -> None:
     butler, _ = repo
-    with pytest.raises(FlatProvenanceError, match=r"records no flat: no 'LSST CALIB UUID FLAT' card.*find_dataset"):
+    with pytest.raises(FlatProvenanceError,
+                       match=r"records no flat: no 'LSST CALIB UUID FLAT' card.*find_dataset"):
         find_isr_flat(butler, _visit(2), collections=RepoLayout.raw_run)
     with pytest.raises(FlatProvenanceError, match=r"No 'visit_image' with data ID"):
         find_isr_flat(butler, _visit(99), collections=RepoLayout.raw_run)
@@ -119,7 +119,7 @@ def test_dp1_style_fits_header_card(tmp_path) -> None:
 
 
 def test_check_recorded_flat(repo, caplog) -> None:
-    butler, flats = repo
+    _, flats = repo
     metadata = {}
     record_isr_flat(metadata, flats[1])
     assert check_recorded_flat(metadata, flats[1], strict=True, where="here").id == flats[1].id

@@ -16,7 +16,7 @@ applied and a list of catalogs), with afw objects converted by lsst.images'
 
 from __future__ import annotations
 
-__all__ = ["RunInputs", "run_inputs", "as_visit_image", "MISSING_FLAT_HELP"]
+__all__ = ["MISSING_FLAT_HELP", "RunInputs", "as_visit_image", "run_inputs"]
 
 import dataclasses
 import math

@@ -197,10 +197,13 @@ def _flat_from_provenance(
                 provenance, _ = DatasetProvenance.from_flat_dict(dict(node_header), butler)
             except ValueError:  # no provenance cards, or inputs this repository does not hold
                 continue
-            flats = {r.id: r for r in provenance.inputs if r.datasetType is not None and r.datasetType.name == flat_dataset_type}
+            flats = {
+                r.id for r in provenance.inputs if r.datasetType is not None and r.datasetType.name == flat_dataset_type
+            }
             if len(flats) > 1:
                 raise FlatProvenanceError(
-                    f"The quantum that wrote {node.datasetType.name} {node.id} read {len(flats)} flats: {sorted(map(str, flats))}."
+                    f"The quantum that wrote {node.datasetType.name} {node.id} read {len(flats)} flats: "
+                    f"{sorted(map(str, flats))}."
                 )
             if flats:
                 found = butler.get_dataset(next(iter(flats)))
