@@ -180,6 +180,12 @@ def test_pipetask_fails_when_the_graph_resolves_another_flat(recertified) -> Non
     injected = butler.find_dataset("injected_visit_image", visit_id, collections=result.output_run)
     assert find_isr_flat(butler, injected) == recorded
 
+    # The fix the message suggests: the recorded flat's RUN first in the inputs.
+    result = run_pipetask(demo.root, f"{recorded.run},{demo.layout.inputs}", output="u/test/fixed")
+    assert result.returncode == 0, result.stderr[-3000:]
+    catalog = butler.get("injected_visit_image_catalog", visit_id, collections=result.output_run)
+    np.testing.assert_allclose(catalog["injection_flat"], butler.get(recorded).image.array[iy, ix], rtol=1e-6)
+
 
 @pytest.mark.slow
 def test_find_isr_flat_follows_butler_provenance(recertified) -> None:

@@ -142,7 +142,8 @@ def check_recorded_flat(
         f"{where}: the visit image records flat {recorded.id} (run {recorded.run or 'not recorded'}) as the one "
         f"ISR divided it by ({FLAT_UUID_CARD!r}), but the quantum graph resolved flat {resolved.id} "
         f"(run {resolved.run}); injecting with it would give the injected pixels the wrong variance. "
-        "Put the recorded flat's collection first in the inputs (or fix the calibration certification)"
+        f"Put the recorded flat's RUN ({recorded.run or 'see its dataset ID'}) first in the input collections "
+        "(or fix the calibration certification)"
     )
     if strict:
         raise FlatProvenanceError(message + ", or set check_flat_provenance=False to inject with the resolved flat.")
