@@ -144,9 +144,9 @@ def amplifier_terms(
         (the message lists the amplifiers and their boxes).
     """
     amps = list(getattr(detector, "amplifiers", None) or [])
-    covered = amplifier_index([amp.bbox for amp in amps], image_bbox) >= 0
-    if not covered.all():
-        return [_constant_terms(detector, amps, image_bbox, int(covered.sum()), read_noise, saturation)]
+    n_covered = _covered_pixels([amp.bbox for amp in amps], image_bbox)
+    if n_covered < image_bbox.area:
+        return [_constant_terms(detector, amps, image_bbox, n_covered, read_noise, saturation)]
     terms = []
     for amp in amps:
         nominal = amp.nominal_calibrations
@@ -168,6 +168,28 @@ def amplifier_terms(
             amp_saturation = np.inf
         terms.append(AmplifierTerms(amp.name, bbox, float(amp_read_noise), float(amp_saturation)))
     return terms
+
+
+def _covered_pixels(boxes: Sequence[Box], bbox: Box) -> int:
+    """Number of pixels of ``bbox`` inside at least one of ``boxes``.
+
+    Amplifier boxes are disjoint, so the areas of their overlaps with
+    ``bbox`` add up; only overlapping boxes need a per-pixel map.
+    """
+    parts = []
+    for box in boxes:
+        try:
+            parts.append(box.intersection(bbox))
+        except NoOverlapError:
+            continue
+    for i, first in enumerate(parts):
+        for second in parts[i + 1 :]:
+            try:
+                first.intersection(second)
+            except NoOverlapError:
+                continue
+            return int(np.count_nonzero(amplifier_index(parts, bbox) >= 0))
+    return sum(part.area for part in parts)
 
 
 def _constant_terms(
