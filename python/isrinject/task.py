@@ -220,13 +220,15 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
     )
     photometric_scaling = Field[float](
         doc="Photometric scaling [nJy per electron] used when scaling_source='config', or for an "
-        "image in electrons that carries none.",
+        "image in electrons that carries none.  From a visit_summary row: the flux of a source of "
+        "magnitude zeroPoint, (zeroPoint * astropy.units.ABmag).to_value('nJy').",
         default=None,
         optional=True,
         check=lambda value: value is None or (np.isfinite(value) and value > 0),
     )
     read_noise = Field[float](
-        doc="Read noise [e⁻] for every amplifier; None uses the detector's amplifiers.",
+        doc="Read noise [e⁻] for every amplifier; None uses the detector's amplifiers (required when "
+        "they do not cover the image, as in cutouts whose detector lists only some amplifiers).",
         default=None,
         optional=True,
     )
