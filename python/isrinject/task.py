@@ -47,8 +47,8 @@ from .catalog.schema import CONFIGURABLE_COLUMNS
 from .draw import DrawnStamp, RenderSettings, draw_source, local_jacobian, sky_to_pixel
 from .draw.psf_cache import DEFAULT_SPACING, PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
-from .provenance import check_recorded_flat
 from .model import draw_electrons, expected_electrons, pixel_response, reconstruct_pre_flat_electrons
+from .provenance import check_recorded_flat
 
 _LOG = logging.getLogger(__name__)
 
