@@ -30,7 +30,7 @@ bench: $(STAMP)
 
 # The documentation site (doc/README.md): warnings are errors, every cross-reference checked.
 docs: $(STAMP)
-	$(PY) -m sphinx -b html -W --keep-going -n $(SPHINXOPTS) doc doc/_build/html
+	$(PY) -m sphinx -b html -W --keep-going -n -d doc/_build/doctrees $(SPHINXOPTS) doc doc/_build/html
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache doc/_build doc/isrinject/api doc/isrinject/_generated

@@ -73,6 +73,9 @@ autodoc_inherit_docstrings = False
 # Inheritance diagrams need Graphviz's ``dot``, which is not a Python package.
 automodapi_inheritance_diagram = False
 autodoc_member_order = "bysource"
+# Signatures show defaults as written (``log=_LOG``), not as their repr
+# (``<Logger isrinject (WARNING)>``, which is not Python and breaks the signature).
+autodoc_preserve_defaults = True
 
 # --- notebooks (myst-nb) ---------------------------------------------------------
 # Notebooks without outputs (the tutorial as kept in git) are executed; an

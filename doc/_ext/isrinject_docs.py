@@ -12,6 +12,7 @@
   butler connections (dataset type, storage class, dimensions, doc) from the
   class itself; on the class's API page each connection attribute shows its
   own ``doc`` instead of pipe_base's class docstring.
+- ``.. isrinject-reexports::`` lists a package's re-exported names, linked.
 - `command_parser` hands sphinx-argparse the command's parser with ``--help``
   layouts kept.
 - ``.. isrinject-config-fields::`` and ``.. isrinject-flags::`` render a config
@@ -328,6 +329,28 @@ _CONNECTIONS_BOOKKEEPING = frozenset(
 )
 
 
+# --- a package's re-exports --------------------------------------------------------------------
+
+
+class ReexportsDirective(Directive):
+    """``.. isrinject-reexports:: isrinject``: the names of a package's ``__all__``, each linked
+    to where its defining module documents it."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        package = importlib.import_module(self.arguments[0])
+        items = nodes.bullet_list()
+        for name in package.__all__:
+            obj = getattr(package, name)
+            target = f"{obj.__module__}.{getattr(obj, '__qualname__', name)}"
+            parsed, messages = self.state.inline_text(f"`{package.__name__}.{name} <{target}>`", self.lineno)
+            item = nodes.list_item()
+            item += nodes.paragraph("", "", *parsed, *messages)
+            items += item
+        return [items]
+
+
 # --- the command reference ----------------------------------------------------------------------
 
 
@@ -446,14 +469,14 @@ def _has_outputs(path: Path) -> bool:
 
 def _provide_demo_repo(app: Sphinx) -> None:
     """The tutorial reads the demo repository named by ``$ISRINJECT_DEMO_REPO``; without one,
-    build it once (``isrinject demo --repo``) next to the doctrees and point the kernel at it."""
+    build it once (``isrinject demo --repo``) in the doctree cache and point the kernel at it."""
     if os.environ.get("ISRINJECT_DEMO_REPO"):
         return
-    repo = Path(app.doctreedir).parent / "tutorial_demo_repo"
+    repo = Path(app.doctreedir) / "tutorial_demo_repo"
     if not (repo / "demo.json").is_file():
         logger.info("Building the tutorial's demo repository in %s (isrinject demo) ...", repo)
         command = [sys.executable, "-m", "isrinject.cli", "demo", "--repo", str(repo),
-                   "--output", str(repo.parent / "tutorial_demo_output"), *app.config.isrinject_tutorial_demo]
+                   "--output", str(Path(app.doctreedir) / "tutorial_demo_output"), *app.config.isrinject_tutorial_demo]
         result = subprocess.run(command, capture_output=True, text=True, env=_with_package_path())
         if not (repo / "demo.json").is_file():
             logger.warning(
@@ -483,6 +506,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("isrinject-connections", ConnectionsDirective)
     app.add_directive("isrinject-config-fields", ConfigFieldsDirective)
     app.add_directive("isrinject-flags", FlagsDirective)
+    app.add_directive("isrinject-reexports", ReexportsDirective)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 

@@ -67,7 +67,7 @@ def recorded_flat(metadata: Mapping[str, Any] | Any) -> RecordedFlat | None:
     Parameters
     ----------
     metadata
-        A `VisitImage`'s ``metadata``, an afw ``PropertyList`` or a FITS
+        A `~lsst.images.VisitImage`'s ``metadata``, an afw ``PropertyList`` or a FITS
         header: anything with ``get``.
 
     Raises
