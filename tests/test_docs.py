@@ -62,11 +62,23 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_pages_exist(site: Path) -> None:
     for page in ("index", "isrinject/getting-started", "isrinject/pixel-model",
                  "isrinject/coming-from-source-injection", "isrinject/real-data", "isrinject/at-scale",
-                 "isrinject/bad-inputs", "isrinject/_generated/tutorial", "isrinject/scripts/isrinject",
+                 "isrinject/bad-inputs", "isrinject/_generated/tutorial", "isrinject/design",
+                 "isrinject/scripts/isrinject",
                  "isrinject/tasks/isrinject.VisitInjectTask", "isrinject/api"):
         assert (site / f"{page}.html").is_file(), page
     # The demo's figure is on the front page and the getting-started page.
     assert (site / "_images" / "demo_flux_variance_u.png").stat().st_size > 10_000
+
+
+def test_tutorial_is_rendered_with_its_outputs(site: Path) -> None:
+    page = (site / "isrinject" / "_generated" / "tutorial.html").read_text()
+    article = page[page.index("<article"):page.index("</article>")]
+    if (ROOT / "docs" / "tutorial.ipynb").is_file():
+        # Executed by the build: the variance-against-flux figure and the cells' printed output.
+        assert article.count("<img") >= 1
+        assert article.count('class="output stream highlight-myst-ansi notranslate"') >= 3
+    else:
+        assert "is not part of this checkout" in _text(site / "isrinject" / "_generated" / "tutorial.html")
 
 
 def test_every_public_name_has_an_api_entry(site: Path) -> None:
@@ -74,7 +86,8 @@ def test_every_public_name_has_an_api_entry(site: Path) -> None:
     for page in (site / "isrinject" / "api").glob("*.html"):
         documented.update(re.findall(r'id="(isrinject\.[\w.]+)"', page.read_text()))
     modules = [
-        "isrinject.model", "isrinject.calibration", "isrinject.flags", "isrinject.task",
+        "isrinject.model", "isrinject.calibration", "isrinject.flags", "isrinject.task", "isrinject.call",
+        "isrinject.provenance", "isrinject.cli",
         "isrinject.catalog.schema", "isrinject.catalog.validate", "isrinject.catalog.generate",
         "isrinject.catalog.ingest", "isrinject.draw.profiles", "isrinject.draw.render",
         "isrinject.draw.psf_cache", "isrinject.draw.fast", "isrinject.diagnostics.stats",
