@@ -194,14 +194,18 @@ def test_broken_reference_fails_the_build(tmp_path: Path) -> None:
     source = _small_site(tmp_path, f"Title\n=====\n\n.. automodule:: isrinject.model\n   :members:\n\n{good}\n")
     assert _sphinx(source, tmp_path / "ok").returncode == 0
     (source / "index.rst").write_text(
-        (source / "index.rst").read_text() + "\n`isrinject.model.no_such_function` and `lsst.images.NoSuchImage`\n"
+        (source / "index.rst").read_text()
+        # A name that exists nowhere, one that lsst.images does not have, and an
+        # isrinject constant this site does not document (a str has no module of
+        # its own: it is isrinject's because isrinject.call holds it).
+        + "\n`isrinject.model.no_such_function`, `lsst.images.NoSuchImage`, `isrinject.call.MISSING_FLAT_HELP`\n"
     )
     result = _sphinx(source, tmp_path / "broken")
     assert result.returncode != 0
-    warnings = [line for line in result.stderr.splitlines() if SPHINX_PROBLEM.search(line)]
-    assert len(warnings) == 2, result.stderr
-    assert "isrinject.model.no_such_function" in warnings[0] + warnings[1]
-    assert "lsst.images.NoSuchImage" in warnings[0] + warnings[1]
+    warnings = "\n".join(line for line in result.stderr.splitlines() if SPHINX_PROBLEM.search(line))
+    assert warnings.count("reference target not found") == 3, result.stderr
+    for target in ("isrinject.model.no_such_function", "lsst.images.NoSuchImage", "isrinject.call.MISSING_FLAT_HELP"):
+        assert target in warnings
 
 
 def test_tutorial_is_executed_and_a_failing_cell_fails(tmp_path: Path) -> None:

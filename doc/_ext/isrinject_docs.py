@@ -149,24 +149,30 @@ def _type_checking_imports(module_name: str) -> dict[str, str]:
     return imports
 
 
-def _lookup(node: nodes.Element, target: str) -> tuple[bool, Any]:
-    """Evaluate ``target`` as the docstring's module would; ``(found, object)``."""
+def _lookup(node: nodes.Element, target: str) -> tuple[bool, Any, str]:
+    """Evaluate ``target`` as the docstring's module would.
+
+    Returns ``(found, object, holder)``, ``holder`` being the name of the
+    module (or class) the object was an attribute of, which says whose a
+    constant is (a string or a tuple has no ``__module__`` of its own).
+    """
     first, *rest = target.split(".")
     for scope in _scopes(node):
         if hasattr(scope, first):
-            obj = getattr(scope, first)
+            obj, holder = getattr(scope, first), scope
             break
         deferred = _type_checking_imports(scope.__name__) if isinstance(scope, types.ModuleType) else {}
         if first in deferred:
             module_name, _, attribute = deferred[first].rpartition(".")
             try:
-                obj = getattr(importlib.import_module(module_name), attribute)
+                holder = importlib.import_module(module_name)
+                obj = getattr(holder, attribute)
                 break
             except (ImportError, AttributeError):
                 pass
         if isinstance(scope, types.ModuleType) and hasattr(scope, "__path__"):
             try:
-                obj = importlib.import_module(f"{scope.__name__}.{first}")
+                obj = holder = importlib.import_module(f"{scope.__name__}.{first}")
                 break
             except ImportError:
                 pass
@@ -174,23 +180,25 @@ def _lookup(node: nodes.Element, target: str) -> tuple[bool, Any]:
         # A dotted path from the top: ``isrinject.draw.local_jacobians``, ``lsst.images.VisitImage``.
         found = _import_longest(target.split("."))
         if found is None:
-            return (True, getattr(builtins, target)) if hasattr(builtins, target) else (False, None)
+            if hasattr(builtins, target):
+                return True, getattr(builtins, target), "builtins"
+            return False, None, ""
         obj, rest = found
+        holder = obj
     for part in rest:
         if not hasattr(obj, part):
-            return False, None
-        obj = getattr(obj, part)
-    return True, obj
+            return False, None, ""
+        holder, obj = obj, getattr(obj, part)
+    holder_name = holder.__name__ if isinstance(holder, types.ModuleType) else getattr(holder, "__module__", "")
+    return True, obj, holder_name if isinstance(holder_name, str) else ""
 
 
 def _documented_name(obj: Any, name: str, documented: dict[str, Any]) -> str | None:
     """The name under which ``obj`` is documented, if it is."""
     if isinstance(obj, types.ModuleType):
         return obj.__name__ if obj.__name__ in documented else None
-    module = getattr(obj, "__module__", None)
-    qualname = getattr(obj, "__qualname__", None)
-    if isinstance(module, str) and isinstance(qualname, str) and not isinstance(obj, (int, float, str)):
-        full = f"{module}.{qualname}"
+    if _has_own_name(obj):
+        full = f"{obj.__module__}.{obj.__qualname__}"
         return full if full in documented else None
     # Data (constants): the module attribute that holds this very object.
     last = name.rsplit(".", 1)[-1]
@@ -203,11 +211,19 @@ def _documented_name(obj: Any, name: str, documented: dict[str, Any]) -> str | N
     return None
 
 
-def _is_external(obj: Any) -> bool:
-    root = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
-    if not isinstance(root, str):
-        # Instances (constants) of other packages: judged by their type.
-        root = type(obj).__module__
+def _has_own_name(obj: Any) -> bool:
+    """Classes and functions know where they are defined; constants do not."""
+    return isinstance(getattr(obj, "__module__", None), str) and isinstance(getattr(obj, "__qualname__", None), str)
+
+
+def _is_external(obj: Any, holder: str) -> bool:
+    if isinstance(obj, types.ModuleType):
+        root = obj.__name__
+    elif _has_own_name(obj):
+        root = obj.__module__
+    else:
+        # A constant belongs to the module that holds it.
+        root = holder
     return root.split(".")[0] != PACKAGE
 
 
@@ -217,7 +233,7 @@ def _resolve_in_scope(
     if node.get("refdomain") != "py":
         return None
     target = node["reftarget"].lstrip("~.")
-    found, obj = _lookup(node, target)
+    found, obj, holder = _lookup(node, target)
     if not found:
         return None
     domain = env.get_domain("py")
@@ -227,7 +243,7 @@ def _resolve_in_scope(
         resolved = node.deepcopy()
         resolved["reftarget"] = documented_name
         return domain.resolve_xref(env, node["refdoc"], app.builder, "obj", documented_name, resolved, contnode)
-    if _is_external(obj):
+    if _is_external(obj, holder):
         return contnode
     return None
 
