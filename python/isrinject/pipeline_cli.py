@@ -1,0 +1,96 @@
+"""``isrinject make-injection-pipeline``.
+
+The options and their meaning are those of ``lsst.source.injection``'s
+``make_injection_pipeline`` script (``-t``, ``-r``, ``-i``, ``-e``, ``-x``,
+``-f``, ``--overwrite``, ``--prefix``, ``--instrument``, ``-c``).  Only
+``argparse`` is imported here, so ``isrinject --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+__all__ = ["add_parser", "make_injection_pipeline_main"]
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+
+def make_injection_pipeline_main(args: argparse.Namespace) -> int:
+    """Run ``isrinject make-injection-pipeline``; return the exit code."""
+    from .pipeline_tools import make_injection_pipeline
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.filename and os.path.exists(args.filename) and not args.overwrite:
+        print(f"isrinject: error: {args.filename} exists; use --overwrite to replace it.", file=sys.stderr)
+        return 1
+    try:
+        pipeline = make_injection_pipeline(
+            dataset_type_name=args.dataset_type_name,
+            reference_pipeline=args.reference_pipeline,
+            injection_pipeline=args.injection_pipeline,
+            exclude_subsets=args.exclude_subsets,
+            excluded_tasks=args.excluded_tasks,
+            prefix=args.prefix,
+            instrument=args.instrument,
+            config=args.config,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"isrinject: error: {err}", file=sys.stderr)
+        return 1
+    if args.filename:
+        if os.path.exists(args.filename):
+            os.remove(args.filename)  # write_to_uri does not replace files
+        pipeline.write_to_uri(args.filename)
+        logging.getLogger("isrinject.pipeline_tools").info("Wrote %s.", os.path.realpath(args.filename))
+    else:
+        print(pipeline)
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``make-injection-pipeline``."""
+    from .pipeline_tools import DEFAULT_EXCLUDED_TASKS
+
+    parser = subparsers.add_parser(
+        "make-injection-pipeline",
+        help="Merge the injection task into a processing pipeline (source_injection compatible).",
+        description=(
+            "Merge the injection task into a reference pipeline: every task downstream of the dataset type "
+            "injected into reads the injected datasets and writes its outputs under the prefix; upstream "
+            "tasks are unchanged. The injection task joins the subsets of the task producing the dataset "
+            "type, or of the tasks reading it when the pipeline does not make it (unless -e); each subset "
+            "with a task injection touches gets an 'injected_<subset>' copy holding only those tasks. "
+            "Writes the pipeline YAML (-f) or prints it."
+        ),
+    )
+    parser.add_argument(
+        "-t", "--dataset-type-name", required=True, metavar="TEXT", help="Dataset type to inject into (visit_image)."
+    )
+    parser.add_argument(
+        "-r", "--reference-pipeline", required=True, metavar="FILE", help="Reference pipeline YAML file or URI."
+    )
+    parser.add_argument(
+        "-i", "--injection-pipeline", metavar="FILE",
+        help="One-task injection pipeline; default inferred from -t (pipelines/inject.yaml for visit_image).",
+    )
+    parser.add_argument(
+        "-e", "--exclude-subsets", action="store_true",
+        help="Do not add the injection task to the subsets of the task producing (or reading) the dataset type.",
+    )
+    parser.add_argument(
+        "-x", "--excluded-tasks", metavar="TASKS", default=",".join(sorted(DEFAULT_EXCLUDED_TASKS)),
+        help="Comma-separated task labels removed from the pipeline (default: %(default)s).",
+    )
+    parser.add_argument("-f", "--filename", metavar="FILE", help="Write the pipeline YAML here (else print it).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing -f file.")
+    parser.add_argument(
+        "--prefix", default="injected_", help="Prefix of the dataset types made downstream of the injection."
+    )
+    parser.add_argument("--instrument", metavar="CLASS", help="Fully qualified instrument class to add.")
+    parser.add_argument(
+        "-c", "--config", action="append", metavar="LABEL:KEY=VALUE",
+        help="Config override of a task (the injection task included); repeatable.",
+    )
+    parser.set_defaults(func=make_injection_pipeline_main)
