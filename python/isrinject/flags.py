@@ -7,9 +7,12 @@ them are specific to the ISR-consistent pixel model.
 
 from __future__ import annotations
 
-__all__ = ["InjectionFlag", "flag_descriptions", "describe_flags"]
+__all__ = ["InjectionFlag", "flag_descriptions", "flag_meanings", "describe_flags"]
 
+import ast
 import enum
+import functools
+import inspect
 
 
 class InjectionFlag(enum.IntFlag):
@@ -70,6 +73,30 @@ def flag_descriptions() -> dict[str, int]:
     """Return ``{name: bit index}`` as stored in the output catalog metadata
     (the same layout as ``lsst.source.injection``)."""
     return {flag.name: flag.value.bit_length() - 1 for flag in InjectionFlag}
+
+
+def flag_meanings() -> dict[str, str]:
+    """Return ``{name: meaning}``: the docstring of each `InjectionFlag` member.
+
+    The attribute docstrings in the class body are the one definition of what
+    each flag means; Python keeps them only in the source, so they are read
+    from there (once).
+    """
+    return dict(_flag_meanings())
+
+
+@functools.cache
+def _flag_meanings() -> dict[str, str]:
+    body = ast.parse(inspect.getsource(InjectionFlag)).body[0].body
+    meanings = {
+        target.id: " ".join(doc.value.value.split())
+        for assign, doc in zip(body, body[1:])
+        if isinstance(assign, ast.Assign)
+        for target in assign.targets
+        if isinstance(target, ast.Name)
+        and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)
+    }
+    return {flag.name: meanings[flag.name] for flag in InjectionFlag}
 
 
 def describe_flags(value: int) -> list[str]:

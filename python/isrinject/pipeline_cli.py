@@ -1,14 +1,16 @@
-"""``isrinject make-injection-pipeline``.
+"""``isrinject make-injection-pipeline`` and ``isrinject consolidate-catalogs``.
 
-The options and their meaning are those of ``lsst.source.injection``'s
-``make_injection_pipeline`` script (``-t``, ``-r``, ``-i``, ``-e``, ``-x``,
-``-f``, ``--overwrite``, ``--prefix``, ``--instrument``, ``-c``).  Only
+The options of ``make-injection-pipeline`` and their meaning are those of
+``lsst.source.injection``'s ``make_injection_pipeline`` script (``-t``,
+``-r``, ``-i``, ``-e``, ``-x``, ``-f``, ``--overwrite``, ``--prefix``,
+``--instrument``, ``-c``).  ``consolidate-catalogs`` writes a collection's
+injected catalogs, consolidated per visit, to one Parquet file.  Only
 ``argparse`` is imported here, so ``isrinject --help`` stays fast.
 """
 
 from __future__ import annotations
 
-__all__ = ["add_parser", "make_injection_pipeline_main"]
+__all__ = ["add_parser", "consolidate_catalogs_main", "make_injection_pipeline_main"]
 
 import argparse
 import logging
@@ -49,8 +51,41 @@ def make_injection_pipeline_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def consolidate_catalogs_main(args: argparse.Namespace) -> int:
+    """Run ``isrinject consolidate-catalogs``; return the exit code."""
+    import numpy as np
+    from lsst.daf.butler import Butler
+
+    from .catalog.schema import write_catalog
+    from .consolidate import collect_injected_catalogs
+    from .flags import FATAL_FLAGS
+
+    if os.path.exists(args.output) and not args.overwrite:
+        print(f"isrinject: error: {args.output} exists; use --overwrite to replace it.", file=sys.stderr)
+        return 1
+    butler = Butler.from_config(args.butler_config)
+    collections = [c for item in args.collections for c in item.split(",") if c]
+    try:
+        catalog = collect_injected_catalogs(butler, collections, where=args.where or "", prefix=args.prefix)
+    except LookupError as err:
+        print(f"isrinject: error: {err}", file=sys.stderr)
+        return 1
+    write_catalog(catalog, args.output, format="parquet", overwrite=args.overwrite)
+    injected = (np.asarray(catalog["injection_flag"]) & int(FATAL_FLAGS)) == 0
+    primary = np.asarray(catalog["injected_isPrimary"])
+    print(f"{'band':>4} {'visit':>8} {'detectors':>9} {'rows':>6} {'injected':>8} {'primary':>7}")
+    for band in sorted(set(catalog["band"])):
+        for visit in sorted(set(catalog["visit"][catalog["band"] == band])):
+            rows = (np.asarray(catalog["band"]) == band) & (np.asarray(catalog["visit"]) == visit)
+            n_detectors = len(set(catalog["detector"][rows]))
+            print(f"{band:>4} {visit:>8} {n_detectors:>9} {int(rows.sum()):>6} {int((rows & injected).sum()):>8} "
+                  f"{int((rows & primary).sum()):>7}")
+    print(f"Wrote {len(catalog)} rows to {os.path.realpath(args.output)}.")
+    return 0
+
+
 def add_parser(subparsers: Any) -> None:
-    """Register ``make-injection-pipeline``."""
+    """Register ``make-injection-pipeline`` and ``consolidate-catalogs``."""
     from .pipeline_tools import DEFAULT_EXCLUDED_TASKS
 
     parser = subparsers.add_parser(
@@ -94,3 +129,27 @@ def add_parser(subparsers: Any) -> None:
         help="Config override of a task (the injection task included); repeatable.",
     )
     parser.set_defaults(func=make_injection_pipeline_main)
+
+    consolidate = subparsers.add_parser(
+        "consolidate-catalogs",
+        help="Write a collection's injected catalogs, consolidated per visit, to one Parquet file.",
+        description=(
+            "Gather every injected_visit_image_catalog of the collections into one Parquet table (rows of "
+            "every band and visit), consolidated per visit as pipelines/consolidate.yaml does: visit, "
+            "detector and band columns, one row per detector a source was considered on, injected_isPrimary "
+            "True on the row of the detector whose image holds the source centre; the flags' bits and "
+            "meanings are in the table metadata."
+        ),
+    )
+    consolidate.add_argument("-b", "--butler-config", required=True, metavar="REPO", help="Butler repository.")
+    consolidate.add_argument(
+        "-i", "--collections", required=True, action="append", metavar="COLL",
+        help="Collections holding the injected outputs (comma-separated or repeated; find-first).",
+    )
+    consolidate.add_argument("-o", "--output", required=True, metavar="FILE", help="Parquet file to write.")
+    consolidate.add_argument("--overwrite", action="store_true", help="Replace an existing output file.")
+    consolidate.add_argument(
+        "-d", "--where", metavar="QUERY", help="Data ID expression restricting the catalogs (e.g. \"band='r'\")."
+    )
+    consolidate.add_argument("--prefix", default="injected_", help="Prefix of the injected dataset types.")
+    consolidate.set_defaults(func=consolidate_catalogs_main)
