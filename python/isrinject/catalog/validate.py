@@ -24,19 +24,18 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import galsim
 import numpy as np
 from astropy.table import Table
 
 from ..draw.profiles import (
     GALSIM_SOURCE_TYPES,
-    SHEAR_PARAMETERS,
     SERSIC_N_RANGE,
     canonical_source_type,
     profile_parameters,
 )
 from ..flags import InjectionFlag
 from .schema import BOOKKEEPING_COLUMNS, normalize_source_types, standardize_columns
+from .source_types import SOURCE_TYPE_PARAMETERS
 
 #: How many offending values/rows a problem message quotes before "...".
 _MAX_QUOTED = 8
@@ -225,25 +224,13 @@ class _Checker:
 
 
 def _uses_parameter(source_types: np.ndarray, name: str) -> np.ndarray:
-    """Rows whose (canonical) source type takes the column ``name``.
-
-    GalSim constructor parameters count for their class; shear columns
-    (``q``, ``beta``, ...) for every extended profile; ``beta`` also for
-    Trail; unknown types are not checked here (they are TYPE_UNKNOWN).
-    """
+    """Rows whose (canonical) source type takes the column ``name``
+    (`SOURCE_TYPE_PARAMETERS`); unknown types are not checked here (they are
+    TYPE_UNKNOWN)."""
     uses = np.zeros(len(source_types), dtype=bool)
     for source_type in set(source_types.tolist()):
-        rows = source_types == source_type
-        if source_type in GALSIM_SOURCE_TYPES:
-            gs_class = getattr(galsim, source_type)
-            parameters = {*getattr(gs_class, "_req_params", {}), *getattr(gs_class, "_opt_params", {})}
-            for group in getattr(gs_class, "_single_params", ()):
-                parameters |= set(group)
-            if source_type != "DeltaFunction":
-                parameters |= set(SHEAR_PARAMETERS)
-            uses[rows] = name in parameters
-        elif source_type == "Trail":
-            uses[rows] = name in ("beta", "trail_length")
+        if source_type in SOURCE_TYPE_PARAMETERS:
+            uses[source_types == source_type] = name in SOURCE_TYPE_PARAMETERS[source_type].columns
     return uses
 
 
