@@ -133,6 +133,28 @@ def test_prefix_overrides_instrument_and_excluded_tasks(caplog: pytest.LogCaptur
     assert "no_such_task" in caplog.text and "'step2'" in caplog.text
 
 
+def test_additional_pipelines_are_added_unchanged_into_the_named_subsets() -> None:
+    consolidate = ROOT / "pipelines" / "consolidate.yaml"
+    merged = make_injection_pipeline(
+        "visit_image", str(REFERENCE), additional_pipelines=[str(consolidate)],
+        subset_names=["step2", "catalogs:Per-visit injected catalogs."],
+        config=["consolidate_visit_catalogs:col_is_primary='primary'"],
+    )
+    connections = _connections(merged)
+    assert connections["consolidate_visit_catalogs"] == (
+        {"catalogs": "injected_visit_image_catalog", "image_bboxes": "injected_visit_image.bbox"},
+        {"visit_catalog": "injected_visit_catalog"},
+    )
+    assert merged.to_graph().tasks["consolidate_visit_catalogs"].config.col_is_primary == "primary"
+    assert set(merged.subsets["step2"]) == {"summarize", "consolidate_visit_catalogs"}
+    assert set(merged.subsets["catalogs"]) == {"consolidate_visit_catalogs"}
+    assert "Per-visit injected catalogs." in str(merged)
+    # The injected copies are made before the additional tasks join (as source_injection does).
+    assert set(merged.subsets["injected_step2"]) == {"summarize"}
+    with pytest.raises(ValueError, match=r"Subsets \['step2'\] were given for additional tasks"):
+        make_injection_pipeline("visit_image", str(REFERENCE), subset_names="step2")
+
+
 def test_violated_contract_is_removed(caplog: pytest.LogCaptureFixture) -> None:
     reference = Pipeline.fromString(
         REFERENCE.read_text()
@@ -161,6 +183,30 @@ def test_bad_arguments_raise_naming_the_value(kwargs: dict, message: str) -> Non
     arguments = {"dataset_type_name": "visit_image", "reference_pipeline": str(REFERENCE), **kwargs}
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make_injection_pipeline(**arguments)
+
+
+def test_command_line_passes_every_option(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``isrinject make-injection-pipeline`` without -f prints the pipeline; each option reaches it."""
+    from isrinject.cli import main
+
+    consolidate = ROOT / "pipelines" / "consolidate.yaml"
+    code = main([
+        "make-injection-pipeline", "-t", "visit_image", "-r", str(REFERENCE), "-i", str(ROOT / "pipelines" / "inject.yaml"),
+        "-e", "-x", "flat_statistics", "--prefix", "sim_", "--instrument", "reference_tasks.DemoInstrument",
+        "-c", "inject_visit:noise_seed=9", "-a", str(consolidate), "-s", "catalogs:Catalogs.",
+    ])
+    assert code == 0
+    printed = Pipeline.fromString(capsys.readouterr().out)
+    assert set(printed.task_labels) == {"inject_visit", "measure", "summarize", "consolidate_visit_catalogs"}
+    assert printed.getInstrument() == "reference_tasks.DemoInstrument"
+    graph = printed.to_graph()
+    assert graph.tasks["inject_visit"].config.noise_seed == 9
+    assert graph.tasks["measure"].inputs["visit_image"].dataset_type_name == "sim_visit_image"
+    # -e: step1 (now just measure) did not get the injection task.
+    assert set(printed.subsets["step1"]) == {"measure"} and "calibration_check" not in printed.subsets
+    assert set(printed.subsets["catalogs"]) == {"consolidate_visit_catalogs"}
+    assert main(["make-injection-pipeline", "-t", "calexp", "-r", str(REFERENCE)]) == 1
+    assert "'calexp' is not a connection of any task" in capsys.readouterr().err
 
 
 def test_parse_config_override_keeps_equals_in_the_value() -> None:

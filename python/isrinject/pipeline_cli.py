@@ -3,7 +3,7 @@
 The options of ``make-injection-pipeline`` and their meaning are those of
 ``lsst.source.injection``'s ``make_injection_pipeline`` script (``-t``,
 ``-r``, ``-i``, ``-e``, ``-x``, ``-f``, ``--overwrite``, ``--prefix``,
-``--instrument``, ``-c``).  ``consolidate-catalogs`` writes a collection's
+``--instrument``, ``-c``, ``-a``, ``-s``).  ``consolidate-catalogs`` writes a collection's
 injected catalogs, consolidated per visit, to one Parquet file.  Only
 ``argparse`` is imported here, so ``isrinject --help`` stays fast.
 """
@@ -37,6 +37,8 @@ def make_injection_pipeline_main(args: argparse.Namespace) -> int:
             prefix=args.prefix,
             instrument=args.instrument,
             config=args.config,
+            additional_pipelines=args.additional_pipelines or (),
+            subset_names=args.additional_subset or (),
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"isrinject: error: {err}", file=sys.stderr)
@@ -127,6 +129,14 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "-c", "--config", action="append", metavar="LABEL:KEY=VALUE",
         help="Config override of a task (the injection task included); repeatable.",
+    )
+    parser.add_argument(
+        "-a", "--additional-pipelines", nargs="+", metavar="FILE",
+        help="Pipelines whose tasks are added unchanged (e.g. pipelines/consolidate.yaml).",
+    )
+    parser.add_argument(
+        "-s", "--additional-subset", action="append", metavar="NAME[:DESCRIPTION]",
+        help="Subset receiving the tasks of -a (created if missing); repeatable.",
     )
     parser.set_defaults(func=make_injection_pipeline_main)
 

@@ -21,8 +21,9 @@ type at the injected datasets:
   copy holding only those tasks (to run on a repository that already holds
   the dataset type).
 
-Contracts the renaming breaks are removed with a warning, as
-``lsst.source.injection`` does.
+Tasks of ``additional_pipelines`` (e.g. ``pipelines/consolidate.yaml``) are
+added unchanged, into the subsets ``subset_names``.  Contracts the renaming
+breaks are removed with a warning, as ``lsst.source.injection`` does.
 """
 
 from __future__ import annotations
@@ -167,6 +168,9 @@ def make_injection_pipeline(
     prefix: str = "injected_",
     instrument: str | None = None,
     config: str | Sequence[str] | None = None,
+    additional_pipelines: Sequence[Pipeline | str | os.PathLike[str]] = (),
+    subset_names: str | Sequence[str] = (),
+    subset_description: str = "",
 ) -> Pipeline:
     """Merge the injection task into a reference pipeline and point the tasks
     downstream of ``dataset_type_name`` at the injected datasets.
@@ -196,8 +200,18 @@ def make_injection_pipeline(
         Fully qualified instrument class name to add to the pipeline.
     config
         Config overrides ``label:key=value`` (one or a list); they may name
-        any task of the output pipeline, the injection task included, and are
-        applied after the renaming (so they win over it).
+        any task of the output pipeline, the injection task and the additional
+        tasks included, and are applied after the renaming (so they win over
+        it).
+    additional_pipelines
+        Pipelines whose tasks are added as they are (no renaming), e.g.
+        ``pipelines/consolidate.yaml``.
+    subset_names
+        Subsets (a list or a comma-separated string) that receive every task
+        of ``additional_pipelines``; a missing subset is created.  An entry
+        may be ``name:description``.
+    subset_description
+        Description of created subsets whose entry has none.
 
     Returns
     -------
@@ -301,16 +315,6 @@ def make_injection_pipeline(
         for subset in set().union(*(pipeline.findSubsetsWithLabel(label) for label in neighbours)):
             pipeline.addLabelToSubset(subset, injection_label)
 
-    # The remaining overrides name the injection task (or nothing).
-    for label, key, value in overrides:
-        if label == injection_label:
-            pipeline.addConfigOverride(label, key, value)
-        elif label not in pipeline.task_labels:
-            raise ValueError(
-                f"Config override {label}:{key}={value} names task {label!r}, which is not in the output "
-                f"pipeline (tasks: {', '.join(sorted(pipeline.task_labels))})."
-            )
-
     touched = downstream | {injection_label}
     for subset, members in list(pipeline.subsets.items()):
         injected_members = set(members) & touched
@@ -322,6 +326,34 @@ def make_injection_pipeline(
         pipeline.addLabeledSubset(
             name, f"The tasks of subset {subset!r} that source injection touches.", injected_members
         )
+
+    additional_tasks: set[str] = set()
+    for additional in additional_pipelines:
+        extra = _load(additional)
+        if clash := sorted(set(extra.task_labels) & set(pipeline.task_labels)):
+            raise ValueError(f"Task label(s) {clash} of the additional pipeline {additional} are already in the pipeline.")
+        additional_tasks |= set(extra.task_labels)
+        pipeline.mergePipeline(extra)
+    names = [n.strip() for n in (subset_names.split(",") if isinstance(subset_names, str) else subset_names)]
+    if any(names) and not additional_tasks:
+        raise ValueError(f"Subsets {[n for n in names if n]} were given for additional tasks, but no additional pipeline.")
+    for entry in filter(None, names):
+        name, _, description = entry.partition(":")
+        if name in pipeline.subsets:
+            for label in sorted(additional_tasks):
+                pipeline.addLabelToSubset(name, label)
+        else:
+            pipeline.addLabeledSubset(name, description or subset_description, additional_tasks)
+
+    # The remaining overrides name the injection task, an added task, or nothing.
+    for label, key, value in overrides:
+        if label == injection_label or label in additional_tasks:
+            pipeline.addConfigOverride(label, key, value)
+        elif label not in pipeline.task_labels:
+            raise ValueError(
+                f"Config override {label}:{key}={value} names task {label!r}, which is not in the output "
+                f"pipeline (tasks: {', '.join(sorted(pipeline.task_labels))})."
+            )
 
     _remove_violated_contracts(pipeline)
     _LOG.info(
