@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
-from lsst.daf.butler import Butler
-from lsst.images import Box
-
 from isrinject.catalog.schema import read_catalog
 from isrinject.consolidate import consolidate_visit_catalogs
 from isrinject.flags import FATAL_FLAGS, InjectionFlag, flag_descriptions, flag_meanings
+from lsst.daf.butler import Butler
+from lsst.images import Box
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,7 +46,9 @@ def test_primary_is_the_detector_holding_the_centre() -> None:
     originals = {d: c.copy() for d, c in catalogs.items()}
     result = consolidate_visit_catalogs(catalogs, {3: box, 4: box}, visit=77, band="i")
     assert len(result) == 9
-    assert result.colnames[:6] == ["injection_id", "visit", "detector", "band", "injection_flag", "injected_isPrimary"]
+    assert result.colnames[:6] == [
+        "injection_id", "visit", "detector", "band", "injection_flag", "injected_isPrimary"
+    ]
     assert set(result["visit"]) == {77} and set(result["band"]) == {"i"}
     primary = {int(row["injection_id"]): int(row["detector"]) for row in result if row["injected_isPrimary"]}
     assert primary == {1: 3, 2: 4, 4: 4}
@@ -79,14 +80,15 @@ def test_every_flag_has_a_meaning() -> None:
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ISRINJECT_DIR": str(ROOT), "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")])}
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=900, env=env)
 
 
 @pytest.mark.slow
 def test_consolidated_catalogs_through_pipetask_and_the_cli(demo_repo, tmp_path: Path) -> None:
     demo = demo_repo
     injected, consolidated = "u/test/consolidate/inject", "u/test/consolidate/visits"
-    for pipeline, inputs, output in (("inject.yaml", demo.layout.inputs, injected), ("consolidate.yaml", injected, consolidated)):
+    runs = (("inject.yaml", demo.layout.inputs, injected), ("consolidate.yaml", injected, consolidated))
+    for pipeline, inputs, output in runs:
         ran = _run([str(BIN / "pipetask"), "run", "-b", str(demo.root), "-i", inputs, "-o", output,
                     "-p", str(ROOT / "pipelines" / pipeline), "--register-dataset-types"])
         assert ran.returncode == 0, ran.stderr[-3000:]
@@ -125,7 +127,8 @@ def test_consolidated_catalogs_through_pipetask_and_the_cli(demo_repo, tmp_path:
     assert n_multi > 0
 
     output = tmp_path / "injected.parquet"
-    cli = _run([str(BIN / "isrinject"), "consolidate-catalogs", "-b", str(demo.root), "-i", injected, "-o", str(output)])
+    command = [str(BIN / "isrinject"), "consolidate-catalogs", "-b", str(demo.root), "-i", injected, "-o", str(output)]
+    cli = _run(command)
     assert cli.returncode == 0, cli.stderr[-3000:]
     collected = read_catalog(str(output))
     assert len(collected) == total_rows
@@ -142,5 +145,5 @@ def test_consolidated_catalogs_through_pipetask_and_the_cli(demo_repo, tmp_path:
     assert list(collected["band"]) == sorted(collected["band"])
     assert collected["injection_flux"].unit == "nJy"
     assert collected.meta["injection_flag_meanings"] == flag_meanings()
-    again = _run([str(BIN / "isrinject"), "consolidate-catalogs", "-b", str(demo.root), "-i", injected, "-o", str(output)])
+    again = _run(command)
     assert again.returncode == 1 and "--overwrite" in again.stderr

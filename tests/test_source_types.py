@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.table import Table
-
 from isrinject.catalog import SOURCE_TYPE_PARAMETERS, STANDARD_UNITS, check_catalog, source_type_parameters
 from isrinject.cli import main
 from isrinject.draw.profiles import SOURCE_TYPES

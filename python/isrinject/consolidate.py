@@ -293,7 +293,7 @@ def collect_injected_catalogs(
     }
     by_visit: dict[tuple[str, int], list[Any]] = defaultdict(list)
     for ref in refs:
-        by_visit[(ref.dataId["band"], ref.dataId["visit"])].append(ref)
+        by_visit[(str(ref.dataId["band"]), int(ref.dataId["visit"]))].append(ref)
     tables = []
     for (band, visit), visit_refs in sorted(by_visit.items()):
         catalogs, bboxes = {}, {}

@@ -7,12 +7,13 @@ them are specific to the ISR-consistent pixel model.
 
 from __future__ import annotations
 
-__all__ = ["InjectionFlag", "flag_descriptions", "flag_meanings", "describe_flags"]
+__all__ = ["InjectionFlag", "describe_flags", "flag_descriptions", "flag_meanings"]
 
 import ast
 import enum
 import functools
 import inspect
+import itertools
 
 
 class InjectionFlag(enum.IntFlag):
@@ -90,7 +91,7 @@ def _flag_meanings() -> dict[str, str]:
     body = ast.parse(inspect.getsource(InjectionFlag)).body[0].body
     meanings = {
         target.id: " ".join(doc.value.value.split())
-        for assign, doc in zip(body, body[1:])
+        for assign, doc in itertools.pairwise(body)
         if isinstance(assign, ast.Assign)
         for target in assign.targets
         if isinstance(target, ast.Name)

@@ -266,7 +266,8 @@ def make_injection_pipeline(
     injected_types = {dataset_type_name}
     for label in downstream:
         node = graph.tasks[label]
-        injected_types |= {edge.parent_dataset_type_name for edge in itertools.chain(node.outputs.values(), node.init.outputs.values())}
+        outputs = itertools.chain(node.outputs.values(), node.init.outputs.values())
+        injected_types |= {edge.parent_dataset_type_name for edge in outputs}
     for label in sorted(downstream):
         node = graph.tasks[label]
         configurable = set(node.config.connections.keys())
@@ -295,7 +296,9 @@ def make_injection_pipeline(
         )
     (injection_label,) = injection.task_labels
     if injection_label in pipeline.task_labels:
-        raise ValueError(f"Task label {injection_label!r} of the injection pipeline is also in the reference pipeline.")
+        raise ValueError(
+            f"Task label {injection_label!r} of the injection pipeline is also in the reference pipeline."
+        )
     injection_node = injection.to_graph().tasks[injection_label]
     if missing := sorted(set(_INJECTION_CONNECTIONS) - set(injection_node.config.connections.keys())):
         raise ValueError(
@@ -311,7 +314,10 @@ def make_injection_pipeline(
         # The injection runs with the task making the dataset type; when the
         # reference pipeline only reads it, with the tasks reading it.
         producer = graph.producer_of(dataset_type_name)
-        neighbours = [producer.label] if producer is not None else [node.label for node in graph.consumers_of(dataset_type_name)]
+        if producer is not None:
+            neighbours = [producer.label]
+        else:
+            neighbours = [node.label for node in graph.consumers_of(dataset_type_name)]
         for subset in set().union(*(pipeline.findSubsetsWithLabel(label) for label in neighbours)):
             pipeline.addLabelToSubset(subset, injection_label)
 
@@ -331,12 +337,16 @@ def make_injection_pipeline(
     for additional in additional_pipelines:
         extra = _load(additional)
         if clash := sorted(set(extra.task_labels) & set(pipeline.task_labels)):
-            raise ValueError(f"Task label(s) {clash} of the additional pipeline {additional} are already in the pipeline.")
+            raise ValueError(
+                f"Task label(s) {clash} of the additional pipeline {additional} are already in the pipeline."
+            )
         additional_tasks |= set(extra.task_labels)
         pipeline.mergePipeline(extra)
     names = [n.strip() for n in (subset_names.split(",") if isinstance(subset_names, str) else subset_names)]
     if any(names) and not additional_tasks:
-        raise ValueError(f"Subsets {[n for n in names if n]} were given for additional tasks, but no additional pipeline.")
+        raise ValueError(
+            f"Subsets {[n for n in names if n]} were given for additional tasks, but no additional pipeline."
+        )
     for entry in filter(None, names):
         name, _, description = entry.partition(":")
         if name in pipeline.subsets:
