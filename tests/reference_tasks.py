@@ -1,4 +1,4 @@
-"""Small PipelineTasks standing in for a processing pipeline (``tests/data/reference_pipeline.yaml``).
+"""Small PipelineTasks standing in for a processing pipeline (``tests/reference_pipeline.yaml``).
 
 `make_injection_pipeline` is tested on a pipeline made of these tasks:
 

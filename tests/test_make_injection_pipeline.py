@@ -1,6 +1,6 @@
 """Issue 18 (1): ``make_injection_pipeline`` on a reference pipeline of test tasks.
 
-The reference pipeline (``tests/data/reference_pipeline.yaml``, tasks in
+The reference pipeline (``tests/reference_pipeline.yaml``, tasks in
 ``tests/reference_tasks.py``) has one task upstream of ``visit_image``
 (``flat_statistics``) and two downstream (``measure`` reads ``visit_image``,
 ``summarize`` reads what ``measure`` writes).  The fast tests check the merged
@@ -26,7 +26,7 @@ from reference_tasks import measure_visit_image
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-REFERENCE = TESTS / "data" / "reference_pipeline.yaml"
+REFERENCE = TESTS / "reference_pipeline.yaml"
 BIN = Path(sys.executable).parent
 
 
@@ -178,7 +178,7 @@ def test_violated_contract_is_removed(caplog: pytest.LogCaptureFixture) -> None:
         ({"prefix": ""}, "prefix must not be empty"),
         ({"config": "measure.doFoo=1"}, "'measure.doFoo=1' is not of the form 'label:key=value'"),
         ({"config": "nosuchtask:x=1"}, "names task 'nosuchtask', which is not in the output pipeline"),
-        ({"injection_pipeline": str(TESTS / "data" / "reference_pipeline.yaml")}, "has 3 tasks"),
+        ({"injection_pipeline": str(REFERENCE)}, "has 3 tasks"),
     ],
 )
 def test_bad_arguments_raise_naming_the_value(kwargs: dict, message: str) -> None:

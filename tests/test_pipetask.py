@@ -25,6 +25,7 @@ from isrinject.demo.repo import (
     register_visit,
     set_input_chain,
 )
+from isrinject.provenance import record_isr_flat
 from isrinject.sim import make_flat, simulate_exposure
 from isrinject.sim.camera import amplifier_boxes
 
@@ -80,13 +81,14 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, np.n
             end=begin + TimeDelta(30, format="sec"),
             detector_regions={DETECTOR: detector_region(vi.sky_projection, vi.bbox)},
         )
-        put_visit_image(butler, vi, instrument=layout.instrument, visit=visit, detector=DETECTOR, run=layout.raw_run)
-        certify_calibration(
+        flat_ref = certify_calibration(
             butler, "flat", sim.flat, data_id={"instrument": layout.instrument, "detector": DETECTOR,
                                                "physical_filter": filters[BAND]},
             run=f"{layout.calib_run}/{visit}", calib_collection=layout.calib_collection,
             begin=ranges[visit][0], end=ranges[visit][1],
         )
+        record_isr_flat(vi.metadata, flat_ref)  # as ISR does; the quantum checks it
+        put_visit_image(butler, vi, instrument=layout.instrument, visit=visit, detector=DETECTOR, run=layout.raw_run)
         # Sources at fixed pixel positions of each visit image, as sky coordinates.
         sky = vi.sky_projection.pixel_to_sky(_xy([80.0, 170.0], [100.0, 90.0]))
         table = sources.copy()

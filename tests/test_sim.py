@@ -8,6 +8,7 @@ variance of N unit-variance normal deviates has standard deviation
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -47,6 +48,17 @@ def _star(x: float, y: float, mag: float) -> Table:
 
 
 # ---------------------------------------------------------------- camera
+
+
+def test_comcam_table_is_package_data():
+    """The table ships inside isrinject.sim (importlib.resources), 144 amplifiers of 9 sensors."""
+    import isrinject.sim
+
+    table = default_comcam_csv()
+    assert Path(str(table)).parent == Path(isrinject.sim.__file__).parent / "data"
+    with table.open() as stream:
+        assert len(stream.read().splitlines()) == 1 + 144
+    assert load_comcam_amplifiers(ccd="S00") == load_comcam_amplifiers(table, ccd="S00")
 
 
 def test_load_comcam_amplifiers_s11():

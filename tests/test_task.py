@@ -268,6 +268,34 @@ def test_amplifier_lookup_at_pixels_matches_the_per_box_map() -> None:
     assert np.all(np.isinf(saturation[index == -1]))
 
 
+def test_amplifiers_that_leave_pixels_uncovered_need_configured_constants(caplog) -> None:
+    """A detector whose amplifiers cover the image gives their own terms; one that
+    leaves pixels uncovered (a cutout beyond its amplifiers) gives an error naming
+    them and the config fields, or one constant pseudo-amplifier when configured."""
+    from lsst.images import Box
+
+    from isrinject.calibration import CalibrationError, amplifier_terms
+    from isrinject.sim import make_detector
+
+    detector = make_detector(instrument="X", detector_id=3, shape=(20, 16), gains=[1.5, 2.0],
+                             read_noises=[5.0, 7.0], saturations=[1e5, 1e5], amp_grid=(1, 2))
+    inside = amplifier_terms(detector, Box.factory[2:12, 4:14])
+    assert [(t.name, t.read_noise, t.saturation) for t in inside] == [("C00", 5.0, 1.5e5), ("C01", 7.0, 2.0e5)]
+    beyond = Box.factory[10:30, 0:16]  # half the rows lie above the detector
+    with pytest.raises(CalibrationError) as caught:
+        amplifier_terms(detector, beyond)
+    message = str(caught.value)
+    assert "cover 160 of the 320 pixels of the image [y=10:30, x=0:16]" in message
+    assert "C00 [y=0:20, x=0:8], C01 [y=0:20, x=8:16]" in message
+    assert "config.read_noise" in message and "config.saturation" in message
+    with caplog.at_level("WARNING", logger="isrinject.calibration"):
+        (constant,) = amplifier_terms(detector, beyond, read_noise=6.0)
+    assert (constant.name, constant.bbox, constant.read_noise, constant.saturation) == ("ALL", beyond, 6.0, np.inf)
+    assert "SATURATED is never set" in caplog.text
+    (configured,) = amplifier_terms(detector, beyond, read_noise=6.0, saturation=9e4)
+    assert configured.saturation == 9e4
+
+
 def test_overlapping_sources_in_one_pass_equal_one_after_the_other(u_band) -> None:
     """Overlapping stamps go through the pixel model in one batch; their
     electrons are summed per pixel first, so image and variance (ΔV's flat

@@ -16,6 +16,7 @@ __all__ = [
     "VisitInjectConfig",
     "VisitInjectConnections",
     "VisitInjectTask",
+    "find_isr_flat",
     "inject_pixels",
     "inject_sources",
 ]
@@ -28,6 +29,7 @@ _LAZY = {
     "VisitInjectConnections": "isrinject.task",
     "VisitInjectTask": "isrinject.task",
     "inject_sources": "isrinject.task",
+    "find_isr_flat": "isrinject.provenance",
 }
 
 

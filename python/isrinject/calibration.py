@@ -116,8 +116,7 @@ def amplifier_terms(
     Parameters
     ----------
     detector
-        The VisitImage's detector (`None`, or one without amplifiers, gives
-        one pseudo-amplifier covering the image).
+        The VisitImage's detector.
     image_bbox
         The image bounding box.
     read_noise
@@ -126,12 +125,28 @@ def amplifier_terms(
         Override for every amplifier [pre-flat e⁻]; `None` to use the
         detector's ``saturation`` [ADU] × ``gain`` [e⁻/ADU].
 
+    Returns
+    -------
+    amplifiers
+        One entry per detector amplifier overlapping the image, when the
+        amplifiers cover every pixel of ``image_bbox``.  Otherwise (no
+        detector, no amplifiers, or amplifiers that leave pixels uncovered,
+        as in cutouts of real visit images whose detector lists only some
+        amplifiers) a single pseudo-amplifier ``"ALL"`` covering the image
+        with the configured constants (saturation +inf when not configured,
+        logged).
+
     Raises
     ------
     CalibrationError
-        If neither the detector nor the override gives a read noise.
+        If an amplifier has no usable read noise and none is configured, or
+        the amplifiers do not cover the image and ``read_noise`` is `None`
+        (the message lists the amplifiers and their boxes).
     """
     amps = list(getattr(detector, "amplifiers", None) or [])
+    n_covered = _covered_pixels([amp.bbox for amp in amps], image_bbox)
+    if n_covered < image_bbox.area:
+        return [_constant_terms(detector, amps, image_bbox, n_covered, read_noise, saturation)]
     terms = []
     for amp in amps:
         nominal = amp.nominal_calibrations
@@ -152,16 +167,57 @@ def amplifier_terms(
         else:
             amp_saturation = np.inf
         terms.append(AmplifierTerms(amp.name, bbox, float(amp_read_noise), float(amp_saturation)))
-    if not terms:
-        if read_noise is None:
-            raise CalibrationError(
-                "The visit image's detector has no amplifiers overlapping the image; "
-                "set config.read_noise (and config.saturation) to use constants."
-            )
-        terms.append(
-            AmplifierTerms("ALL", image_bbox, float(read_noise), float(saturation if saturation else np.inf))
-        )
     return terms
+
+
+def _covered_pixels(boxes: Sequence[Box], bbox: Box) -> int:
+    """Number of pixels of ``bbox`` inside at least one of ``boxes``.
+
+    Amplifier boxes are disjoint, so the areas of their overlaps with
+    ``bbox`` add up; only overlapping boxes need a per-pixel map.
+    """
+    parts = []
+    for box in boxes:
+        try:
+            parts.append(box.intersection(bbox))
+        except NoOverlapError:
+            continue
+    for i, first in enumerate(parts):
+        for second in parts[i + 1 :]:
+            try:
+                first.intersection(second)
+            except NoOverlapError:
+                continue
+            return int(np.count_nonzero(amplifier_index(parts, bbox) >= 0))
+    return sum(part.area for part in parts)
+
+
+def _constant_terms(
+    detector: object | None,
+    amps: Sequence[object],
+    image_bbox: Box,
+    n_covered: int,
+    read_noise: float | None,
+    saturation: float | None,
+) -> AmplifierTerms:
+    """The pseudo-amplifier ``"ALL"`` of an image its amplifiers do not cover
+    (see `amplifier_terms`)."""
+    name = getattr(detector, "name", None)
+    listed = ", ".join(f"{amp.name} {amp.bbox}" for amp in amps) or "none"
+    what = (
+        f"the amplifiers of detector {name!r} ({listed}) cover {n_covered} of the "
+        f"{image_bbox.area} pixels of the image {image_bbox}"
+    )
+    if read_noise is None:
+        raise CalibrationError(
+            f"No amplifier read noise or saturation for these pixels: {what}. Set config.read_noise "
+            "[e⁻] and config.saturation [pre-flat e⁻] to use constants for the whole image."
+        )
+    if saturation is None:
+        _LOG.warning(
+            "No saturation level: %s and config.saturation is None; SATURATED is never set.", what
+        )
+    return AmplifierTerms("ALL", image_bbox, float(read_noise), float(saturation) if saturation else np.inf)
 
 
 def fit_scaling_per_amplifier(
@@ -177,10 +233,12 @@ def fit_scaling_per_amplifier(
 ) -> list[AmplifierTerms]:
     """Fit c per amplifier from the real pixels (see the module docstring).
 
-    Amplifiers whose fit fails (too few pixels, non-positive slope) take the
-    median of the others; if none succeeds a `CalibrationError` is raised.
+    Amplifiers whose fit fails (fewer than ``min_pixels`` good pixels, or a
+    non-positive slope) take the median of the others; if none succeeds a
+    `CalibrationError` says why per amplifier and how to give c instead.
     """
     fitted: list[float | None] = []
+    failures: list[str] = []
     for amp in amplifiers:
         sl = amp.bbox.slice_within(image_bbox)
         flat_amp = flat[sl.y, sl.x]
@@ -191,6 +249,7 @@ def fit_scaling_per_amplifier(
         y = (variance[sl.y, sl.x] * gain_like**2)[ok]
         if x.size < min_pixels:
             fitted.append(None)
+            failures.append(f"{amp.name}: {x.size} good pixels (needs {min_pixels})")
             continue
         # Exclude the brightest 1 % (saturation, non-linearity, V_f term).
         keep = x <= np.percentile(x, 99.0)
@@ -198,10 +257,19 @@ def fit_scaling_per_amplifier(
         # a linear function of f·R so flat structure does not bias the slope.
         design = np.stack([x[keep], gain_like[ok][keep], np.ones(int(keep.sum()))], axis=1)
         slope = np.linalg.lstsq(design, y[keep], rcond=None)[0][0]
-        fitted.append(float(slope) if np.isfinite(slope) and slope > 0 else None)
+        usable_slope = np.isfinite(slope) and slope > 0
+        fitted.append(float(slope) if usable_slope else None)
+        if not usable_slope:
+            failures.append(f"{amp.name}: slope {slope:.4g} on {x.size} good pixels")
     usable = [value for value in fitted if value is not None]
     if not usable:
-        raise CalibrationError("Empirical fit of V·(f·R)² against f·R·I failed on every amplifier.")
+        raise CalibrationError(
+            "Empirical fit of V·(f·R)² against f·R·I failed on every amplifier ("
+            + "; ".join(failures)
+            + "). Give c instead: config.scaling_source='config' and config.photometric_scaling "
+            "[nJy/e⁻] (from visit_summary: the flux of a source of magnitude zeroPoint, "
+            "(zeroPoint * astropy.units.ABmag).to_value('nJy'))."
+        )
     fallback = float(np.median(usable))
     for amp, value in zip(amplifiers, fitted):
         if value is None:

@@ -34,6 +34,7 @@ from lsst.pex.config import ChoiceField, Field, ListField
 from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
 
+from .call import run_inputs
 from .calibration import (
     CalibrationError,
     PixelCalibration,
@@ -47,6 +48,7 @@ from .draw import DrawnStamp, RenderSettings, draw_source, local_jacobian, sky_t
 from .draw.psf_cache import DEFAULT_SPACING, PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
 from .model import draw_electrons, expected_electrons, pixel_response, reconstruct_pre_flat_electrons
+from .provenance import check_recorded_flat
 
 _LOG = logging.getLogger(__name__)
 
@@ -218,13 +220,15 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
     )
     photometric_scaling = Field[float](
         doc="Photometric scaling [nJy per electron] used when scaling_source='config', or for an "
-        "image in electrons that carries none.",
+        "image in electrons that carries none.  From a visit_summary row: the flux of a source of "
+        "magnitude zeroPoint, (zeroPoint * astropy.units.ABmag).to_value('nJy').",
         default=None,
         optional=True,
         check=lambda value: value is None or (np.isfinite(value) and value > 0),
     )
     read_noise = Field[float](
-        doc="Read noise [e⁻] for every amplifier; None uses the detector's amplifiers.",
+        doc="Read noise [e⁻] for every amplifier; None uses the detector's amplifiers (required when "
+        "they do not cover the image, as in cutouts whose detector lists only some amplifiers).",
         default=None,
         optional=True,
     )
@@ -242,6 +246,12 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
     )
     stamp_size_factor = Field[float](
         doc="Automatic stamp side as a multiple of GalSim's getGoodImageSize.", default=1.5
+    )
+
+    check_flat_provenance = Field[bool](
+        doc="Fail the quantum when the visit image records the flat ISR used ('LSST CALIB UUID FLAT') and "
+        "the graph resolved a different one; False only warns.",
+        default=True,
     )
 
     # --- storage classes (DP1 repositories store ExposureF) ------------------
@@ -270,6 +280,10 @@ class VisitInjectTask(PipelineTask):
         # instead of holding a second full copy, and drop the inputs (the
         # flat is as big as the image) before the output is written.
         inputs = butlerQC.get(inputRefs)
+        check_recorded_flat(
+            inputs["visit_image"].metadata, inputRefs.flat, strict=self.config.check_flat_provenance,
+            where=f"Quantum {dict(butlerQC.quantum.dataId.required)}", log=self.log,
+        )
         inputs["flat"] = read_flat(inputs["flat"], with_variance=self.config.include_flat_variance)
         outputs = self.run(**inputs, in_place=True)
         del inputs
@@ -279,24 +293,38 @@ class VisitInjectTask(PipelineTask):
     def run(
         self,
         *,
-        visit_image: VisitImage,
-        injection_catalogs: Sequence[Table],
-        flat: MaskedImage | Image,
+        visit_image: VisitImage | None = None,
+        injection_catalogs: Table | Sequence[Table],
+        flat: MaskedImage | Image | None = None,
         illumination_correction: Image | MaskedImage | None = None,
         in_place: bool = False,
+        input_exposure: VisitImage | None = None,
+        psf: Any = None,
+        photo_calib: Any = None,
+        wcs: Any = None,
     ) -> Struct:
         """Inject the catalog sources into a copy of ``visit_image``.
+
+        Also accepts ``lsst.source.injection``'s call (``input_exposure``,
+        ``psf``, ``photo_calib``, ``wcs``; see `isrinject.call.run_inputs`),
+        plus the required ``flat``.
 
         Parameters
         ----------
         visit_image
-            The calibrated visit image (not modified unless ``in_place``).
+            The calibrated visit image (not modified unless ``in_place``);
+            ``input_exposure`` is the same under source_injection's name.
         injection_catalogs
             Injection catalogs overlapping the image (source_injection
-            format); may be empty.
+            format), one Table or a sequence; may be empty.  Extra columns
+            pass through to the output catalog.
         flat
             The flat (image f and variance V_f) ISR divided this image by;
-            an `Image` has no V_f.  Its mask is not used.
+            an `Image` has no V_f.  Its mask is not used.  Required: see
+            `isrinject.find_isr_flat`.
+        psf, photo_calib, wcs
+            Overrides of the image's PSF, photometric scaling (a field or a
+            float in nJy/e⁻) and sky projection.
         illumination_correction
             The illumination correction R, required when
             ``config.do_illumination_correction``.
@@ -310,9 +338,15 @@ class VisitInjectTask(PipelineTask):
         -------
         result
             ``injected_visit_image`` (`VisitImage`) and
-            ``injected_visit_image_catalog`` (`astropy.table.Table`).
+            ``injected_visit_image_catalog`` (`astropy.table.Table`), also as
+            source_injection's ``output_exposure`` and ``output_catalog``
+            (the same objects).
         """
-        visit_image = _as_visit_image(visit_image)
+        inputs = run_inputs(
+            visit_image=visit_image, input_exposure=input_exposure, injection_catalogs=injection_catalogs,
+            psf=psf, photo_calib=photo_calib, wcs=wcs, flat=flat, scaling_source=self.config.scaling_source,
+        )
+        visit_image, injection_catalogs = inputs.visit_image, inputs.catalogs
         visit_id, detector_id = _data_id_of(visit_image)
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.config.noise_seed, visit_id, detector_id])))
         catalog = compose_catalog(list(injection_catalogs))
@@ -334,7 +368,10 @@ class VisitInjectTask(PipelineTask):
         )
         # Rows that all failed still produce the visit: the flagged catalog is
         # the record of what went wrong, and downstream quanta keep running.
-        return Struct(injected_visit_image=result.image, injected_visit_image_catalog=result.catalog)
+        return Struct(
+            injected_visit_image=result.image, injected_visit_image_catalog=result.catalog,
+            output_exposure=result.image, output_catalog=result.catalog,
+        )
 
 
 def read_flat(handle: DeferredDatasetHandle, *, with_variance: bool) -> MaskedImage | Image | Any:
@@ -412,15 +449,6 @@ __all__ += [
     "INJECTION_RESULT_COLUMNS", "CalibrationPlanes", "InjectionResult", "LEGACY_MASK_NAMES", "build_calibration",
     "calibration_cutout", "calibration_planes", "flat_planes", "mask_bits",
 ]
-
-
-def _as_visit_image(obj: Any) -> VisitImage:
-    """Accept an lsst.images VisitImage or (with afw present) a legacy Exposure."""
-    if isinstance(obj, VisitImage):
-        return obj
-    if hasattr(obj, "getMaskedImage"):
-        return VisitImage.from_legacy(obj, exposure_record=None)
-    raise TypeError(f"visit_image must be an lsst.images.VisitImage; got {type(obj).__name__}.")
 
 
 def _as_masked_image(obj: Any, what: str) -> tuple[Box, np.ndarray, np.ndarray | None]:

@@ -3,7 +3,9 @@
 One visit per band (at different times) and detector images from
 `isrinject.sim.simulate_exposure`; per band × detector two flats (an older
 and a newer one) certified with consecutive validity ranges so that the
-visits fall into both; the illumination correction when enabled; an
+visits fall into both, each visit image recording the flat it was divided
+by in ``LSST CALIB UUID FLAT`` / ``LSST CALIB RUN FLAT`` as ISR does; the
+illumination correction when enabled; an
 injection catalog of stars and Sersic galaxies on the detectors'
 footprints, ingested as ``injection_catalog`` (htm7 × band); and a CHAINED
 input collection over all of it.
@@ -27,6 +29,7 @@ from astropy.time import Time, TimeDelta
 from lsst.images import XY, Image, MaskedImage
 
 from ..catalog import ingest_injection_catalog
+from ..provenance import record_isr_flat
 from ..sim import BAND_PARAMETERS, make_flat, photometric_scaling_njy_per_electron, simulate_exposure
 from ..sim.camera import COMCAM_FULL_WELL_ELECTRONS, amplifier_boxes
 from ..sim.isr import AB_MAG_OF_ONE_NJY
@@ -284,10 +287,13 @@ def build_demo_repo(
                     Image(f.astype(np.float32), bbox=vi.bbox), variance=Image(var_f.astype(np.float32), bbox=vi.bbox),
                     mask_schema=sim.flat.mask.schema,
                 )
-                certify_calibration(
+                flat_ref = certify_calibration(
                     butler, "flat", flat_image, data_id=data_id, run=flat_runs[name],
                     calib_collection=layout.calib_collection, begin=ranges[name][0], end=ranges[name][1],
                 )
+                if name == epoch:
+                    # As ISR does: the visit image names the flat it was divided by.
+                    record_isr_flat(vi.metadata, flat_ref)
             if do_illumination_correction:
                 certify_calibration(
                     butler, "illuminationCorrection",

@@ -11,8 +11,10 @@ amplifier carries nominal calibrations in the afw cameraGeom convention:
   ``saturation × gain``.
 
 Real per-amplifier gains and read noises of LSSTComCam (raft R22) come from
-``lsstcomcam_R22_amp_gain_readnoise.csv`` in the shared data directory, which
-is located with `default_comcam_csv` and read with `load_comcam_amplifiers`.
+``lsstcomcam_R22_amp_gain_readnoise.csv``, package data of `isrinject.sim`
+(``data/``, derived from lsst/obs_lsst's ComCam camera description, GPLv3; see
+``data/README.md``), located with `default_comcam_csv` and read with
+`load_comcam_amplifiers`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import csv
 import math
 import os
 from collections.abc import Sequence
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +57,6 @@ from ..calibration import amplifier_index
 #: ADU is ``COMCAM_FULL_WELL_ELECTRONS / gain``.
 COMCAM_FULL_WELL_ELECTRONS: float = 120_000.0
 
-#: Environment variable naming the shared data directory (holding ``real/``).
-SHARED_DATA_ENV = "ISRINJECT_SHARED_DATA"
-
 _COMCAM_CSV_NAME = "lsstcomcam_R22_amp_gain_readnoise.csv"
 
 #: Nominal pixel size of LSST sensors, in mm (10 µm).
@@ -65,50 +66,30 @@ _PIXEL_SIZE_MM = 0.010
 _PLATE_SCALE_ARCSEC_PER_MM = 20.0
 
 
-def default_comcam_csv() -> Path:
-    """Locate the ComCam R22 amplifier gain/read-noise table.
-
-    The file is searched for, in order, as
-    ``$ISRINJECT_SHARED_DATA/real/<name>`` (or ``$ISRINJECT_SHARED_DATA/<name>``),
-    then ``../shared/data/real/<name>`` relative to the current working
-    directory and to the repository root (the checkout this module lives in).
+def default_comcam_csv() -> Traversable:
+    """The ComCam R22 amplifier gain/read-noise table shipped with `isrinject.sim`.
 
     Returns
     -------
-    path
-        Existing path of ``lsstcomcam_R22_amp_gain_readnoise.csv``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If none of the candidates exists; the message lists every path tried.
+    table
+        The package resource ``isrinject/sim/data/lsstcomcam_R22_amp_gain_readnoise.csv``
+        (a `~importlib.resources.abc.Traversable`: a `~pathlib.Path` for an
+        installed or source checkout, readable with ``.open()`` in any case).
     """
-    candidates: list[Path] = []
-    env = os.environ.get(SHARED_DATA_ENV)
-    if env:
-        candidates += [Path(env) / "real" / _COMCAM_CSV_NAME, Path(env) / _COMCAM_CSV_NAME]
-    candidates.append(Path.cwd() / ".." / "shared" / "data" / "real" / _COMCAM_CSV_NAME)
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").exists():
-            candidates.append(parent / ".." / "shared" / "data" / "real" / _COMCAM_CSV_NAME)
-            break
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(
-        f"Cannot find {_COMCAM_CSV_NAME}; set ${SHARED_DATA_ENV} to the shared data directory. Tried: {tried}."
-    )
+    return files("isrinject.sim").joinpath("data", _COMCAM_CSV_NAME)
 
 
-def load_comcam_amplifiers(csv_path: str | os.PathLike[str], ccd: str = "S11") -> list[dict[str, object]]:
+def load_comcam_amplifiers(
+    csv_path: str | os.PathLike[str] | Traversable | None = None, ccd: str = "S11"
+) -> list[dict[str, object]]:
     """Read the nominal gain and read noise of every amplifier of one ComCam CCD.
 
     Parameters
     ----------
     csv_path
-        Path of ``lsstcomcam_R22_amp_gain_readnoise.csv`` (columns ``ccd``,
-        ``amp``, ``gain_e_per_adu``, ``read_noise_e``).
+        A table in the layout of ``lsstcomcam_R22_amp_gain_readnoise.csv``
+        (columns ``ccd``, ``amp``, ``gain_e_per_adu``, ``read_noise_e``);
+        `None` reads the packaged one (`default_comcam_csv`).
     ccd
         Sensor name within raft R22 (``S00`` … ``S22``).
 
@@ -125,7 +106,9 @@ def load_comcam_amplifiers(csv_path: str | os.PathLike[str], ccd: str = "S11") -
     ValueError
         If the file has no row for ``ccd`` or a non-positive gain.
     """
-    path = Path(csv_path)
+    path = default_comcam_csv() if csv_path is None else csv_path
+    if not isinstance(path, Traversable):
+        path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ComCam amplifier table {str(path)!r} does not exist.")
     rows: list[dict[str, object]] = []
@@ -328,7 +311,7 @@ def make_comcam_detector(
     detector_id: int,
     shape: tuple[int, int],
     visit: int | None = None,
-    csv_path: str | os.PathLike[str] | None = None,
+    csv_path: str | os.PathLike[str] | Traversable | None = None,
     ccd: str = "S11",
     full_well_electrons: float = COMCAM_FULL_WELL_ELECTRONS,
 ) -> Detector:
@@ -340,13 +323,13 @@ def make_comcam_detector(
     Parameters
     ----------
     csv_path
-        Amplifier table; `default_comcam_csv` when `None`.
+        Amplifier table; the packaged one (`default_comcam_csv`) when `None`.
     full_well_electrons
         Saturation level in pre-flat electrons (ITL ≈ 1.0–1.5 × 10⁵ e⁻).
     """
     if not (math.isfinite(full_well_electrons) and full_well_electrons > 0):
         raise ValueError(f"full_well_electrons must be finite and positive; got {full_well_electrons!r}.")
-    amps = load_comcam_amplifiers(csv_path if csv_path is not None else default_comcam_csv(), ccd=ccd)
+    amps = load_comcam_amplifiers(csv_path, ccd=ccd)
     if len(amps) != 16:
         raise ValueError(f"Expected 16 amplifiers for ccd={ccd!r}; got {len(amps)}.")
     gains = [float(a["gain"]) for a in amps]  # type: ignore[arg-type]
