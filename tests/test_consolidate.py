@@ -147,3 +147,10 @@ def test_consolidated_catalogs_through_pipetask_and_the_cli(demo_repo, tmp_path:
     assert collected.meta["injection_flag_meanings"] == flag_meanings()
     again = _run(command)
     assert again.returncode == 1 and "--overwrite" in again.stderr
+    # -d restricts the data IDs: the r-band file holds exactly the r-band visit's rows.
+    r_only = tmp_path / "r.parquet"
+    restricted = _run([*command[:-1], str(r_only), "-d", "band='r'"])
+    assert restricted.returncode == 0, restricted.stderr[-3000:]
+    r_rows = read_catalog(str(r_only))
+    assert set(r_rows["band"]) == {"r"} and set(r_rows["visit"]) == {demo.visits["r"]}
+    assert len(r_rows) == int(np.sum(np.asarray(collected["band"]) == "r"))
