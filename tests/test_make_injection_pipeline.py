@@ -50,7 +50,9 @@ def _connections(pipeline: Pipeline) -> dict[str, tuple[dict[str, str], dict[str
 
 
 def test_downstream_tasks_read_injected_data_and_upstream_is_untouched() -> None:
-    pipeline = make_injection_pipeline("visit_image", str(REFERENCE))
+    import isrinject
+
+    pipeline = isrinject.make_injection_pipeline("visit_image", str(REFERENCE))
     connections = _connections(pipeline)
     assert set(connections) == {"flat_statistics", "inject_visit", "measure", "summarize"}
     assert connections["inject_visit"] == (

@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "ConsolidateVisitCatalogsTask",
     "InjectionFlag",
     "PixelInjection",
     "VisitInjectConfig",
@@ -19,6 +20,7 @@ __all__ = [
     "find_isr_flat",
     "inject_pixels",
     "inject_sources",
+    "make_injection_pipeline",
 ]
 
 _LAZY = {
@@ -30,6 +32,8 @@ _LAZY = {
     "VisitInjectTask": "isrinject.task",
     "inject_sources": "isrinject.task",
     "find_isr_flat": "isrinject.provenance",
+    "ConsolidateVisitCatalogsTask": "isrinject.consolidate",
+    "make_injection_pipeline": "isrinject.pipeline_tools",
 }
 
 
