@@ -137,7 +137,8 @@ def child(args: argparse.Namespace) -> None:
     """
     from lsst.images import VisitImage
 
-    from isrinject.task import VisitInjectConfig, VisitInjectTask, _release_freed_memory
+    from isrinject.memory import release_freed_memory
+    from isrinject.task import VisitInjectConfig, VisitInjectTask
 
     result: dict[str, float] = {}
     if os.path.exists(args.output):
@@ -174,7 +175,7 @@ def child(args: argparse.Namespace) -> None:
         result["run_seconds"] = time.perf_counter() - run_start
         result["unflagged"] = int(np.sum(out.injected_visit_image_catalog["injection_flag"] == 0))
         del image, flat
-        _release_freed_memory()
+        release_freed_memory()
         write_start = time.perf_counter()
         out.injected_visit_image.write(args.output)
     result["write_seconds"] = time.perf_counter() - write_start

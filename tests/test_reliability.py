@@ -22,7 +22,7 @@ from isrinject.calibration import CalibrationError
 from isrinject.catalog import compose_catalog
 from isrinject.flags import FATAL_FLAGS, InjectionFlag
 from isrinject.sim import simulate_exposure
-from isrinject.task import inject_sources
+from isrinject.inject import inject_sources
 from lsst.images import XY, Box, Image, MaskedImage, MaskSchema
 from lsst.images.serialization import ArchiveReadError
 from lsst.pipe.base import NoWorkFound

@@ -247,25 +247,34 @@ def test_in_place_injection_equals_the_copy(u_band) -> None:
         np.testing.assert_array_equal(getattr(target, plane).array, getattr(expected.injected_visit_image, plane).array)
 
 
-def test_amplifier_lookup_at_pixels_matches_the_per_box_map() -> None:
-    """PixelCalibration's per-pixel amplifier lookup (edge grid + table)
-    equals `amplifier_index` on every pixel, gaps and overlaps included."""
+def test_amplifier_lookup_equals_painting_the_boxes_in_order() -> None:
+    """The one amplifier lookup (`AmplifierLayout`, per pixel and per box)
+    equals painting each amplifier's box in order (later boxes win) on every
+    pixel, gaps and overlaps included, and PixelCalibration's σ_a and
+    saturation follow it (NaN and +inf outside every amplifier)."""
     from lsst.images import Box
 
-    from isrinject.calibration import AmplifierTerms, PixelCalibration, amplifier_index
+    from isrinject.calibration import AmplifierLayout, AmplifierTerms, PixelCalibration
 
     boxes = [Box.factory[0:50, 0:30], Box.factory[0:50, 30:64], Box.factory[50:100, 0:40],
              Box.factory[60:100, 35:64]]  # a gap at y 50-59, x 40-63 and an overlap at x 35-39
+    image_box = Box.factory[-5:105, -5:70]
+    painted = np.full(image_box.shape, -1)
+    for i, box in enumerate(boxes):
+        painted[box.y.start + 5 : box.y.stop + 5, box.x.start + 5 : box.x.stop + 5] = i
+    assert (painted == -1).sum() > 0 and (painted == 2).sum() < 50 * 40  # a gap; box 3 covers part of box 2
+    layout = AmplifierLayout(boxes)
+    np.testing.assert_array_equal(layout.index_on(image_box), painted)
+    yy, xx = np.mgrid[image_box.y.start : image_box.y.stop, image_box.x.start : image_box.x.stop]
+    np.testing.assert_array_equal(layout.index_at(xx.ravel(), yy.ravel()).reshape(painted.shape), painted)
     amps = [AmplifierTerms(f"A{i}", box, read_noise=float(i + 1), saturation=1e5 * (i + 1))
             for i, box in enumerate(boxes)]
-    calibration = PixelCalibration(Box.factory[-5:105, -5:70], amps, None, 1.0, 1.0, "config")
-    image_box = Box.factory[-5:105, -5:70]
-    expected = amplifier_index(boxes, image_box)
-    yy, xx = np.mgrid[image_box.y.start : image_box.y.stop, image_box.x.start : image_box.x.stop]
+    calibration = PixelCalibration(image_box, amps, None, 1.0, 1.0, "config")
     read_noise, saturation = calibration.amplifier_terms_at(xx.ravel(), yy.ravel())
-    index = np.where(np.isnan(read_noise), -1, np.nan_to_num(read_noise) - 1).astype(int)
-    np.testing.assert_array_equal(index.reshape(expected.shape), expected)
-    assert np.all(np.isinf(saturation[index == -1]))
+    outside = painted.ravel() == -1
+    np.testing.assert_array_equal(read_noise[~outside], painted.ravel()[~outside] + 1.0)
+    np.testing.assert_array_equal(saturation[~outside], 1e5 * (painted.ravel()[~outside] + 1))
+    assert np.all(np.isnan(read_noise[outside])) and np.all(np.isinf(saturation[outside]))
 
 
 def test_overlapping_sources_in_one_pass_equal_one_after_the_other(u_band) -> None:

@@ -54,12 +54,9 @@ from astropy.table import Table
 from ..calibration import amplifier_index
 from ..catalog import compose_catalog
 from ..flags import FATAL_FLAGS
-from ..task import (
-    INJECTION_RESULT_COLUMNS,
-    VisitInjectConfig,
-    inject_sources,
-    mask_bits,
-)
+from ..inject import INJECTION_RESULT_COLUMNS, inject_sources
+from ..masks import mask_bits
+from ..task import VisitInjectConfig
 from .stats import (
     RATIO_TOLERANCE,
     SLOPE_TOLERANCE,
