@@ -18,7 +18,7 @@ from typing import Any
 import galsim
 import numpy as np
 
-from isrinject.draw.render import _odd, aperture_fraction, local_jacobian, source_profile
+from isrinject.draw import aperture_fraction, local_jacobian, odd_size, source_profile
 
 
 def reference_draw(row: dict[str, Any], *, x: float, y: float, flux: float, psf: Any, sky_projection: Any,
@@ -31,7 +31,7 @@ def reference_draw(row: dict[str, Any], *, x: float, y: float, flux: float, psf:
     psf_ii = galsim.InterpolatedImage(galsim.Image(kernel, wcs=jacobian))
     profile = source_profile(row, flux / fraction, jacobian, settings)
     convolved = galsim.Convolve(profile, psf_ii)
-    size = _odd(max(max(kernel.shape), settings.stamp_size_factor * convolved.getGoodImageSize(jacobian.minLinearScale())))
+    size = odd_size(max(max(kernel.shape), settings.stamp_size_factor * convolved.getGoodImageSize(jacobian.minLinearScale())))
     size = min(size, settings.max_draw_size if settings.max_draw_size % 2 else settings.max_draw_size - 1)
     ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
     half = size // 2

@@ -15,32 +15,25 @@ from __future__ import annotations
 __all__ = [
     "DrawnStamp",
     "RenderSettings",
-    "aperture_fraction",
     "draw_source",
-    "local_jacobian",
-    "local_jacobians",
     "source_profile",
 ]
 
 import dataclasses
-import functools
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import galsim
 import numpy as np
-from astropy.coordinates import SkyCoord
-from lsst.images import XY, Box, NoOverlapError
+from lsst.images import Box, NoOverlapError, SkyProjection
 from lsst.images.psfs import PointSpreadFunction
 
 from ..flags import InjectionFlag
 from .fast import fft_grid_size, fft_stamp, shifted_kernel_stamp
-from .psf_cache import DEFAULT_SPACING, PsfCache, cache_for
+from .geometry import aperture_fraction, odd_size
+from .psf_cache import DEFAULT_SPACING, PsfCache
 from .profiles import GALSIM_SOURCE_TYPES, SHEAR_PARAMETERS, canonical_source_type, profile_parameters
-
-# GalSim only raises for oversized FFTs when asked to; we want a per-source flag.
-galsim.errors.raise_fft_size_error = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,64 +72,6 @@ class DrawnStamp:
     total_flux: float
     """Flux the profile carries [image units] (after ``calib_flux_radius``)."""
     flags: InjectionFlag = InjectionFlag(0)
-
-
-def local_jacobians(sky_projection: Any, x: np.ndarray, y: np.ndarray) -> list[galsim.JacobianWCS]:
-    """Return the local affine pixel → sky maps at many (x, y) in one call.
-
-    Each map is GalSim's ``(du/dx, du/dy, dv/dx, dv/dy)`` [arcsec/pixel]
-    with (u, v) the tangent-plane coordinates about the sky position of
-    (x, y) (u toward decreasing RA, v toward the north pole, as GalSim's
-    `galsim.CelestialCoord.project`), from one-pixel steps along x and y.
-    Shapes (``q``, ``beta``) and sizes (``half_light_radius`` in arcsec)
-    therefore mean what they mean on the sky.  One vectorised
-    ``pixel_to_sky`` call serves all positions; the offsets of a one-pixel
-    step differ between tangent-plane projections by O(θ³) ≈ 1e-18 rad.
-    """
-    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
-    y = np.atleast_1d(np.asarray(y, dtype=np.float64))
-    n = len(x)
-    sky = sky_projection.pixel_to_sky(XY(x=np.concatenate([x, x + 1.0, x]), y=np.concatenate([y, y, y + 1.0])))
-    centre = sky[:n]
-    lon_dx, lat_dx = centre.spherical_offsets_to(sky[n : 2 * n])
-    lon_dy, lat_dy = centre.spherical_offsets_to(sky[2 * n :])
-    lon_dx, lat_dx, lon_dy, lat_dy = (np.atleast_1d(a.to_value("arcsec")) for a in (lon_dx, lat_dx, lon_dy, lat_dy))
-    return [
-        galsim.JacobianWCS(-lon_dx[i], -lon_dy[i], lat_dx[i], lat_dy[i]) for i in range(n)
-    ]
-
-
-def local_jacobian(sky_projection: Any, x: float, y: float) -> galsim.JacobianWCS:
-    """Return the local affine pixel → sky map at (x, y) (see `local_jacobians`)."""
-    return local_jacobians(sky_projection, np.array([x]), np.array([y]))[0]
-
-
-def aperture_fraction(kernel: np.ndarray, radius: float | None, subsample: int = 8) -> float:
-    """Fraction of a centred, unit-sum PSF kernel inside a circle.
-
-    Each pixel's overlap with the circle of ``radius`` [pixels] is
-    integrated on a ``subsample × subsample`` grid.  Returns 1 when
-    ``radius`` is `None` or the whole kernel lies inside it.
-    """
-    if radius is None or radius <= 0:
-        return 1.0
-    weights = _aperture_weights(kernel.shape, float(radius), subsample)
-    total = kernel.sum()
-    return float((kernel * weights).sum() / total) if total != 0 else 1.0
-
-
-@functools.lru_cache(maxsize=16)
-def _aperture_weights(shape: tuple[int, int], radius: float, subsample: int) -> np.ndarray:
-    """Overlap of each pixel of a centred ``shape`` grid with a circle (cached:
-    every kernel of a PSF model has the same shape)."""
-    ny, nx = shape
-    sub = (np.arange(subsample) + 0.5) / subsample - 0.5
-    y_sub = ((np.arange(ny) - (ny - 1) / 2)[:, None] + sub[None, :]).ravel()
-    x_sub = ((np.arange(nx) - (nx - 1) / 2)[:, None] + sub[None, :]).ravel()
-    inside = (y_sub[:, None] ** 2 + x_sub[None, :] ** 2) <= radius**2
-    weights = inside.reshape(ny, subsample, nx, subsample).mean(axis=(1, 3))
-    weights.setflags(write=False)
-    return weights
 
 
 def source_profile(
@@ -192,11 +127,6 @@ def source_profile(
     return profile.withFlux(flux)
 
 
-def _odd(size: float) -> int:
-    size = int(np.ceil(size))
-    return size if size % 2 == 1 else size + 1
-
-
 def draw_source(
     row: Mapping[str, Any],
     *,
@@ -204,7 +134,7 @@ def draw_source(
     y: float,
     flux: float,
     psf: PointSpreadFunction,
-    sky_projection: Any,
+    sky_projection: SkyProjection,
     image_bbox: Box,
     settings: RenderSettings,
     psf_cache: PsfCache | None = None,
@@ -233,8 +163,8 @@ def draw_source(
     settings
         Drawing settings.
     psf_cache
-        PSF/Jacobian cache to use; by default a module-level one keyed on
-        ``psf`` and ``sky_projection`` with ``settings.psf_cache_spacing``.
+        PSF/Jacobian cache of the image to reuse across sources; by default
+        one is made for this call (``settings.psf_cache_spacing``).
 
     Returns
     -------
@@ -245,9 +175,8 @@ def draw_source(
     """
     flags = InjectionFlag(0)
     if psf_cache is None:
-        psf_cache = cache_for(
-            psf, sky_projection, spacing=settings.psf_cache_spacing,
-            calib_flux_radius=settings.calib_flux_radius,
+        psf_cache = PsfCache(
+            psf, sky_projection, spacing=settings.psf_cache_spacing, calib_flux_radius=settings.calib_flux_radius,
             bounds=(image_bbox.x.min, image_bbox.x.max, image_bbox.y.min, image_bbox.y.max),
         )
     try:
@@ -275,9 +204,9 @@ def draw_source(
     except galsim.GalSimError:
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.FFT_SIZE_ERROR)
     if requested is not None and np.isfinite(requested) and requested > 0:
-        draw_size = _odd(requested)
+        draw_size = odd_size(requested)
     else:
-        draw_size = _odd(max(kernel_size, settings.stamp_size_factor * good))
+        draw_size = odd_size(max(kernel_size, settings.stamp_size_factor * good))
     largest_odd = settings.max_draw_size if settings.max_draw_size % 2 else settings.max_draw_size - 1
     draw_size = min(draw_size, largest_odd)
     half = draw_size // 2
@@ -306,12 +235,3 @@ def draw_source(
     inner = bbox.slice_within(full_bbox)
     model = stamp[inner.y, inner.x]
     return DrawnStamp(bbox, np.ascontiguousarray(model), draw_size, total_flux, flags)
-
-
-def sky_to_pixel(sky_projection: Any, ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised (ra, dec) [deg] → absolute pixel (x, y)."""
-    xy = sky_projection.sky_to_pixel(SkyCoord(ra=np.asarray(ra_deg) * 1.0, dec=np.asarray(dec_deg), unit="deg"))
-    return np.asarray(xy.x, dtype=np.float64), np.asarray(xy.y, dtype=np.float64)
-
-
-__all__ += ["sky_to_pixel"]
