@@ -18,10 +18,10 @@ from typing import Any
 import galsim
 import numpy as np
 
-from isrinject.draw import aperture_fraction, local_jacobian, odd_size, source_profile
+from isrinject.draw import SourceSpec, aperture_fraction, local_jacobian, odd_size, source_profile
 
 
-def reference_draw(row: dict[str, Any], *, x: float, y: float, flux: float, psf: Any, sky_projection: Any,
+def reference_draw(row: SourceSpec, *, x: float, y: float, flux: float, psf: Any, sky_projection: Any,
                    settings: Any) -> np.ndarray:
     """Return the full (unclipped) model stamp of one source [image units]."""
     jacobian = local_jacobian(sky_projection, x, y)

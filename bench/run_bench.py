@@ -217,6 +217,7 @@ def main() -> None:
     import galsim
     from reference_draw import reference_draw
 
+    from isrinject.catalog import source_spec
     from isrinject.draw import RenderSettings, draw_source
     from isrinject.draw.psf_cache import PsfCache
     from isrinject.sim import simulate_exposure
@@ -240,7 +241,7 @@ def main() -> None:
 
     # --- (a) draw compute, 1,000 stars + 1,000 Sersic ----------------------
     table = catalog(vi, 2000, rng)
-    rows = rows_of(table)
+    rows = [source_spec(row) for row in rows_of(table)]
     xs, ys = np.asarray(table["x_pix"]), np.asarray(table["y_pix"])
     # GalSim builds (and caches) one Hankel table per Sersic index: whoever
     # draws first pays for it, so warm every index up before timing either side.

@@ -7,7 +7,7 @@ them are specific to the ISR-consistent pixel model.
 
 from __future__ import annotations
 
-__all__ = ["InjectionFlag", "flag_descriptions", "describe_flags"]
+__all__ = ["FATAL_FLAGS", "InjectionFlag", "flag_descriptions"]
 
 import enum
 
@@ -63,21 +63,8 @@ FATAL_FLAGS = (
     | InjectionFlag.DRAW_ERROR
 )
 
-__all__ += ["FATAL_FLAGS"]
-
 
 def flag_descriptions() -> dict[str, int]:
     """Return ``{name: bit index}`` as stored in the output catalog metadata
     (the same layout as ``lsst.source.injection``)."""
     return {flag.name: flag.value.bit_length() - 1 for flag in InjectionFlag}
-
-
-def describe_flags(value: int) -> list[str]:
-    """Return the names of the flags set in ``value``.
-
-    Parameters
-    ----------
-    value
-        An ``injection_flag`` value.
-    """
-    return [flag.name for flag in InjectionFlag if int(value) & flag.value]

@@ -34,7 +34,7 @@ from lsst.images.psfs import PointSpreadFunction
 
 from .calibration import CalibrationConfig, CalibrationError, CalibrationPlanes, PixelCalibration, calibration_planes
 from .catalog import check_catalog, standardize_columns
-from .draw import DrawnStamp, RenderSettings, draw_source, local_jacobian, sky_to_pixel
+from .draw import DrawnStamp, RenderSettings, SourceSpec, draw_source, local_jacobian, sky_to_pixel
 from .draw.psf_cache import PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
 from .masks import add_mask_planes, any_bit, plane_bits
@@ -156,7 +156,7 @@ def inject_sources(
         raise CalibrationError(f"The visit image of {where} has no sky projection (WCS): sources cannot be placed.")
     calibration_used = calibration_planes(visit_image, flat, illumination, config, log, where)
     psf = _usable_psf(visit_image, log, where)
-    catalog, flags = _located_catalog(catalog, visit_image, config, log, where, visit_id)
+    catalog, flags, sources = _located_catalog(catalog, visit_image, config, log, where, visit_id)
 
     output = visit_image if in_place else visit_image.copy()
     core_name = f"{config.mask_plane_name}_CORE"
@@ -174,7 +174,7 @@ def inject_sources(
     flux = _fluxes_in_image_units(catalog, calibration_used.calibration, x, y, flags, log)
     draw_sizes = np.asarray(catalog["injection_draw_size"], dtype=np.int64).copy()
     batch = _StampBatch(planes, calibration_used.calibration, config, rng, columns, flags)
-    stamp_boxes = _draw_sources(catalog, x, y, flux, psf, visit_image, config, batch, draw_sizes)
+    stamp_boxes = _draw_sources(sources, x, y, flux, psf, visit_image, config, batch, draw_sizes)
     _mark_stamps(
         planes, stamp_boxes, x, y, config.injection_core_size,
         output.mask.schema.bit(config.mask_plane_name), output.mask.schema.bit(core_name),
@@ -203,9 +203,10 @@ def _usable_psf(visit_image: VisitImage, log: logging.Logger, where: str) -> Poi
 
 def _located_catalog(
     catalog: Table, visit_image: VisitImage, config: InjectionConfig, log: logging.Logger, where: str, visit_id: int
-) -> tuple[Table, np.ndarray]:
+) -> tuple[Table, np.ndarray, list[SourceSpec | None]]:
     """Standardise, select, locate and check the catalog rows: the rows kept
-    (with absolute ``x``, ``y``) and their flags (POSITION_BAD included)."""
+    (with absolute ``x``, ``y``), their flags (POSITION_BAD included) and
+    their checked sources (`None` for flagged rows)."""
     bbox = visit_image.bbox
     centre_wcs = local_jacobian(visit_image.sky_projection, bbox.x.center, bbox.y.center)
     pixel_scale = float(np.sqrt(abs(centre_wcs.pixelArea())))  # arcsec per pixel
@@ -240,7 +241,7 @@ def _located_catalog(
         log.warning("Injection catalog: %s", problem)
     flags = np.asarray(catalog["injection_flag"], dtype=np.int64) | np.asarray(report.flags, dtype=np.int64)
     flags[~located[~dropped]] |= InjectionFlag.POSITION_BAD
-    return catalog, flags
+    return catalog, flags, report.sources
 
 
 def _add_pixel_positions(catalog: Table, visit_image: VisitImage) -> Table:
@@ -340,29 +341,8 @@ def _fluxes_in_image_units(
     return flux
 
 
-def _records(catalog: Table) -> list[dict[str, Any]]:
-    """Every row as a dict of plain Python values, masked values left out.
-
-    Column-wise conversion: reading an astropy Table row by row costs more
-    than drawing a star.
-    """
-    columns: list[tuple[str, list[Any], np.ndarray | None]] = []
-    for name in catalog.colnames:
-        column = catalog[name]
-        data = np.ma.getdata(column)
-        values = data.tolist() if data.ndim == 1 else list(data)
-        if data.dtype.kind == "S":
-            values = [value.decode() for value in values]
-        mask = np.ma.getmaskarray(column) if getattr(column, "mask", None) is not None else None
-        columns.append((name, values, mask if mask is not None and mask.any() else None))
-    return [
-        {name: values[i] for name, values, mask in columns if mask is None or not mask[i]}
-        for i in range(len(catalog))
-    ]
-
-
 def _draw_sources(
-    catalog: Table,
+    sources: Sequence[SourceSpec | None],
     x: np.ndarray,
     y: np.ndarray,
     flux: np.ndarray,
@@ -372,7 +352,7 @@ def _draw_sources(
     batch: _StampBatch,
     draw_sizes: np.ndarray,
 ) -> dict[int, Box]:
-    """Draw every unflagged row and hand its stamp to the pixel model.
+    """Draw every unflagged source and hand its stamp to the pixel model.
 
     Fills ``draw_sizes``, the model flux column and the flags; returns the
     box of every stamp drawn (for the masks).
@@ -384,7 +364,6 @@ def _draw_sources(
         max_draw_size=config.max_draw_size,
         stamp_size_factor=config.stamp_size_factor,
         psf_cache_spacing=config.psf_cache_spacing,
-        stamp_prefix=config.stamp_prefix,
         fits_alignment=config.fits_alignment,
     )
     psf_cache = None
@@ -396,14 +375,14 @@ def _draw_sources(
         todo = (flags & int(FATAL_FLAGS)) == 0
         psf_cache.prepare(x[todo], y[todo])
     stamp_boxes: dict[int, Box] = {}
-    for i, values in enumerate(_records(catalog)):
-        if flags[i] & int(FATAL_FLAGS):
+    for i, source in enumerate(sources):
+        if source is None or flags[i] & int(FATAL_FLAGS):
             continue
         if psf_cache is None:
             flags[i] |= InjectionFlag.PSF_COMPUTE_ERROR
             continue
         stamp = draw_source(
-            values, x=float(x[i]), y=float(y[i]), flux=float(flux[i]), psf=psf,
+            source, x=float(x[i]), y=float(y[i]), flux=float(flux[i]), psf=psf,
             sky_projection=visit_image.sky_projection, image_bbox=bbox, settings=settings, psf_cache=psf_cache,
         )
         flags[i] |= int(stamp.flags)

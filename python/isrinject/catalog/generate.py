@@ -32,7 +32,7 @@ from astropy.table import Column, Table
 from scipy.spatial import cKDTree
 from scipy.stats import qmc
 
-from ._sky import _unit_vector_components
+from ._sky import unit_vector_components
 
 _LOG = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class _Footprint:
 
 
 def _unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    return np.stack(_unit_vector_components(np.radians(ra), np.radians(dec)), axis=1)
+    return np.stack(unit_vector_components(np.radians(ra), np.radians(dec)), axis=1)
 
 
 def _chord(separation_arcsec: float) -> float:
@@ -270,7 +270,8 @@ def generate_injection_catalog(
         limits like source_injection, so the same inputs give the same
         catalog.
     log_level
-        Log level of this function's logger.
+        Level of this function's progress messages (source_injection's
+        argument; the logger's own level is left to the application).
     placement
         ``"halton"`` (quasi-random, source_injection's choice) or ``"grid"``.
     min_separation
@@ -301,7 +302,6 @@ def generate_injection_catalog(
         For inconsistent limits, an unknown placement, a column given twice or
         a footprint that cannot hold the sources.
     """
-    _LOG.setLevel(log_level)
     if placement not in PLACEMENTS:
         raise ValueError(f"Unknown placement {placement!r}; expected one of {PLACEMENTS}.")
     if number < 1:
@@ -331,7 +331,8 @@ def generate_injection_catalog(
         if number < 1:
             _LOG.warning("Requested density %s per deg² needs number < 1; setting number = 1.", density)
             number = 1
-        _LOG.info(
+        _LOG.log(
+            log_level,
             "Setting number to %d: %.1f sources per square degree over %.4g deg².",
             number,
             number * native_density,
@@ -366,9 +367,10 @@ def generate_injection_catalog(
         column_values = np.array([combo[k] for combo in combinations])
         table[name] = column_values[combination_index]
     if number == 1:
-        _LOG.info("Generated an injection catalog of %d unique sources.", n_rows)
+        _LOG.log(log_level, "Generated an injection catalog of %d unique sources.", n_rows)
     else:
-        _LOG.info(
+        _LOG.log(
+            log_level,
             "Generated an injection catalog of %d sources: %d combinations repeated %d times.",
             n_rows,
             n_combinations,

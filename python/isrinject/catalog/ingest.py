@@ -16,7 +16,9 @@ import lsst.sphgeom
 import numpy as np
 from astropy.table import Table, vstack
 
-from ._sky import _unit_vector_components
+from ._sky import unit_vector_components
+
+_LOG = logging.getLogger(__name__)
 
 HTM_LEVEL = 7
 """HTM level of the ``htm7`` dimension used to shard catalogs."""
@@ -47,7 +49,7 @@ def htm_indices(ra: Any, dec: Any, level: int = HTM_LEVEL) -> np.ndarray:
     dec_r = np.radians(np.asarray(dec, dtype=float))
     if not (np.all(np.isfinite(ra_r)) and np.all(np.isfinite(dec_r))):
         raise ValueError("htm_indices needs finite ra and dec for every row.")
-    x, y, z = (component.tolist() for component in _unit_vector_components(ra_r, dec_r))
+    x, y, z = (component.tolist() for component in unit_vector_components(ra_r, dec_r))
     pixelization = lsst.sphgeom.HtmPixelization(level)
     index = pixelization.index
     vector = lsst.sphgeom.UnitVector3d
@@ -90,7 +92,8 @@ def ingest_injection_catalog(
     dataset_type_name
         Dataset type name, registered if needed.
     log_level
-        Log level of this function's logger.
+        Level of this function's progress message (source_injection's
+        argument; the logger's own level is left to the application).
 
     Returns
     -------
@@ -106,8 +109,6 @@ def ingest_injection_catalog(
     """
     from lsst.daf.butler import CollectionType, DatasetType
 
-    logger = logging.getLogger(__name__)
-    logger.setLevel(log_level)
     if not isinstance(table, Table):
         table = vstack(list(table)) if len(table) else Table()
     missing = [name for name in ("ra", "dec") if name not in table.colnames]
@@ -159,7 +160,8 @@ def ingest_injection_catalog(
         refs.append(
             writeable_butler.put(shard, dataset_type, {"htm7": trixel, "band": band}, run=output_collection)
         )
-    logger.info(
+    _LOG.log(
+        log_level,
         "Ingested %d rows as %d %s-band %s dataset%s into %s.",
         len(table),
         len(refs),

@@ -84,6 +84,3 @@ def sky_to_pixel(sky_projection: SkyProjection, ra_deg: np.ndarray, dec_deg: np.
     """Vectorised (ra, dec) [deg] → absolute pixel (x, y)."""
     xy = sky_projection.sky_to_pixel(SkyCoord(ra=np.asarray(ra_deg) * 1.0, dec=np.asarray(dec_deg), unit="deg"))
     return np.asarray(xy.x, dtype=np.float64), np.asarray(xy.y, dtype=np.float64)
-
-
-__all__ += ["sky_to_pixel"]

@@ -1,4 +1,4 @@
-"""Noiseless model stamps: catalog row → GalSim profile ⊗ image PSF → pixels.
+"""Noiseless model stamps: checked source → GalSim profile ⊗ image PSF → pixels.
 
 Each source is drawn in *image units* at its sub-pixel position with the
 visit image's own PSF evaluated there (``psf.compute_kernel_image``) and the
@@ -20,9 +20,7 @@ __all__ = [
 ]
 
 import dataclasses
-import os
-from collections.abc import Mapping
-from typing import Any
+from typing import Literal
 
 import galsim
 import numpy as np
@@ -33,7 +31,7 @@ from ..flags import InjectionFlag
 from .fast import fft_grid_size, fft_stamp, shifted_kernel_stamp
 from .geometry import aperture_fraction, odd_size
 from .psf_cache import DEFAULT_SPACING, PsfCache
-from .profiles import GALSIM_SOURCE_TYPES, SHEAR_PARAMETERS, canonical_source_type, profile_parameters
+from .profiles import SourceSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +46,7 @@ class RenderSettings:
     stamp_size_factor: float = 1.5
     """Automatic stamp side = this × GalSim's ``getGoodImageSize`` (so
     that ≥ 99.9 % of an extended profile's flux lands in the stamp)."""
-    stamp_prefix: str = ""
-    """Prefix (e.g. a directory) for the ``stamp`` column of Stamp sources."""
-    fits_alignment: str = "pixel"
+    fits_alignment: Literal["pixel", "wcs"] = "pixel"
     """``pixel``: a Stamp's pixels map onto image pixels; ``wcs``: its FITS
     WCS is honoured."""
     psf_cache_spacing: float = DEFAULT_SPACING
@@ -75,60 +71,52 @@ class DrawnStamp:
 
 
 def source_profile(
-    row: Mapping[str, Any], flux: float, jacobian: galsim.JacobianWCS, settings: RenderSettings
+    source: SourceSpec, flux: float, jacobian: galsim.JacobianWCS, settings: RenderSettings
 ) -> galsim.GSObject:
-    """Build the (pre-PSF) surface-brightness profile of one catalog row.
+    """Build the (pre-PSF) surface-brightness profile of one source.
 
     Parameters
     ----------
-    row
-        Column values (masked values removed); ``source_type`` is required.
+    source
+        The checked source (`isrinject.catalog.check_catalog`).
     flux
         Total flux [image units] (for ``Trail``: flux per pixel of length).
     jacobian
         Local pixel → sky map at the source position.
     settings
-        Stamp-file prefix and FITS alignment.
+        FITS alignment of Stamp sources.
 
     Raises
     ------
-    FileNotFoundError
-        A ``Stamp`` file does not exist (or holds no image).
-    ValueError
-        Missing or invalid shape parameters.
+    OSError
+        A ``Stamp`` file cannot be read as a FITS image.
+    galsim.GalSimError, ValueError, TypeError
+        GalSim rejects the parameters.
     """
-    source_type = canonical_source_type(row["source_type"])
-    if source_type == "Stamp":
-        path = settings.stamp_prefix + str(row["stamp"]).strip()
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"Stamp file {path!r} does not exist.")
-        stamp = galsim.fits.read(path, read_header=True)
+    if source.source_type == "Stamp":
+        stamp = galsim.fits.read(source.stamp_path, read_header=True)
         if settings.fits_alignment == "pixel":
             stamp.wcs = jacobian
         return galsim.InterpolatedImage(stamp, calculate_stepk=False).withFlux(flux)
-    if source_type == "Trail":
-        length = float(row["trail_length"])
-        if not np.isfinite(length) or length <= 0:
-            raise ValueError(f"Trail needs a positive finite trail_length [pixels]; got {length!r}.")
+    if source.source_type == "Trail":
+        length = float(source.arguments["trail_length"])
         # A line thinner than a pixel, defined in pixel coordinates, then
         # mapped to the sky; its flux is per pixel of length (as upstream).
         trail = galsim.Box(length, 1e-6)
-        if "beta" in row:
-            trail = trail.rotate(float(row["beta"]) * galsim.degrees)
+        if "beta" in source.arguments:
+            trail = trail.rotate(float(source.arguments["beta"]) * galsim.degrees)
         return jacobian.toWorld(trail).withFlux(flux * length)
-    if source_type not in GALSIM_SOURCE_TYPES:
-        raise ValueError(f"Unsupported source_type {source_type!r}.")
-    profile = getattr(galsim, source_type)(**profile_parameters(source_type, row))
-    shear = {key: row[key] for key in SHEAR_PARAMETERS if key in row}
-    if "beta" in shear:
-        shear["beta"] = float(shear["beta"]) * galsim.degrees
-    if shear and source_type != "DeltaFunction":
+    profile = getattr(galsim, source.source_type)(**source.arguments)
+    if source.shear:
+        shear = dict(source.shear)
+        if "beta" in shear:
+            shear["beta"] = float(shear["beta"]) * galsim.degrees
         profile = profile.shear(**shear)
     return profile.withFlux(flux)
 
 
 def draw_source(
-    row: Mapping[str, Any],
+    source: SourceSpec,
     *,
     x: float,
     y: float,
@@ -150,8 +138,8 @@ def draw_source(
 
     Parameters
     ----------
-    row
-        Catalog row values (masked values removed), standard column names.
+    source
+        The checked source (`isrinject.catalog.check_catalog`).
     x, y
         Absolute pixel position of the source centre.
     flux
@@ -189,16 +177,16 @@ def draw_source(
         entry.kernel, settings.calib_flux_radius
     )
     total_flux = flux / fraction
+    is_point = source.is_point
     try:
-        is_point = canonical_source_type(row["source_type"]) == "DeltaFunction"
-        profile = None if is_point else source_profile(row, total_flux, jacobian, settings)
-    except FileNotFoundError:
+        profile = None if is_point else source_profile(source, total_flux, jacobian, settings)
+    except OSError:  # checked to exist, but not a readable FITS image
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.STAMP_MISSING)
-    except (ValueError, TypeError, KeyError, galsim.GalSimError):
+    except (ValueError, TypeError, galsim.GalSimError):  # GalSim rejects a combination of values
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.PARAM_BAD)
     # Only the stamp size needs the convolved GalSim object (its stepk).
     convolved = None if is_point else galsim.Convolve(profile, psf_model)
-    requested = row.get("draw_size")
+    requested = source.draw_size
     try:
         good = entry.good_size if is_point else convolved.getGoodImageSize(jacobian.minLinearScale())
     except galsim.GalSimError:
