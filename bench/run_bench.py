@@ -116,7 +116,7 @@ def rows_of(table: Table) -> list[dict]:
 # --- fresh-process measurements ------------------------------------------------
 
 def read_flat_planes(path: str):
-    """The flat's image and variance planes, as `isrinject.task.read_flat`
+    """The flat's image and variance planes, as `isrinject.inputs.read_flat`
     reads them through the butler's lsst.images formatter (no mask)."""
     from lsst.images import MaskedImage, MaskSchema, serialization
 

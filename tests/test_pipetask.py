@@ -166,7 +166,7 @@ def test_read_flat_gives_the_stored_image_and_variance_planes_only(repo) -> None
     from lsst.daf.butler import DeferredDatasetHandle
     from lsst.images import Image, MaskedImage
 
-    from isrinject.task import read_flat
+    from isrinject.inputs import read_flat
 
     root, flats = repo
     butler = Butler.from_config(str(root))

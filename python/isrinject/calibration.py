@@ -39,6 +39,7 @@ __all__ = [
     "CalibrationError",
     "CalibrationPlanes",
     "PixelCalibration",
+    "SCALING_SOURCES",
     "ScalingSource",
     "amplifier_index",
     "amplifier_terms",
@@ -68,6 +69,14 @@ _LOG = logging.getLogger(__name__)
 
 #: Where the photometric scaling c comes from (``VisitInjectConfig.scaling_source``).
 type ScalingSource = Literal["visit_image", "empirical", "config"]
+
+#: Every `ScalingSource` and what it means (the config's choices).
+SCALING_SOURCES: dict[ScalingSource, str] = {
+    "visit_image": "The VisitImage's photometric_scaling; an nJy image without a usable one falls "
+    "back to the empirical fit (logged).",
+    "empirical": "A per-amplifier fit of V·(f·R)² against f·R·I over the real pixels.",
+    "config": "The constant photometric_scaling [nJy/e⁻] of the configuration.",
+}
 
 
 class CalibrationError(ValueError):

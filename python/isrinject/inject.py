@@ -24,7 +24,7 @@ __all__ = ["INJECTION_RESULT_COLUMNS", "InjectionConfig", "InjectionResult", "in
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import astropy.units as u
 import numpy as np
@@ -34,7 +34,7 @@ from lsst.images.psfs import PointSpreadFunction
 
 from .calibration import CalibrationConfig, CalibrationError, CalibrationPlanes, PixelCalibration, calibration_planes
 from .catalog import check_catalog, standardize_columns
-from .draw import DrawnStamp, RenderSettings, SourceSpec, draw_source, local_jacobian, sky_to_pixel
+from .draw import DrawnStamp, FitsAlignment, RenderSettings, SourceSpec, draw_source, local_jacobian, sky_to_pixel
 from .draw.psf_cache import PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
 from .masks import add_mask_planes, any_bit, plane_bits
@@ -68,7 +68,7 @@ class InjectionConfig(CalibrationConfig, Protocol):
     mask_plane_name: str
     injection_core_size: int
     calib_flux_radius: float | None
-    fits_alignment: Literal["pixel", "wcs"]
+    fits_alignment: FitsAlignment
     stamp_prefix: str
     inject_variance: bool
     add_noise: bool

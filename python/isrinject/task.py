@@ -12,8 +12,6 @@ __all__ = [
     "VisitInjectConfig",
     "VisitInjectConnections",
     "VisitInjectTask",
-    "inject_sources",
-    "read_flat",
 ]
 
 import dataclasses
@@ -22,16 +20,27 @@ from typing import Any
 
 import numpy as np
 from astropy.table import Table
-from lsst.daf.butler import DeferredDatasetHandle
-from lsst.images import Image, MaskedImage, MaskSchema, VisitImage
+from lsst.images import Image, MaskedImage, VisitImage
 from lsst.pex.config import ChoiceField, Field, ListField
-from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
+from lsst.pipe.base import (
+    InputQuantizedConnection,
+    NoWorkFound,
+    OutputQuantizedConnection,
+    PipelineTask,
+    PipelineTaskConfig,
+    PipelineTaskConnections,
+    QuantumContext,
+    Struct,
+)
 from lsst.pipe.base import connectionTypes as cT
 
+from .calibration import SCALING_SOURCES
 from .catalog import compose_catalog
 from .catalog.schema import CONFIGURABLE_COLUMNS
+from .draw import FITS_ALIGNMENTS
 from .draw.psf_cache import DEFAULT_SPACING
 from .inject import inject_sources
+from .inputs import as_visit_image, read_flat
 from .memory import release_freed_memory
 
 
@@ -141,9 +150,7 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         optional=True,
     )
     fits_alignment = ChoiceField[str](
-        doc="How Stamp sources (FITS images) are aligned.",
-        allowed={"pixel": "Stamp pixels map onto image pixels.", "wcs": "Honour the stamp's FITS WCS."},
-        default="pixel",
+        doc="How Stamp sources (FITS images) are aligned.", allowed=FITS_ALIGNMENTS, default="pixel"
     )
     stamp_prefix = Field[str](doc="Prefix (e.g. a directory) for the stamp column.", default="")
     inject_variance = Field[bool](doc="Add the injected variance ΔV to the variance plane.", default=True)
@@ -185,12 +192,7 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
     )
     scaling_source = ChoiceField[str](
         doc="Where the photometric scaling c (image units per electron) comes from.",
-        allowed={
-            "visit_image": "The VisitImage's photometric_scaling; an nJy image without a usable one falls "
-            "back to the empirical fit (logged).",
-            "empirical": "A per-amplifier fit of V·(f·R)² against f·R·I over the real pixels.",
-            "config": "The constant photometric_scaling below.",
-        },
+        allowed=dict(SCALING_SOURCES),
         default="visit_image",
     )
     photometric_scaling = Field[float](
@@ -201,13 +203,11 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         check=lambda value: value is None or (np.isfinite(value) and value > 0),
     )
     read_noise = Field[float](
-        doc="Read noise [e⁻] for every amplifier; None uses the detector's amplifiers.",
-        default=None,
-        optional=True,
+        doc="Read noise [e⁻] for every amplifier; None uses the detector's amplifiers.", default=None, optional=True
     )
     saturation = Field[float](
         doc="Saturation level [pre-flat e⁻] for every amplifier; None uses the detector's amplifiers "
-        "(saturation [ADU] × gain).",
+        "(saturation [ADU] × amplifier gain [e⁻/ADU]).",
         default=None,
         optional=True,
     )
@@ -217,16 +217,12 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         "the sources inside it; <= 0 evaluates them at every source position.",
         default=DEFAULT_SPACING,
     )
-    stamp_size_factor = Field[float](
-        doc="Automatic stamp side as a multiple of GalSim's getGoodImageSize.", default=1.5
-    )
+    stamp_size_factor = Field[float](doc="Automatic stamp side as a multiple of GalSim's getGoodImageSize.", default=1.5)
 
     # --- storage classes (DP1 repositories store ExposureF) ------------------
     visit_image_storage_class = Field[str](doc="Storage class of visit_image.", default="VisitImage")
     flat_storage_class = Field[str](doc="Storage class of flat.", default="MaskedImageV2")
-    illumination_storage_class = Field[str](
-        doc="Storage class of illuminationCorrection.", default="ImageV2"
-    )
+    illumination_storage_class = Field[str](doc="Storage class of illuminationCorrection.", default="ImageV2")
 
     def column_names(self) -> dict[str, str]:
         """Standard column name → configured column name (``col_<name>``)."""
@@ -241,7 +237,12 @@ class VisitInjectTask(PipelineTask):
     _DefaultName = "visitInject"
     config: VisitInjectConfig
 
-    def runQuantum(self, butlerQC: Any, inputRefs: Any, outputRefs: Any) -> None:
+    def runQuantum(
+        self,
+        butlerQC: QuantumContext,
+        inputRefs: InputQuantizedConnection,
+        outputRefs: OutputQuantizedConnection,
+    ) -> None:
         # The butler hands this quantum its own in-memory copy of visit_image
         # (the stored dataset is never touched), so inject into it in place
         # instead of holding a second full copy, and drop the inputs (the
@@ -277,7 +278,6 @@ class VisitInjectTask(PipelineTask):
         illumination_correction
             The illumination correction R, required when
             ``config.do_illumination_correction``.
-
         in_place
             Inject into ``visit_image`` itself (it becomes the output) instead
             of a copy; `runQuantum` does, as the butler's object is the
@@ -289,9 +289,10 @@ class VisitInjectTask(PipelineTask):
             ``injected_visit_image`` (`VisitImage`) and
             ``injected_visit_image_catalog`` (`astropy.table.Table`).
         """
-        visit_image = _as_visit_image(visit_image)
+        visit_image = as_visit_image(visit_image)
         visit_id, detector_id = _data_id_of(visit_image)
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.config.noise_seed, visit_id, detector_id])))
+        seed = np.random.SeedSequence([self.config.noise_seed, visit_id, detector_id])
+        rng = np.random.Generator(np.random.PCG64(seed))
         catalog = compose_catalog(list(injection_catalogs))
         if len(catalog) == 0 and not self.config.process_all_data_ids:
             raise NoWorkFound(
@@ -314,49 +315,8 @@ class VisitInjectTask(PipelineTask):
         return Struct(injected_visit_image=result.image, injected_visit_image_catalog=result.catalog)
 
 
-def read_flat(handle: DeferredDatasetHandle, *, with_variance: bool) -> MaskedImage | Image | Any:
-    """Read the planes of the flat that the pixel model uses.
-
-    The flat's mask is never used, and reading a 4k × 4k mask plane costs as
-    much as an image plane plus its conversion (≈ 0.6 s), so storage classes
-    that declare lsst.images' ``components`` read (``MaskedImageV2``) give
-    the image and, if ``with_variance``, the variance plane only; any other
-    storage class (``ExposureF``) is read whole.
-
-    Parameters
-    ----------
-    handle
-        The quantum's deferred handle of the flat.
-    with_variance
-        Whether to read the variance plane V_f (``include_flat_variance``).
-
-    Returns
-    -------
-    flat
-        A `MaskedImage` with an empty mask when the variance is read, else
-        the image plane as an `Image`; the whole dataset for storage classes
-        without component reads.
-    """
-    wanted = ["image", "variance"] if with_variance else ["image"]
-    components = handle.ref.datasetType.storageClass.allComponents()
-    if "components" not in components or any(name not in components for name in wanted):
-        return handle.get()
-    planes = handle.get(component="components", parameters={"components": wanted})
-    if not with_variance:
-        return planes["image"]
-    return MaskedImage(planes["image"], variance=planes["variance"], mask_schema=MaskSchema([]))
-
-
-def _as_visit_image(obj: Any) -> VisitImage:
-    """Accept an lsst.images VisitImage or (with afw present) a legacy Exposure."""
-    if isinstance(obj, VisitImage):
-        return obj
-    if hasattr(obj, "getMaskedImage"):
-        return VisitImage.from_legacy(obj, exposure_record=None)
-    raise TypeError(f"visit_image must be an lsst.images.VisitImage; got {type(obj).__name__}.")
-
-
 def _data_id_of(visit_image: VisitImage) -> tuple[int, int]:
+    """(visit, detector) of the image, for the noise seed and messages."""
     obs_info = visit_image.obs_info
     visit_id = obs_info.visit_id if obs_info.visit_id is not None else (obs_info.exposure_id or 0)
     return int(visit_id), int(visit_image.detector.id)

@@ -13,7 +13,9 @@ that radius around a point source, so the total drawn flux is
 from __future__ import annotations
 
 __all__ = [
+    "FITS_ALIGNMENTS",
     "DrawnStamp",
+    "FitsAlignment",
     "RenderSettings",
     "draw_source",
     "source_profile",
@@ -34,6 +36,16 @@ from .psf_cache import DEFAULT_SPACING, PsfCache
 from .profiles import SourceSpec
 
 
+#: How Stamp sources (FITS images) are placed on the image.
+type FitsAlignment = Literal["pixel", "wcs"]
+
+#: Every `FitsAlignment` and what it means (the config's choices).
+FITS_ALIGNMENTS: dict[FitsAlignment, str] = {
+    "pixel": "Stamp pixels map onto image pixels.",
+    "wcs": "Honour the stamp's FITS WCS.",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class RenderSettings:
     """How stamps are drawn (the task's config, as plain values)."""
@@ -46,7 +58,7 @@ class RenderSettings:
     stamp_size_factor: float = 1.5
     """Automatic stamp side = this × GalSim's ``getGoodImageSize`` (so
     that ≥ 99.9 % of an extended profile's flux lands in the stamp)."""
-    fits_alignment: Literal["pixel", "wcs"] = "pixel"
+    fits_alignment: FitsAlignment = "pixel"
     """``pixel``: a Stamp's pixels map onto image pixels; ``wcs``: its FITS
     WCS is honoured."""
     psf_cache_spacing: float = DEFAULT_SPACING
