@@ -31,7 +31,8 @@ def reference_draw(row: SourceSpec, *, x: float, y: float, flux: float, psf: Any
     psf_ii = galsim.InterpolatedImage(galsim.Image(kernel, wcs=jacobian))
     profile = source_profile(row, flux / fraction, jacobian, settings)
     convolved = galsim.Convolve(profile, psf_ii)
-    size = odd_size(max(max(kernel.shape), settings.stamp_size_factor * convolved.getGoodImageSize(jacobian.minLinearScale())))
+    good = convolved.getGoodImageSize(jacobian.minLinearScale())
+    size = odd_size(max(max(kernel.shape), settings.stamp_size_factor * good))
     size = min(size, settings.max_draw_size if settings.max_draw_size % 2 else settings.max_draw_size - 1)
     ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
     half = size // 2

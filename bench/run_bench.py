@@ -215,13 +215,13 @@ def main() -> None:
         return
 
     import galsim
-    from reference_draw import reference_draw
 
     from isrinject.catalog import source_spec
     from isrinject.draw import RenderSettings, draw_source
     from isrinject.draw.psf_cache import PsfCache
     from isrinject.sim import simulate_exposure
     from isrinject.task import VisitInjectConfig, VisitInjectTask
+    from reference_draw import reference_draw
 
     lines: list[str] = []
 

@@ -41,7 +41,8 @@ def psf() -> GaussianPointSpreadFunction:
 def _draw(row, projection, psf, *, x=250.3, y=180.7, flux=1e5, settings=None, stamp_prefix=""):
     """Check the row (`source_spec`) and draw it."""
     return draw_source(
-        source_spec(row, stamp_prefix=stamp_prefix), x=x, y=y, flux=flux, psf=psf, sky_projection=projection, image_bbox=BBOX,
+        source_spec(row, stamp_prefix=stamp_prefix), x=x, y=y, flux=flux, psf=psf, sky_projection=projection,
+        image_bbox=BBOX,
         settings=settings or RenderSettings(calib_flux_radius=None),
     )
 

@@ -76,7 +76,8 @@ def test_injected_pixels_lie_on_the_isr_relation_of_their_pixel(units) -> None:
     electrons = delta_image * gain  # the injected pre-flat electrons n
     # n is an integer count per pixel (float32 storage rounds it).
     big = injected & (electrons > 50)
-    assert np.allclose(electrons[injected], np.round(electrons[injected]), atol=2e-3 * np.maximum(1, electrons[injected]))
+    n = electrons[injected]
+    assert np.allclose(n, np.round(n), atol=2e-3 * np.maximum(1, n))
     signal = sim.pre_flat_electrons + np.round(electrons)
     expected_variance = c**2 * ((signal + sim.read_noise_map**2) / f**2 + (signal / f) ** 2 * vf / f**2)
     np.testing.assert_allclose(out.variance.array[big], expected_variance[big], rtol=2e-5)
@@ -97,7 +98,8 @@ def test_injection_matches_physically_added_sources(u_band) -> None:
         y = variance[select] * gain[select] ** 2
         return np.polyfit(x, y, 1)[0]
 
-    bright = injected & (truth.source_model_njy * gain / u_band.photometric_scaling_njy_per_electron * u_band.scaling > 30)
+    model_electrons = truth.source_model_njy * gain / u_band.photometric_scaling_njy_per_electron * u_band.scaling
+    bright = injected & (model_electrons > 30)
     slope_injected = slope(out.image.array, out.variance.array, bright)
     slope_truth = slope(truth.visit_image.image.array, truth.visit_image.variance.array, bright)
     assert slope_injected == pytest.approx(slope_truth, rel=0.02)
@@ -241,7 +243,9 @@ def test_in_place_injection_equals_the_copy(u_band) -> None:
     target = u_band.visit_image.copy()
     config = VisitInjectConfig()
     config.noise_seed = 5
-    result = VisitInjectTask(config=config).run(visit_image=target, injection_catalogs=[catalog], flat=u_band.flat, in_place=True)
+    result = VisitInjectTask(config=config).run(
+        visit_image=target, injection_catalogs=[catalog], flat=u_band.flat, in_place=True
+    )
     assert result.injected_visit_image is target
     for plane in ("image", "variance", "mask"):
         np.testing.assert_array_equal(getattr(target, plane).array, getattr(expected.injected_visit_image, plane).array)
@@ -299,7 +303,8 @@ def test_overlapping_sources_in_one_pass_equal_one_after_the_other(u_band) -> No
     assert np.all(together.injected_visit_image_catalog["injection_flag"] == 0)
     image = u_band.visit_image
     for k in range(len(catalog)):
-        image = task.run(visit_image=image, injection_catalogs=[catalog[k : k + 1]], flat=u_band.flat).injected_visit_image
+        one = task.run(visit_image=image, injection_catalogs=[catalog[k : k + 1]], flat=u_band.flat)
+        image = one.injected_visit_image
     delta_together = together.injected_visit_image.variance.array.astype(float) - u_band.visit_image.variance.array
     delta_one_by_one = image.variance.array.astype(float) - u_band.visit_image.variance.array
     # The flat-variance cross terms are what a per-stamp pass would miss.

@@ -33,13 +33,13 @@ configured.  Every pixel's amplifier is found by one lookup,
 from __future__ import annotations
 
 __all__ = [
+    "SCALING_SOURCES",
     "AmplifierLayout",
     "AmplifierTerms",
     "CalibrationConfig",
     "CalibrationError",
     "CalibrationPlanes",
     "PixelCalibration",
-    "SCALING_SOURCES",
     "ScalingSource",
     "amplifier_index",
     "amplifier_terms",
@@ -61,6 +61,7 @@ import astropy.units as u
 import numpy as np
 from lsst.images import Box, Image, MaskedImage, NoOverlapError, VisitImage
 from lsst.images.cameras import Detector
+from lsst.utils.logging import LsstLoggers
 from numpy.typing import ArrayLike
 
 from .masks import mask_bits
@@ -84,15 +85,23 @@ class CalibrationError(ValueError):
 
 
 class CalibrationConfig(Protocol):
-    """The configuration `calibration_planes` reads (`isrinject.task.VisitInjectConfig` is one)."""
+    """The configuration `calibration_planes` reads (`isrinject.task.VisitInjectConfig`
+    is one; read-only, so pex_config's field types satisfy it)."""
 
-    include_flat_variance: bool
-    do_illumination_correction: bool
-    scaling_source: ScalingSource
-    photometric_scaling: float | None
-    read_noise: float | None
-    saturation: float | None
-    bad_mask_names: Sequence[str]
+    @property
+    def include_flat_variance(self) -> bool: ...
+    @property
+    def do_illumination_correction(self) -> bool: ...
+    @property
+    def scaling_source(self) -> str: ...  # a ScalingSource
+    @property
+    def photometric_scaling(self) -> float | None: ...
+    @property
+    def read_noise(self) -> float | None: ...
+    @property
+    def saturation(self) -> float | None: ...
+    @property
+    def bad_mask_names(self) -> Sequence[str]: ...
 
 
 def image_units_per_njy(unit: u.UnitBase) -> float | None:
@@ -244,7 +253,7 @@ def fit_scaling_per_amplifier(
     *,
     illumination: np.ndarray | None = None,
     min_pixels: int = 100,
-    log: logging.Logger = _LOG,
+    log: LsstLoggers = _LOG,
 ) -> list[AmplifierTerms]:
     """Fit c per amplifier from the real pixels (see the module docstring).
 
@@ -385,7 +394,7 @@ class PixelCalibration:
 
 
 def _visit_image_scaling(
-    visit_image: VisitImage, log: logging.Logger
+    visit_image: VisitImage, log: LsstLoggers
 ) -> Callable[..., ArrayLike] | None:
     """The VisitImage's ``photometric_scaling`` in nJy per e⁻, or `None` if unusable."""
     field = visit_image.photometric_scaling
@@ -411,7 +420,7 @@ def build_calibration(
     config: CalibrationConfig,
     flat: np.ndarray,
     illumination: np.ndarray | None,
-    log: logging.Logger = _LOG,
+    log: LsstLoggers = _LOG,
 ) -> PixelCalibration:
     """Per-pixel c, read noise and saturation of ``visit_image`` as configured
     (the calibration of `calibration_planes`)."""
@@ -490,7 +499,7 @@ def calibration_cutout(
 
 
 def flat_planes(
-    flat: MaskedImage | Image, image_bbox: Box, config: CalibrationConfig, log: logging.Logger, where: str
+    flat: MaskedImage | Image, image_bbox: Box, config: CalibrationConfig, log: LsstLoggers, where: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The flat f and, when usable and configured, its variance V_f on the image bbox.
 
@@ -527,7 +536,7 @@ def calibration_planes(
     flat: MaskedImage | Image,
     illumination: Image | MaskedImage | None,
     config: CalibrationConfig,
-    log: logging.Logger,
+    log: LsstLoggers,
     where: str,
 ) -> CalibrationPlanes:
     """The flat, illumination correction and calibration of ``visit_image``.

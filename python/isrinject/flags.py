@@ -67,4 +67,4 @@ FATAL_FLAGS = (
 def flag_descriptions() -> dict[str, int]:
     """Return ``{name: bit index}`` as stored in the output catalog metadata
     (the same layout as ``lsst.source.injection``)."""
-    return {flag.name: flag.value.bit_length() - 1 for flag in InjectionFlag}
+    return {name: flag.value.bit_length() - 1 for name, flag in InjectionFlag.__members__.items()}

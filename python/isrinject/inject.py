@@ -24,21 +24,22 @@ __all__ = ["INJECTION_RESULT_COLUMNS", "InjectionConfig", "InjectionResult", "in
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import astropy.units as u
 import numpy as np
 from astropy.table import Table
 from lsst.images import XY, Box, Image, MaskedImage, MaskPlaneBit, NoOverlapError, VisitImage
 from lsst.images.psfs import PointSpreadFunction
+from lsst.utils.logging import LsstLoggers
 
 from .calibration import CalibrationConfig, CalibrationError, CalibrationPlanes, PixelCalibration, calibration_planes
 from .catalog import check_catalog, standardize_columns
-from .draw import DrawnStamp, FitsAlignment, RenderSettings, SourceSpec, draw_source, local_jacobian, sky_to_pixel
+from .draw import FitsAlignment, RenderSettings, SourceSpec, draw_source, local_jacobian, sky_to_pixel
 from .draw.psf_cache import PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
 from .masks import add_mask_planes, any_bit, plane_bits
-from .model import PixelTerms, effective_gain, inject_pixels, reconstruct_pre_flat_electrons
+from .model import PixelInjection, PixelTerms, effective_gain, inject_pixels, reconstruct_pre_flat_electrons
 
 _LOG = logging.getLogger(__name__)
 
@@ -63,20 +64,34 @@ _ALONE_PIXELS = 128 * 128
 class InjectionConfig(CalibrationConfig, Protocol):
     """The configuration `inject_sources` reads (`isrinject.task.VisitInjectConfig` is one)."""
 
-    trim_padding: int
-    selection: str | None
-    mask_plane_name: str
-    injection_core_size: int
-    calib_flux_radius: float | None
-    fits_alignment: FitsAlignment
-    stamp_prefix: str
-    inject_variance: bool
-    add_noise: bool
-    do_saturation: bool
-    no_photon_mask_names: Sequence[str]
-    max_draw_size: int
-    psf_cache_spacing: float
-    stamp_size_factor: float
+    @property
+    def trim_padding(self) -> int: ...
+    @property
+    def selection(self) -> str | None: ...
+    @property
+    def mask_plane_name(self) -> str: ...
+    @property
+    def injection_core_size(self) -> int: ...
+    @property
+    def calib_flux_radius(self) -> float | None: ...
+    @property
+    def fits_alignment(self) -> str: ...  # a FitsAlignment
+    @property
+    def stamp_prefix(self) -> str: ...
+    @property
+    def inject_variance(self) -> bool: ...
+    @property
+    def add_noise(self) -> bool: ...
+    @property
+    def do_saturation(self) -> bool: ...
+    @property
+    def no_photon_mask_names(self) -> Sequence[str]: ...
+    @property
+    def max_draw_size(self) -> int: ...
+    @property
+    def psf_cache_spacing(self) -> float: ...
+    @property
+    def stamp_size_factor(self) -> float: ...
 
     def column_names(self) -> Mapping[str, str]:
         """Standard column name → the catalog's column name."""
@@ -118,7 +133,7 @@ def inject_sources(
     illumination: Image | MaskedImage | None,
     config: InjectionConfig,
     rng: np.random.Generator,
-    log: logging.Logger = _LOG,
+    log: LsstLoggers = _LOG,
     visit_id: int = 0,
     in_place: bool = False,
 ) -> InjectionResult:
@@ -192,17 +207,17 @@ def inject_sources(
     return InjectionResult(image=output, catalog=catalog, planes=calibration_used)
 
 
-def _usable_psf(visit_image: VisitImage, log: logging.Logger, where: str) -> PointSpreadFunction | None:
+def _usable_psf(visit_image: VisitImage, log: LsstLoggers, where: str) -> PointSpreadFunction | None:
     """The image's PSF, or `None` (logged) when it cannot be read."""
     try:
         return visit_image.psf
-    except Exception as err:  # noqa: BLE001  (an unreadable PSF is an ArchiveReadError stored in the image)
+    except Exception as err:  # an unreadable PSF is an ArchiveReadError stored in the image
         log.warning("The PSF of %s is unusable (%s); every source is flagged PSF_COMPUTE_ERROR.", where, err)
         return None
 
 
 def _located_catalog(
-    catalog: Table, visit_image: VisitImage, config: InjectionConfig, log: logging.Logger, where: str, visit_id: int
+    catalog: Table, visit_image: VisitImage, config: InjectionConfig, log: LsstLoggers, where: str, visit_id: int
 ) -> tuple[Table, np.ndarray, list[SourceSpec | None]]:
     """Standardise, select, locate and check the catalog rows: the rows kept
     (with absolute ``x``, ``y``), their flags (POSITION_BAD included) and
@@ -309,7 +324,7 @@ def _fluxes_in_image_units(
     x: np.ndarray,
     y: np.ndarray,
     flags: np.ndarray,
-    log: logging.Logger,
+    log: LsstLoggers,
 ) -> np.ndarray:
     """Catalog ``mag`` (AB) → flux in image units at (x, y); MAG_BAD where impossible."""
     n_rows = len(catalog)
@@ -332,10 +347,10 @@ def _fluxes_in_image_units(
         bad = ~(np.isfinite(flux) & (flux > 0))
     located = np.isfinite(x) & np.isfinite(y)
     todo = (flags & int(FATAL_FLAGS)) == 0
-    for i in np.flatnonzero(bad & todo & located):
+    for row in np.flatnonzero(bad & todo & located):
         log.warning(
             "Source %s: cannot convert mag %r to image units (flux %r).",
-            catalog["injection_id"][i], catalog["mag"][i] if "mag" in catalog.colnames else None, flux[i],
+            catalog["injection_id"][row], catalog["mag"][row] if "mag" in catalog.colnames else None, flux[row],
         )
     flags[bad & located] |= InjectionFlag.MAG_BAD
     return flux
@@ -364,22 +379,21 @@ def _draw_sources(
         max_draw_size=config.max_draw_size,
         stamp_size_factor=config.stamp_size_factor,
         psf_cache_spacing=config.psf_cache_spacing,
-        fits_alignment=config.fits_alignment,
+        # pex_config's ChoiceField has checked the value against FITS_ALIGNMENTS.
+        fits_alignment=cast(FitsAlignment, config.fits_alignment),
     )
-    psf_cache = None
-    if psf is not None:
-        psf_cache = PsfCache(
-            psf, visit_image.sky_projection, spacing=config.psf_cache_spacing,
-            calib_flux_radius=config.calib_flux_radius, bounds=(bbox.x.min, bbox.x.max, bbox.y.min, bbox.y.max),
-        )
-        todo = (flags & int(FATAL_FLAGS)) == 0
-        psf_cache.prepare(x[todo], y[todo])
+    if psf is None:
+        flags[(flags & int(FATAL_FLAGS)) == 0] |= InjectionFlag.PSF_COMPUTE_ERROR
+        return {}
+    psf_cache = PsfCache(
+        psf, visit_image.sky_projection, spacing=config.psf_cache_spacing,
+        calib_flux_radius=config.calib_flux_radius, bounds=(bbox.x.min, bbox.x.max, bbox.y.min, bbox.y.max),
+    )
+    todo = (flags & int(FATAL_FLAGS)) == 0
+    psf_cache.prepare(x[todo], y[todo])
     stamp_boxes: dict[int, Box] = {}
     for i, source in enumerate(sources):
         if source is None or flags[i] & int(FATAL_FLAGS):
-            continue
-        if psf_cache is None:
-            flags[i] |= InjectionFlag.PSF_COMPUTE_ERROR
             continue
         stamp = draw_source(
             source, x=float(x[i]), y=float(y[i]), flux=float(flux[i]), psf=psf,
@@ -391,9 +405,19 @@ def _draw_sources(
         if stamp.model is None or stamp.bbox is None:
             continue
         stamp_boxes[i] = stamp.bbox
-        batch.add(i, stamp)
+        batch.add(i, stamp.bbox, stamp.model)
     batch.flush()
     return stamp_boxes
+
+
+class _Stamp(NamedTuple):
+    """A drawn stamp waiting for the pixel model."""
+
+    row: int
+    """Its catalog row."""
+    bbox: Box
+    model: np.ndarray
+    """M [image units] on ``bbox``."""
 
 
 class _StampBatch:
@@ -415,17 +439,17 @@ class _StampBatch:
         self.rng = rng
         self.columns = columns
         self.flags = flags
-        self.pending: list[tuple[int, DrawnStamp]] = []
+        self.pending: list[_Stamp] = []
         self.pending_pixels = 0
 
-    def add(self, row: int, stamp: DrawnStamp) -> None:
-        """Queue the stamp of catalog row ``row``; run the pixel model when the batch is full."""
-        size = stamp.model.size
-        alone = size > _ALONE_PIXELS
-        if self.pending and (alone or self.pending_pixels + size > _BATCH_PIXELS):
+    def add(self, row: int, bbox: Box, model: np.ndarray) -> None:
+        """Queue the stamp (``model`` on ``bbox``) of catalog row ``row``; run
+        the pixel model when the batch is full."""
+        alone = model.size > _ALONE_PIXELS
+        if self.pending and (alone or self.pending_pixels + model.size > _BATCH_PIXELS):
             self.flush()
-        self.pending.append((row, stamp))
-        self.pending_pixels += size
+        self.pending.append(_Stamp(row, bbox, model))
+        self.pending_pixels += model.size
         if alone:
             self.flush()
 
@@ -435,7 +459,7 @@ class _StampBatch:
             self._inject(self.pending)
         self.pending, self.pending_pixels = [], 0
 
-    def _inject(self, batch: Sequence[tuple[int, DrawnStamp]]) -> None:
+    def _inject(self, batch: Sequence[_Stamp]) -> None:
         """Inject a batch through `isrinject.model.inject_pixels`.
 
         The stamps' pixels are concatenated; where stamps of the batch
@@ -444,14 +468,14 @@ class _StampBatch:
         the other (ΔV's flat term is quadratic in n).
         """
         planes, calibration, config = self.planes, self.calibration, self.config
-        regions = [stamp.bbox.slice_within(planes.bbox) for _, stamp in batch]
-        models = [stamp.model for _, stamp in batch]
+        regions = [stamp.bbox.slice_within(planes.bbox) for stamp in batch]
+        models = [stamp.model for stamp in batch]
         starts = np.concatenate([[0], np.cumsum([model.size for model in models])])
         widths = np.array([model.shape[1] for model in models])
         row0 = np.array([r.y.start for r in regions])
         col0 = np.array([r.x.start for r in regions])
         model = _joined(models)
-        scaling = _joined([np.broadcast_to(calibration.scaling_in(stamp.bbox), stamp.model.shape) for _, stamp in batch])
+        scaling = _joined([np.broadcast_to(calibration.scaling_in(stamp.bbox), stamp.model.shape) for stamp in batch])
 
         def position(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """Array row and column of model values (flat batch indices)."""
@@ -462,7 +486,9 @@ class _StampBatch:
         def terms(index: np.ndarray) -> PixelTerms:
             """S, V_f and saturation of the pixels that received electrons."""
             rows, cols = position(index)
-            read_noise, saturation = calibration.amplifier_terms_at(cols + planes.bbox.x.start, rows + planes.bbox.y.start)
+            read_noise, saturation = calibration.amplifier_terms_at(
+                cols + planes.bbox.x.start, rows + planes.bbox.y.start
+            )
             flat_variance = None if planes.flat_variance is None else planes.flat_variance[rows, cols]
             signal = reconstruct_pre_flat_electrons(
                 planes.variance[rows, cols], planes.flat[rows, cols], np.ravel(scaling)[index],
@@ -483,7 +509,10 @@ class _StampBatch:
             flat=_joined([planes.flat[r.y, r.x] for r in regions]),
             scaling=scaling,
             rng=self.rng,
-            illumination=None if planes.illumination is None else _joined([planes.illumination[r.y, r.x] for r in regions]),
+            illumination=(
+                None if planes.illumination is None
+                else _joined([planes.illumination[r.y, r.x] for r in regions])
+            ),
             excluded=(
                 _joined([any_bit(planes.mask[r.y, r.x], planes.no_photon_bits) for r in regions])
                 if planes.no_photon_bits else None
@@ -500,7 +529,9 @@ class _StampBatch:
         planes.mask[rows[result.saturated], cols[result.saturated], bit.index] |= bit.mask
         self._record(batch, starts, model, result)
 
-    def _record(self, batch: Sequence[tuple[int, DrawnStamp]], starts: np.ndarray, model: np.ndarray, result: Any) -> None:
+    def _record(
+        self, batch: Sequence[_Stamp], starts: np.ndarray, model: np.ndarray, result: PixelInjection
+    ) -> None:
         """Per source: ΔI is linear in n, so each source's share n/g is exact."""
         n_stamps = len(batch)
         stamp_of = np.searchsorted(starts, result.hit_index, side="right") - 1
@@ -510,7 +541,7 @@ class _StampBatch:
         electrons = np.bincount(stamp_of, weights=result.hit_electrons, minlength=n_stamps)
         saturated = np.bincount(stamp_of, weights=result.saturated[result.hit_pixel], minlength=n_stamps) > 0
         blocked = np.logical_or.reduceat((result.no_photons & (np.ravel(model) > 0)), starts[:-1])
-        rows = np.array([i for i, _ in batch])
+        rows = np.array([stamp.row for stamp in batch])
         self.columns["injection_flux"][rows] = flux
         self.columns["injection_flux_electrons"][rows] = electrons
         self.flags[rows[blocked]] |= InjectionFlag.NO_PHOTONS

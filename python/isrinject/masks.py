@@ -12,8 +12,13 @@ __all__ = ["LEGACY_MASK_NAMES", "add_mask_planes", "any_bit", "mask_bits", "plan
 from collections.abc import Sequence
 
 import numpy as np
-from lsst.images import MaskPlane, MaskPlaneBit, VisitImage
-from lsst.images import get_legacy_optional_mask_planes, get_legacy_visit_image_mask_planes
+from lsst.images import (
+    MaskPlane,
+    MaskPlaneBit,
+    VisitImage,
+    get_legacy_optional_mask_planes,
+    get_legacy_visit_image_mask_planes,
+)
 
 #: lsst.images names of the legacy (afw) mask plane names users put in configs.
 LEGACY_MASK_NAMES: dict[str, str] = {
@@ -30,19 +35,17 @@ def plane_bits(image: VisitImage, names: Sequence[str]) -> list[MaskPlaneBit]:
     return [image.mask.schema.bit(name) for name in dict.fromkeys(resolved) if name in present]
 
 
-def any_bit(mask_array: np.ndarray, bits: Sequence[MaskPlaneBit]) -> np.ndarray | None:
-    """Where any of ``bits`` is set in a (ny, nx, n_bytes) mask array, or `None` without bits."""
-    result = None
+def any_bit(mask_array: np.ndarray, bits: Sequence[MaskPlaneBit]) -> np.ndarray:
+    """Where any of ``bits`` is set in a (ny, nx, n_bytes) mask array."""
+    result = np.zeros(mask_array.shape[:-1], dtype=bool)
     for bit in bits:
-        hit = (mask_array[..., bit.index] & bit.mask) != 0
-        result = hit if result is None else result | hit
+        result |= (mask_array[..., bit.index] & bit.mask) != 0
     return result
 
 
 def mask_bits(visit_image: VisitImage, names: Sequence[str]) -> np.ndarray:
     """OR of the named mask planes present in the image (legacy names accepted)."""
-    hit = any_bit(visit_image.mask.array, plane_bits(visit_image, names))
-    return np.zeros(visit_image.bbox.shape, dtype=bool) if hit is None else hit
+    return any_bit(visit_image.mask.array, plane_bits(visit_image, names))
 
 
 def add_mask_planes(visit_image: VisitImage, names: Sequence[str]) -> None:

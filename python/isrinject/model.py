@@ -205,7 +205,7 @@ def draw_electrons(
         last_faint = np.searchsorted(cumulative, total, side="left")
         picked, counts = np.unique(np.minimum(picks, last_faint), return_counts=True)
     else:
-        picked, counts = np.empty(0, dtype=np.intp), np.empty(0)
+        picked, counts = np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
     keep = bright > 0
     index = np.concatenate([bright_index[keep], picked])
     electrons = np.concatenate([bright[keep], counts.astype(np.float64)])
@@ -336,6 +336,11 @@ class PixelInjection:
         return dense.reshape(self.shape)
 
 
+def _per_value(value: ArrayLike, shape: tuple[int, ...]) -> FloatArray:
+    """``value`` broadcast to the model values' shape, flattened, float64."""
+    return np.broadcast_to(np.asarray(value, dtype=np.float64), shape).ravel()
+
+
 def inject_pixels(
     model: ArrayLike,
     *,
@@ -392,13 +397,10 @@ def inject_pixels(
     """
     model = np.asarray(model, dtype=np.float64)
     shape = model.shape
-
-    def values(value: ArrayLike | None) -> FloatArray | None:
-        return None if value is None else np.broadcast_to(np.asarray(value, dtype=np.float64), shape).ravel()
-
-    flat, scaling, illumination = values(flat), values(scaling), values(illumination)
+    flat_values, scaling_values = _per_value(flat, shape), _per_value(scaling, shape)
+    illumination_values = None if illumination is None else _per_value(illumination, shape)
     expected, usable = expected_electrons(
-        model.ravel(), flat=flat, scaling=scaling, illumination=illumination,
+        model.ravel(), flat=flat_values, scaling=scaling_values, illumination=illumination_values,
         excluded=None if excluded is None else np.broadcast_to(excluded, shape).ravel(),
     )
     hit, hit_electrons = draw_electrons(expected, rng, add_noise)
@@ -412,19 +414,23 @@ def inject_pixels(
         electrons = np.bincount(hit_pixel, weights=hit_electrons, minlength=len(ids))
     index = hit[first]
     if callable(terms):
-        terms = terms(index)
+        at_pixels = terms(index)
     elif terms is None:
-        terms = PixelTerms()
+        at_pixels = PixelTerms()
     else:
-        terms = PixelTerms(*(None if v is None else values(v)[index] for v in dataclasses.astuple(terms)))
+        at_pixels = PixelTerms(**{
+            field.name: None if getattr(terms, field.name) is None
+            else _per_value(getattr(terms, field.name), shape)[index]
+            for field in dataclasses.fields(PixelTerms)
+        })
     delta_image, delta_variance, saturated, gain = pixel_response(
         electrons,
-        flat=flat[index],
-        scaling=scaling[index],
-        illumination=None if illumination is None else illumination[index],
-        flat_variance=terms.flat_variance,
-        pre_flat_electrons=terms.pre_flat_electrons,
-        saturation=terms.saturation,
+        flat=flat_values[index],
+        scaling=scaling_values[index],
+        illumination=None if illumination_values is None else illumination_values[index],
+        flat_variance=at_pixels.flat_variance,
+        pre_flat_electrons=at_pixels.pre_flat_electrons,
+        saturation=at_pixels.saturation,
     )
     return PixelInjection(
         index=index,

@@ -16,7 +16,6 @@ __all__ = [
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from astropy.table import Table
@@ -217,7 +216,9 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         "the sources inside it; <= 0 evaluates them at every source position.",
         default=DEFAULT_SPACING,
     )
-    stamp_size_factor = Field[float](doc="Automatic stamp side as a multiple of GalSim's getGoodImageSize.", default=1.5)
+    stamp_size_factor = Field[float](
+        doc="Automatic stamp side as a multiple of GalSim's getGoodImageSize.", default=1.5
+    )
 
     # --- storage classes (DP1 repositories store ExposureF) ------------------
     visit_image_storage_class = Field[str](doc="Storage class of visit_image.", default="VisitImage")

@@ -75,7 +75,7 @@ def generate_main(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        parameters: dict[str, list[Any]] = {}
+        parameters: dict[str, Any] = {}  # column → values, passed by name
         for item in args.parameter or []:
             if len(item) < 2:
                 raise ValueError(f"-p/--parameter needs a column name and at least one value; got {item!r}.")
@@ -184,6 +184,11 @@ def ingest_main(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Register ``generate-catalog`` and ``ingest-catalog``."""
+    _add_generate_parser(subparsers)
+    _add_ingest_parser(subparsers)
+
+
+def _add_generate_parser(subparsers: Any) -> None:
     gen = subparsers.add_parser(
         "generate-catalog",
         help="Generate a synthetic injection catalog (source_injection compatible).",
@@ -255,6 +260,8 @@ def add_parser(subparsers: Any) -> None:
     out.add_argument("--overwrite", action="store_true", help="Overwrite an existing output file.")
     gen.set_defaults(func=generate_main)
 
+
+def _add_ingest_parser(subparsers: Any) -> None:
     ing = subparsers.add_parser(
         "ingest-catalog",
         help="Validate an injection catalog and ingest it into a butler repository.",

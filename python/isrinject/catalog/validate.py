@@ -391,7 +391,8 @@ def _missing_argument(source_type: str, given: set[str]) -> tuple[str, str] | No
     for group in parameters.exclusive:
         present = [name for name in group if name in given]
         if len(present) > 1:
-            return "/".join(sorted(group)), f"source_type {source_type!r} takes only one of {sorted(group)}; got {present}"
+            message = f"source_type {source_type!r} takes only one of {sorted(group)}; got {present}"
+            return "/".join(sorted(group)), message
         if not present:
             return "/".join(sorted(group)), f"source_type {source_type!r} needs one of the columns {sorted(group)}"
     return None
@@ -443,7 +444,9 @@ def _check_stamps(check: _Checker, stamp_prefix: str, check_files: bool) -> None
     if not stamp_rows.any():
         return
     if "stamp" not in check.colnames:
-        check.add("stamp", InjectionFlag.STAMP_MISSING, stamp_rows, "Stamp rows need a 'stamp' column, which is missing")
+        check.add(
+            "stamp", InjectionFlag.STAMP_MISSING, stamp_rows, "Stamp rows need a 'stamp' column, which is missing"
+        )
         return
     if not check_files:
         return

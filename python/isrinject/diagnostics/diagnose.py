@@ -10,7 +10,7 @@ For every visit (pooling its detectors) this reads from the butler
   configuration of the run,
 
 re-renders the noiseless model ``M`` and its expected variance ``ΔV`` by
-running `isrinject.task.inject_sources` on the original image with the run's
+running `isrinject.inject.inject_sources` on the original image with the run's
 configuration and ``add_noise=False`` on the output catalog's rows, and
 computes with `isrinject.diagnostics.stats`:
 

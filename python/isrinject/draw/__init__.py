@@ -4,11 +4,11 @@
 kernels) ← `psf_cache` ← `render`; `profiles` maps a row to a GalSim profile.
 """
 
-from .geometry import *  # noqa: F401,F403
+from .geometry import *  # noqa: F403
 from .geometry import __all__ as _geometry_all
-from .profiles import *  # noqa: F401,F403
+from .profiles import *  # noqa: F403
 from .profiles import __all__ as _profiles_all
-from .render import *  # noqa: F401,F403
+from .render import *  # noqa: F403
 from .render import __all__ as _render_all
 
 __all__ = [*_geometry_all, *_profiles_all, *_render_all]

@@ -80,7 +80,9 @@ def odd_size(size: float) -> int:
     return size if size % 2 == 1 else size + 1
 
 
-def sky_to_pixel(sky_projection: SkyProjection, ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sky_to_pixel(
+    sky_projection: SkyProjection, ra_deg: np.ndarray, dec_deg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised (ra, dec) [deg] → absolute pixel (x, y)."""
     xy = sky_projection.sky_to_pixel(SkyCoord(ra=np.asarray(ra_deg) * 1.0, dec=np.asarray(dec_deg), unit="deg"))
     return np.asarray(xy.x, dtype=np.float64), np.asarray(xy.y, dtype=np.float64)

@@ -29,7 +29,6 @@ from collections import OrderedDict
 
 import galsim
 import numpy as np
-
 from lsst.images import SkyProjection
 from lsst.images.psfs import PointSpreadFunction
 
@@ -173,7 +172,7 @@ class PsfCache:
             jacobians: list[galsim.JacobianWCS | None] = local_jacobians(
                 self.sky_projection, np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
             )
-        except Exception:  # noqa: BLE001  (one bad position must not cost the others their cell)
+        except Exception:  # one bad position must not cost the others their cell
             jacobians = [None] * len(keys)
         for key, jacobian in zip(keys, jacobians):
             try:
@@ -182,7 +181,7 @@ class PsfCache:
                 if not np.all(np.isfinite(jacobian.getMatrix())):
                     raise ValueError(f"The sky projection has no finite local Jacobian at x={key[0]}, y={key[1]}.")
                 self._entries[key] = self._evaluate(*key, jacobian)
-            except Exception as err:  # noqa: BLE001  (reported per source by draw_source)
+            except Exception as err:  # reported per source by draw_source
                 self._failures[key] = err
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

@@ -32,9 +32,8 @@ from lsst.images.psfs import PointSpreadFunction
 from ..flags import InjectionFlag
 from .fast import fft_grid_size, fft_stamp, shifted_kernel_stamp
 from .geometry import aperture_fraction, odd_size
-from .psf_cache import DEFAULT_SPACING, PsfCache
 from .profiles import SourceSpec
-
+from .psf_cache import DEFAULT_SPACING, PsfCache
 
 #: How Stamp sources (FITS images) are placed on the image.
 type FitsAlignment = Literal["pixel", "wcs"]
@@ -189,22 +188,22 @@ def draw_source(
         entry.kernel, settings.calib_flux_radius
     )
     total_flux = flux / fraction
-    is_point = source.is_point
     try:
-        profile = None if is_point else source_profile(source, total_flux, jacobian, settings)
+        profile = None if source.is_point else source_profile(source, total_flux, jacobian, settings)
     except OSError:  # checked to exist, but not a readable FITS image
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.STAMP_MISSING)
     except (ValueError, TypeError, galsim.GalSimError):  # GalSim rejects a combination of values
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.PARAM_BAD)
-    # Only the stamp size needs the convolved GalSim object (its stepk).
-    convolved = None if is_point else galsim.Convolve(profile, psf_model)
-    requested = source.draw_size
     try:
-        good = entry.good_size if is_point else convolved.getGoodImageSize(jacobian.minLinearScale())
+        # Only the stamp size needs the convolved GalSim object (its stepk).
+        good = (
+            entry.good_size if profile is None
+            else galsim.Convolve(profile, psf_model).getGoodImageSize(jacobian.minLinearScale())
+        )
     except galsim.GalSimError:
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.FFT_SIZE_ERROR)
-    if requested is not None and np.isfinite(requested) and requested > 0:
-        draw_size = odd_size(requested)
+    if source.draw_size is not None:
+        draw_size = odd_size(source.draw_size)
     else:
         draw_size = odd_size(max(kernel_size, settings.stamp_size_factor * good))
     largest_odd = settings.max_draw_size if settings.max_draw_size % 2 else settings.max_draw_size - 1
@@ -220,7 +219,7 @@ def draw_source(
         flags |= InjectionFlag.PARTIAL_OVERLAP
     dx, dy = x - ix, y - iy
     try:
-        if is_point:
+        if profile is None:
             stamp = shifted_kernel_stamp(entry.kernel, draw_size, dx, dy, total_flux)
         else:
             # The periodic grid spans at least the profile's own extent (GalSim's
