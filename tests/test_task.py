@@ -329,7 +329,8 @@ def test_scaling_on_a_stamp_box_equals_the_field_at_each_pixel() -> None:
     for stamp_box in (Box.factory[10:41, 300:361], Box.factory[370:400, 480:500]):
         grid = stamp_box.meshgrid()
         expected = 3.0 * np.asarray(field(x=grid.x, y=grid.y))
-        scaling = calibration.scaling_in(stamp_box)
+        scaling = calibration.image_per_electron_on(stamp_box)
         assert np.ptp(expected) > 1e-3 * expected.mean()  # the field does vary over the stamp
         np.testing.assert_allclose(scaling, expected, rtol=1e-12)
-        np.testing.assert_allclose(calibration.scaling_at(grid.x.ravel(), grid.y.ravel()), expected.ravel(), rtol=1e-12)
+        at_pixels = calibration.image_per_electron_at(grid.x.ravel(), grid.y.ravel())
+        np.testing.assert_allclose(at_pixels, expected.ravel(), rtol=1e-12)

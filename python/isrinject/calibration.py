@@ -353,15 +353,15 @@ class PixelCalibration:
         grid = bbox.meshgrid()
         return self._njy_per_electron_at(grid.x, grid.y)
 
-    def scaling_in(self, bbox: Box) -> np.ndarray:
-        """c [image units per e⁻] on ``bbox``."""
+    def image_per_electron_on(self, bbox: Box) -> np.ndarray:
+        """c [image units per e⁻] on ``bbox`` (cf. ``njy_per_electron``, nJy per e⁻)."""
         if self.image_per_njy is None:
             return np.ones(bbox.shape)
         if self.scaling_source == "empirical":
             return self._per_amplifier("scaling", np.nan)[self.layout.index_on(bbox)]
         return self._njy_per_electron_on(bbox) * self.image_per_njy
 
-    def scaling_at(self, x: ArrayLike, y: ArrayLike) -> np.ndarray | float:
+    def image_per_electron_at(self, x: ArrayLike, y: ArrayLike) -> np.ndarray | float:
         """c [image units per e⁻] at positions (x, y) (scalars or arrays)."""
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)

@@ -24,12 +24,12 @@ __all__ = ["INJECTION_RESULT_COLUMNS", "InjectionConfig", "InjectionResult", "in
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, Protocol, cast
+from typing import NamedTuple, Protocol, cast
 
 import astropy.units as u
 import numpy as np
 from astropy.table import Table
-from lsst.images import XY, Box, Image, MaskedImage, MaskPlaneBit, NoOverlapError, VisitImage
+from lsst.images import XY, YX, Box, Image, MaskedImage, MaskPlaneBit, NoOverlapError, VisitImage
 from lsst.images.psfs import PointSpreadFunction
 from lsst.utils.logging import LsstLoggers
 
@@ -314,7 +314,7 @@ def _centre_values(
     illumination = None if planes.illumination is None else planes.illumination[local_y, local_x]
     columns["injection_flat"][centred] = flat
     columns["injection_effective_gain"][centred] = effective_gain(
-        flat, calibration.scaling_at(x[centred], y[centred]), illumination
+        flat, calibration.image_per_electron_at(x[centred], y[centred]), illumination
     )
 
 
@@ -475,7 +475,9 @@ class _StampBatch:
         row0 = np.array([r.y.start for r in regions])
         col0 = np.array([r.x.start for r in regions])
         model = _joined(models)
-        scaling = _joined([np.broadcast_to(calibration.scaling_in(stamp.bbox), stamp.model.shape) for stamp in batch])
+        scaling = _joined(
+            [np.broadcast_to(calibration.image_per_electron_on(stamp.bbox), stamp.model.shape) for stamp in batch]
+        )
 
         def position(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """Array row and column of model values (flat batch indices)."""
@@ -554,7 +556,7 @@ def _joined(arrays: Sequence[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate([a.ravel() for a in arrays])
 
 
-def _any_overlap(regions: Sequence[Any]) -> bool:
+def _any_overlap(regions: Sequence[YX[slice]]) -> bool:
     """Whether any two of the (y, x) slice pairs overlap."""
     if len(regions) < 2:
         return False

@@ -128,7 +128,7 @@ def generate_main(args: argparse.Namespace) -> int:
         if args.output:
             write_catalog(table, args.output, format=args.format, overwrite=args.overwrite)
             _LOG.info("Wrote %d sources to %s.", len(table), args.output)
-        if args.band:
+        if butler is not None and args.band:  # --band without -b was refused above
             from .validate import check_catalog
 
             check_catalog(table, check_stamps=False).raise_if_problems()

@@ -25,7 +25,7 @@ import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Column, Table
@@ -33,6 +33,9 @@ from scipy.spatial import cKDTree
 from scipy.stats import qmc
 
 from ._sky import unit_vector_components
+
+if TYPE_CHECKING:
+    from lsst.sphgeom import Region
 
 _LOG = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ class _Footprint:
     """Sky area to place sources in: a RA/Dec box, optionally ∩ regions."""
 
     def __init__(
-        self, ra_lim: Sequence[float] | None, dec_lim: Sequence[float] | None, regions: Sequence[Any] | None
+        self, ra_lim: Sequence[float] | None, dec_lim: Sequence[float] | None, regions: Sequence[Region] | None
     ):
         self.regions = list(regions) if regions else []
         if ra_lim is None or dec_lim is None:
@@ -245,7 +248,7 @@ def generate_injection_catalog(
     *,
     placement: str = "halton",
     min_separation: float | None = None,
-    regions: Sequence[Any] | None = None,
+    regions: Sequence[Region] | None = None,
     parameter_ranges: Mapping[str, Sequence[float]] | None = None,
     **kwargs: Any,
 ) -> Table:

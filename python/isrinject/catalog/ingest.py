@@ -10,13 +10,16 @@ __all__ = ["HTM_LEVEL", "htm_indices", "ingest_injection_catalog", "known_bands"
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lsst.sphgeom
 import numpy as np
 from astropy.table import Table, vstack
 
 from ._sky import unit_vector_components
+
+if TYPE_CHECKING:
+    from lsst.daf.butler import Butler, DatasetRef
 
 _LOG = logging.getLogger(__name__)
 
@@ -56,20 +59,20 @@ def htm_indices(ra: Any, dec: Any, level: int = HTM_LEVEL) -> np.ndarray:
     return np.fromiter((index(vector(a, b, c)) for a, b, c in zip(x, y, z)), dtype=np.int64, count=len(x))
 
 
-def known_bands(butler: Any) -> set[str]:
+def known_bands(butler: Butler) -> set[str]:
     """Bands defined in a repository (through its ``physical_filter`` records)."""
     records = butler.query_dimension_records("physical_filter", explain=False)
     return {record.band for record in records}
 
 
 def ingest_injection_catalog(
-    writeable_butler: Any,
+    writeable_butler: Butler,
     table: Table | Sequence[Table],
     band: str,
     output_collection: str,
     dataset_type_name: str = "injection_catalog",
     log_level: int = logging.INFO,
-) -> list[Any]:
+) -> list[DatasetRef]:
     """Put an injection catalog into a butler repository.
 
     The catalog is split by HTM level-7 trixel of its ``ra``/``dec`` and each
@@ -154,7 +157,7 @@ def ingest_injection_catalog(
     order = np.argsort(indices, kind="stable")
     unique, starts = np.unique(indices[order], return_index=True)
     ends = np.append(starts[1:], len(order))
-    refs: list[Any] = []
+    refs: list[DatasetRef] = []
     for trixel, start, end in zip(unique.tolist(), starts, ends):
         shard = table[np.sort(order[start:end])]
         refs.append(

@@ -297,7 +297,7 @@ def _detector_data(
     # The planes and c the noiseless injection used (the run's configuration).
     used = noiseless.planes
     flat_image, flat_variance, illum_image = used.flat, used.flat_variance, used.illumination
-    scaling = used.calibration.scaling_in(bbox)
+    scaling = used.calibration.image_per_electron_on(bbox)
     amp_index = _amp_index(original)
     injected_mask = np.asarray(injected.mask.get(config.mask_plane_name), bool)
     bad = mask_bits(injected, config.bad_mask_names) | mask_bits(original, config.bad_mask_names)
