@@ -420,15 +420,22 @@ def _check_constructor_arguments(check: _Checker, presence: Mapping[str, np.ndar
         check.add(column, InjectionFlag.PARAM_BAD, rows, message + " (missing, masked or NaN)")
 
 
+def _rows_needing(check: _Checker, source_type: str, column: str, flag: InjectionFlag) -> np.ndarray | None:
+    """The rows of ``source_type``; `None` if there are none or if the column
+    they need is missing (then flagged)."""
+    rows = check.types == source_type
+    if not rows.any():
+        return None
+    if column not in check.colnames:
+        check.add(column, flag, rows, f"{source_type} rows need a {column!r} column, which is missing")
+        return None
+    return rows
+
+
 def _check_trails(check: _Checker) -> None:
     """PARAM_BAD: a Trail without a positive finite ``trail_length``."""
-    trail = check.types == "Trail"
-    if not trail.any():
-        return
-    if "trail_length" not in check.colnames:
-        check.add(
-            "trail_length", InjectionFlag.PARAM_BAD, trail, "Trail rows need a 'trail_length' column, which is missing"
-        )
+    trail = _rows_needing(check, "Trail", "trail_length", InjectionFlag.PARAM_BAD)
+    if trail is None:
         return
     length, present, _ = _float_values(check.catalog, "trail_length")
     with np.errstate(invalid="ignore"):
@@ -440,15 +447,8 @@ def _check_trails(check: _Checker) -> None:
 
 def _check_stamps(check: _Checker, stamp_prefix: str, check_files: bool) -> None:
     """STAMP_MISSING: a Stamp row without a ``stamp`` column or (``check_files``) file."""
-    stamp_rows = check.types == "Stamp"
-    if not stamp_rows.any():
-        return
-    if "stamp" not in check.colnames:
-        check.add(
-            "stamp", InjectionFlag.STAMP_MISSING, stamp_rows, "Stamp rows need a 'stamp' column, which is missing"
-        )
-        return
-    if not check_files:
+    stamp_rows = _rows_needing(check, "Stamp", "stamp", InjectionFlag.STAMP_MISSING)
+    if stamp_rows is None or not check_files:
         return
     names = normalize_source_types(check.catalog["stamp"]).astype(object)
     missing = np.zeros(check.n_rows, dtype=bool)
