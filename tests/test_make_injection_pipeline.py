@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from isrinject.pipeline_tools import make_injection_pipeline, parse_config_override
 from lsst.daf.butler import Butler, DimensionUniverse
 from lsst.pipe.base import Pipeline
+
+from isrinject.pipeline_tools import make_injection_pipeline, parse_config_override
 from reference_tasks import measure_visit_image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.table import Table
+
 from isrinject.catalog import SOURCE_TYPE_PARAMETERS, STANDARD_UNITS, check_catalog, source_type_parameters
 from isrinject.cli import main
 from isrinject.draw.profiles import SOURCE_TYPES
@@ -29,7 +30,7 @@ def test_table_lists_every_accepted_source_type() -> None:
 def _minimal_row(parameters) -> dict:
     """mag, position and the first choice of every required column of a type."""
     row = {"source_type": parameters.source_type, "mag": 20.0, "ra": 150.0, "dec": 2.0}
-    row.update({name: 1.0 for name in parameters.required})
+    row.update(dict.fromkeys(parameters.required, 1.0))
     row.update({group[0]: 1.0 for group in parameters.one_of})
     return row
 
@@ -45,7 +46,7 @@ def test_validation_accepts_the_required_columns_and_flags_a_missing_one(source_
         assert report.flags.tolist() == [int(InjectionFlag.PARAM_BAD)], name
         assert any(name in str(problem) for problem in report.problems), name
     for group in parameters.one_of:
-        both = {**row, **{name: 1.0 for name in group[:2]}}
+        both = {**row, **dict.fromkeys(group[:2], 1.0)}
         if len(group) > 1:
             assert check_catalog(Table(rows=[both])).flags.tolist() == [int(InjectionFlag.PARAM_BAD)], group
 

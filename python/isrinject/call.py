@@ -148,7 +148,7 @@ def _psf_or_read_error(visit_image: VisitImage) -> Any:
     as lsst.images does: the engine flags every source PSF_COMPUTE_ERROR)."""
     try:
         return visit_image.psf
-    except Exception as err:  # noqa: BLE001  (an unreadable PSF is an ArchiveReadError stored in the image)
+    except Exception as err:
         return err
 
 

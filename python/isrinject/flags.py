@@ -7,7 +7,7 @@ them are specific to the ISR-consistent pixel model.
 
 from __future__ import annotations
 
-__all__ = ["InjectionFlag", "describe_flags", "flag_descriptions", "flag_meanings"]
+__all__ = ["FATAL_FLAGS", "InjectionFlag", "flag_descriptions", "flag_meanings"]
 
 import ast
 import enum
@@ -67,13 +67,11 @@ FATAL_FLAGS = (
     | InjectionFlag.DRAW_ERROR
 )
 
-__all__ += ["FATAL_FLAGS"]
-
 
 def flag_descriptions() -> dict[str, int]:
     """Return ``{name: bit index}`` as stored in the output catalog metadata
     (the same layout as ``lsst.source.injection``)."""
-    return {flag.name: flag.value.bit_length() - 1 for flag in InjectionFlag}
+    return {name: flag.value.bit_length() - 1 for name, flag in InjectionFlag.__members__.items()}
 
 
 def flag_meanings() -> dict[str, str]:
@@ -98,14 +96,3 @@ def _flag_meanings() -> dict[str, str]:
         and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)
     }
     return {flag.name: meanings[flag.name] for flag in InjectionFlag}
-
-
-def describe_flags(value: int) -> list[str]:
-    """Return the names of the flags set in ``value``.
-
-    Parameters
-    ----------
-    value
-        An ``injection_flag`` value.
-    """
-    return [flag.name for flag in InjectionFlag if int(value) & flag.value]

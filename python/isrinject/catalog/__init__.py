@@ -30,6 +30,7 @@ _LAZY = {
     "CatalogReport": "isrinject.catalog.validate",
     "CatalogValidationError": "isrinject.catalog.validate",
     "check_catalog": "isrinject.catalog.validate",
+    "source_spec": "isrinject.catalog.validate",
     "validate_catalog": "isrinject.catalog.validate",
     "generate_injection_catalog": "isrinject.catalog.generate",
     "seed_to_int": "isrinject.catalog.generate",

@@ -75,7 +75,7 @@ def generate_main(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        parameters: dict[str, list[Any]] = {}
+        parameters: dict[str, Any] = {}  # column → values, passed by name
         for item in args.parameter or []:
             if len(item) < 2:
                 raise ValueError(f"-p/--parameter needs a column name and at least one value; got {item!r}.")
@@ -128,7 +128,7 @@ def generate_main(args: argparse.Namespace) -> int:
         if args.output:
             write_catalog(table, args.output, format=args.format, overwrite=args.overwrite)
             _LOG.info("Wrote %d sources to %s.", len(table), args.output)
-        if args.band:
+        if butler is not None and args.band:  # --band without -b was refused above
             from .validate import check_catalog
 
             check_catalog(table, check_stamps=False).raise_if_problems()
@@ -201,6 +201,12 @@ def show_source_types_main(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Register ``generate-catalog``, ``ingest-catalog`` and ``show-source-types``."""
+    _add_generate_parser(subparsers)
+    _add_ingest_parser(subparsers)
+    _add_show_source_types_parser(subparsers)
+
+
+def _add_generate_parser(subparsers: Any) -> None:
     gen = subparsers.add_parser(
         "generate-catalog",
         help="Generate a synthetic injection catalog (source_injection compatible).",
@@ -272,6 +278,8 @@ def add_parser(subparsers: Any) -> None:
     out.add_argument("--overwrite", action="store_true", help="Overwrite an existing output file.")
     gen.set_defaults(func=generate_main)
 
+
+def _add_ingest_parser(subparsers: Any) -> None:
     ing = subparsers.add_parser(
         "ingest-catalog",
         help="Validate an injection catalog and ingest it into a butler repository.",
@@ -303,6 +311,8 @@ def add_parser(subparsers: Any) -> None:
     _add_validation_options(ing)
     ing.set_defaults(func=ingest_main)
 
+
+def _add_show_source_types_parser(subparsers: Any) -> None:
     show = subparsers.add_parser(
         "show-source-types",
         help="List the catalog source types with their columns and units.",

@@ -1,10 +1,10 @@
 """The source types an injection catalog accepts and the columns each one takes.
 
-One table, `SOURCE_TYPE_PARAMETERS`, built from GalSim's own declaration of
-each profile's constructor arguments (``_req_params``, ``_single_params``,
-``_opt_params``) plus isrinject's ``Star`` (a point source), ``Stamp`` and
-``Trail``.  Validation (`isrinject.catalog.validate`) decides from it which
-rows a column applies to, and ``isrinject show-source-types`` prints it.
+One table, `SOURCE_TYPE_PARAMETERS`, built from
+`isrinject.draw.profiles.profile_parameters` (GalSim's own declaration of each
+profile's constructor arguments, plus isrinject's ``Star``, ``Stamp`` and
+``Trail``): the same lookup validation (`isrinject.catalog.validate`) uses to
+decide which rows a column applies to.  ``isrinject show-source-types`` prints it.
 
 Units are what the catalog value means when isrinject draws it: GalSim sizes
 are drawn in sky coordinates, so they are in arcsec (``scale_unit`` changes
@@ -26,9 +26,13 @@ __all__ = [
 import dataclasses
 import textwrap
 
-import galsim
-
-from ..draw.profiles import GALSIM_SOURCE_TYPES, LEGACY_SOURCE_TYPES, SHEAR_PARAMETERS, canonical_source_type
+from ..draw.profiles import (
+    GALSIM_SOURCE_TYPES,
+    SHEAR_PARAMETERS,
+    SOURCE_TYPES,
+    canonical_source_type,
+    profile_parameters,
+)
 from .schema import STANDARD_UNITS
 
 #: Units of the parameter columns (absent: dimensionless, a count, a flag or a name).
@@ -134,25 +138,24 @@ def describe_common_columns(width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def _galsim_parameters(source_type: str, drawn_as: str) -> SourceTypeParameters:
-    gs_class = getattr(galsim, drawn_as)
-    one_of = tuple(
-        tuple(name for name in group if name not in _NOT_COLUMNS) for group in getattr(gs_class, "_single_params", ())
-    )
-    optional = [name for name in getattr(gs_class, "_opt_params", {}) if name not in _NOT_COLUMNS]
-    if drawn_as != "DeltaFunction":  # a point source has no shape to shear
+def _parameters(source_type: str) -> SourceTypeParameters:
+    """The columns of ``source_type`` from `profile_parameters`, the one place
+    that asks GalSim what a class takes (validation reads it too)."""
+    drawn_as = canonical_source_type(source_type)
+    parameters = profile_parameters(drawn_as)
+
+    def columns(names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(name for name in names if name not in _NOT_COLUMNS)
+
+    optional = list(columns(parameters.optional))
+    if parameters.shear:
         optional += [name for name in SHEAR_PARAMETERS if name not in optional]
-    required = tuple(name for name in getattr(gs_class, "_req_params", {}) if name not in _NOT_COLUMNS)
-    return SourceTypeParameters(source_type, drawn_as, required, tuple(g for g in one_of if g), tuple(optional))
+    one_of = tuple(group for group in map(columns, parameters.exclusive) if group)
+    return SourceTypeParameters(source_type, drawn_as, columns(parameters.required), one_of, tuple(optional))
 
 
 #: Every accepted ``source_type`` value → its columns (GalSim profiles, Star, Stamp, Trail).
-SOURCE_TYPE_PARAMETERS: dict[str, SourceTypeParameters] = {
-    **{name: _galsim_parameters(name, name) for name in GALSIM_SOURCE_TYPES},
-    **{alias: _galsim_parameters(alias, drawn_as) for alias, drawn_as in LEGACY_SOURCE_TYPES.items()},
-    "Stamp": SourceTypeParameters("Stamp", "Stamp", ("stamp",), (), ()),
-    "Trail": SourceTypeParameters("Trail", "Trail", ("trail_length",), (), ("beta",)),
-}
+SOURCE_TYPE_PARAMETERS: dict[str, SourceTypeParameters] = {name: _parameters(name) for name in SOURCE_TYPES}
 
 
 def source_type_parameters(source_type: str) -> SourceTypeParameters:
