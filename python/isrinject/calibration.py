@@ -60,7 +60,7 @@ from typing import Literal, Protocol
 import astropy.units as u
 import numpy as np
 from lsst.images import Box, Image, MaskedImage, NoOverlapError, VisitImage
-from lsst.images.cameras import Detector
+from lsst.images.cameras import Amplifier, Detector
 from lsst.utils.logging import LsstLoggers
 from numpy.typing import ArrayLike
 
@@ -272,8 +272,8 @@ def _covered_pixels(boxes: Sequence[Box], bbox: Box) -> int:
 
 
 def _constant_terms(
-    detector: object | None,
-    amps: Sequence[object],
+    detector: Detector | None,
+    amps: Sequence[Amplifier],
     image_bbox: Box,
     n_covered: int,
     read_noise: float | None,

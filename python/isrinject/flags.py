@@ -86,7 +86,9 @@ def flag_meanings() -> dict[str, str]:
 
 @functools.cache
 def _flag_meanings() -> dict[str, str]:
-    body = ast.parse(inspect.getsource(InjectionFlag)).body[0].body
+    class_def = ast.parse(inspect.getsource(InjectionFlag)).body[0]
+    assert isinstance(class_def, ast.ClassDef)
+    body = class_def.body
     meanings = {
         target.id: " ".join(doc.value.value.split())
         for assign, doc in itertools.pairwise(body)
@@ -95,4 +97,4 @@ def _flag_meanings() -> dict[str, str]:
         if isinstance(target, ast.Name)
         and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)
     }
-    return {flag.name: meanings[flag.name] for flag in InjectionFlag}
+    return {name: meanings[name] for name in InjectionFlag.__members__}

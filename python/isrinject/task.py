@@ -264,7 +264,7 @@ class VisitInjectTask(PipelineTask):
         inputs = butlerQC.get(inputRefs)
         check_recorded_flat(
             inputs["visit_image"].metadata, inputRefs.flat, strict=self.config.check_flat_provenance,
-            where=f"Quantum {dict(butlerQC.quantum.dataId.required)}", log=self.log,
+            where=f"Quantum {dict(inputRefs.visit_image.dataId.required)}", log=self.log,
         )
         inputs["flat"] = read_flat(inputs["flat"], with_variance=self.config.include_flat_variance)
         outputs = self.run(**inputs, in_place=True)
@@ -340,7 +340,7 @@ class VisitInjectTask(PipelineTask):
         result = inject_sources(
             visit_image,
             catalog,
-            flat=flat,
+            flat=inputs.flat,
             illumination=illumination_correction if self.config.do_illumination_correction else None,
             config=self.config,
             rng=rng,
