@@ -125,7 +125,9 @@ def _as_scaling(photo_calib: Any, visit_image: VisitImage) -> Field | None:
     nothing about electrons)."""
     if isinstance(photo_calib, BaseField):
         if not isinstance(photo_calib, ChebyshevField | ProductField | SplineField | SumField):
-            raise TypeError(f"photo_calib must be one of lsst.images' concrete fields; got {type(photo_calib).__name__}.")
+            raise TypeError(
+                f"photo_calib must be one of lsst.images' concrete fields; got {type(photo_calib).__name__}."
+            )
         if photo_calib.unit is None:
             raise TypeError("photo_calib (a photometric-scaling field) must carry a unit, e.g. nJy / electron.")
         return photo_calib
