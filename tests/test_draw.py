@@ -283,3 +283,29 @@ def test_psf_cache_isolates_a_cell_whose_sky_transform_fails(projection, psf) ->
     assert np.sqrt(abs(good.jacobian.pixelArea())) == pytest.approx(PIXEL_SCALE, rel=1e-5)
     with pytest.raises(RuntimeError, match="outside the model"):
         cache.get(450.0, 100.0)
+
+
+def _axis_ratio(stamp) -> float:
+    """Minor/major axis ratio of the stamp's second moments."""
+    yy, xx = np.mgrid[stamp.bbox.y.start : stamp.bbox.y.stop, stamp.bbox.x.start : stamp.bbox.x.stop]
+    m = stamp.model / stamp.model.sum()
+    cx, cy = (m * xx).sum(), (m * yy).sum()
+    moments = np.array([[(m * (xx - cx) ** 2).sum(), (m * (xx - cx) * (yy - cy)).sum()],
+                        [(m * (xx - cx) * (yy - cy)).sum(), (m * (yy - cy) ** 2).sum()]])
+    low, high = np.linalg.eigvalsh(moments)
+    return float(np.sqrt(low / high))
+
+
+@pytest.mark.parametrize("source_type, extra", [("InclinedExponential", {}), ("InclinedSersic", {"n": 1.5})])
+def test_inclination_is_read_in_degrees(projection, psf, source_type, extra) -> None:
+    """GalSim takes ``inclination`` as an Angle; the catalog gives degrees."""
+    ratios = {}
+    for inclination in (0.0, 80.0):
+        row = {"source_type": source_type, "half_light_radius": 1.5, "inclination": inclination, **extra}
+        stamp = _draw(row, projection, psf)
+        assert stamp.flags == 0, stamp.flags
+        assert stamp.model.sum() == pytest.approx(1e5, rel=2e-3)
+        ratios[inclination] = _axis_ratio(stamp)
+    # Face-on is round (the PSF is round); 80° is a thin disk seen through a 2-pixel PSF.
+    assert ratios[0.0] == pytest.approx(1.0, abs=0.01)
+    assert ratios[80.0] < 0.6, ratios

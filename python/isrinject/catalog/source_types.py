@@ -44,6 +44,7 @@ PARAMETER_UNITS: dict[str, str] = {
         "arcsec",
     ),
     "lam": "nm",
+    "inclination": "deg",
     **dict.fromkeys(("diam", "r0", "r0_500", "L0"), "m"),
 }
 

@@ -93,6 +93,9 @@ class ProfileParameters:
     """Groups of which each row gives exactly one (e.g. ``half_light_radius``/``scale_radius``)."""
     shear: bool
     """Whether `SHEAR_PARAMETERS` apply (every extended GalSim profile)."""
+    angles: tuple[str, ...] = ()
+    """Parameters GalSim takes as a `galsim.Angle` (``inclination``): the
+    catalog gives them in degrees, like ``beta``."""
 
     @property
     def names(self) -> frozenset[str]:
@@ -113,11 +116,16 @@ def profile_parameters(source_type: str) -> ProfileParameters:
     if source_type == "Stamp":
         return ProfileParameters(("stamp",), (), (), shear=False)
     gs_class = getattr(galsim, source_type)
+    required = getattr(gs_class, "_req_params", {})
+    optional = getattr(gs_class, "_opt_params", {})
+    exclusive = getattr(gs_class, "_single_params", ())
+    types = {**required, **optional, **{name: kind for group in exclusive for name, kind in group.items()}}
     return ProfileParameters(
-        required=tuple(getattr(gs_class, "_req_params", {})),
-        optional=tuple(key for key in getattr(gs_class, "_opt_params", {}) if key != "flux"),
-        exclusive=tuple(tuple(group) for group in getattr(gs_class, "_single_params", ())),
+        required=tuple(required),
+        optional=tuple(key for key in optional if key != "flux"),
+        exclusive=tuple(tuple(group) for group in exclusive),
         shear=source_type != "DeltaFunction",
+        angles=tuple(name for name, kind in types.items() if kind is galsim.Angle),
     )
 
 

@@ -32,7 +32,7 @@ from lsst.images.psfs import PointSpreadFunction
 from ..flags import InjectionFlag
 from .fast import fft_grid_size, fft_stamp, shifted_kernel_stamp
 from .geometry import aperture_fraction, odd_size
-from .profiles import SourceSpec
+from .profiles import SourceSpec, profile_parameters
 from .psf_cache import DEFAULT_SPACING, PsfCache
 
 #: How Stamp sources (FITS images) are placed on the image.
@@ -117,7 +117,11 @@ def source_profile(
         if "beta" in source.arguments:
             trail = trail.rotate(float(source.arguments["beta"]) * galsim.degrees)
         return jacobian.toWorld(trail).withFlux(flux * length)
-    profile = getattr(galsim, source.source_type)(**source.arguments)
+    angles = profile_parameters(source.source_type).angles
+    arguments = {
+        name: float(value) * galsim.degrees if name in angles else value for name, value in source.arguments.items()
+    }
+    profile = getattr(galsim, source.source_type)(**arguments)
     if source.shear:
         shear = dict(source.shear)
         if "beta" in shear:
