@@ -18,10 +18,10 @@ from typing import Any
 import galsim
 import numpy as np
 
-from isrinject.draw.render import _odd, aperture_fraction, local_jacobian, source_profile
+from isrinject.draw import SourceSpec, aperture_fraction, local_jacobian, odd_size, source_profile
 
 
-def reference_draw(row: dict[str, Any], *, x: float, y: float, flux: float, psf: Any, sky_projection: Any,
+def reference_draw(row: SourceSpec, *, x: float, y: float, flux: float, psf: Any, sky_projection: Any,
                    settings: Any) -> np.ndarray:
     """Return the full (unclipped) model stamp of one source [image units]."""
     jacobian = local_jacobian(sky_projection, x, y)
@@ -31,7 +31,8 @@ def reference_draw(row: dict[str, Any], *, x: float, y: float, flux: float, psf:
     psf_ii = galsim.InterpolatedImage(galsim.Image(kernel, wcs=jacobian))
     profile = source_profile(row, flux / fraction, jacobian, settings)
     convolved = galsim.Convolve(profile, psf_ii)
-    size = _odd(max(max(kernel.shape), settings.stamp_size_factor * convolved.getGoodImageSize(jacobian.minLinearScale())))
+    good = convolved.getGoodImageSize(jacobian.minLinearScale())
+    size = odd_size(max(max(kernel.shape), settings.stamp_size_factor * good))
     size = min(size, settings.max_draw_size if settings.max_draw_size % 2 else settings.max_draw_size - 1)
     ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
     half = size // 2

@@ -116,7 +116,7 @@ def rows_of(table: Table) -> list[dict]:
 # --- fresh-process measurements ------------------------------------------------
 
 def read_flat_planes(path: str):
-    """The flat's image and variance planes, as `isrinject.task.read_flat`
+    """The flat's image and variance planes, as `isrinject.inputs.read_flat`
     reads them through the butler's lsst.images formatter (no mask)."""
     from lsst.images import MaskedImage, MaskSchema, serialization
 
@@ -137,7 +137,8 @@ def child(args: argparse.Namespace) -> None:
     """
     from lsst.images import VisitImage
 
-    from isrinject.task import VisitInjectConfig, VisitInjectTask, _release_freed_memory
+    from isrinject.memory import release_freed_memory
+    from isrinject.task import VisitInjectConfig, VisitInjectTask
 
     result: dict[str, float] = {}
     if os.path.exists(args.output):
@@ -174,7 +175,7 @@ def child(args: argparse.Namespace) -> None:
         result["run_seconds"] = time.perf_counter() - run_start
         result["unflagged"] = int(np.sum(out.injected_visit_image_catalog["injection_flag"] == 0))
         del image, flat
-        _release_freed_memory()
+        release_freed_memory()
         write_start = time.perf_counter()
         out.injected_visit_image.write(args.output)
     result["write_seconds"] = time.perf_counter() - write_start
@@ -214,12 +215,13 @@ def main() -> None:
         return
 
     import galsim
-    from reference_draw import reference_draw
 
+    from isrinject.catalog import source_spec
     from isrinject.draw import RenderSettings, draw_source
     from isrinject.draw.psf_cache import PsfCache
     from isrinject.sim import simulate_exposure
     from isrinject.task import VisitInjectConfig, VisitInjectTask
+    from reference_draw import reference_draw
 
     lines: list[str] = []
 
@@ -239,7 +241,7 @@ def main() -> None:
 
     # --- (a) draw compute, 1,000 stars + 1,000 Sersic ----------------------
     table = catalog(vi, 2000, rng)
-    rows = rows_of(table)
+    rows = [source_spec(row) for row in rows_of(table)]
     xs, ys = np.asarray(table["x_pix"]), np.asarray(table["y_pix"])
     # GalSim builds (and caches) one Hankel table per Sersic index: whoever
     # draws first pays for it, so warm every index up before timing either side.

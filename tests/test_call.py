@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.table import Table
+from lsst.images import XY, SkyProjection
+from lsst.images.psfs import GaussianPointSpreadFunction
+
 from isrinject import VisitInjectConfig, VisitInjectTask
 from isrinject.call import run_inputs
 from isrinject.sim import simulate_exposure
-from lsst.images import XY, SkyProjection
-from lsst.images.psfs import GaussianPointSpreadFunction
 
 SHAPE = (128, 128)
 STAR_XY = (64.3, 60.2)

@@ -11,6 +11,7 @@ from astropy.wcs import WCS
 from lsst.images import Box, DetectorFrame, SkyProjection
 from lsst.images.psfs import GaussianPointSpreadFunction
 
+from isrinject.catalog import CatalogValidationError, source_spec
 from isrinject.draw import RenderSettings, aperture_fraction, draw_source, local_jacobian, sky_to_pixel
 from isrinject.flags import InjectionFlag
 
@@ -37,9 +38,11 @@ def psf() -> GaussianPointSpreadFunction:
     return GaussianPointSpreadFunction(2.0, bounds=BBOX, stamp_size=41)
 
 
-def _draw(row, projection, psf, *, x=250.3, y=180.7, flux=1e5, settings=None):
+def _draw(row, projection, psf, *, x=250.3, y=180.7, flux=1e5, settings=None, stamp_prefix=""):
+    """Check the row (`source_spec`) and draw it."""
     return draw_source(
-        row, x=x, y=y, flux=flux, psf=psf, sky_projection=projection, image_bbox=BBOX,
+        source_spec(row, stamp_prefix=stamp_prefix), x=x, y=y, flux=flux, psf=psf, sky_projection=projection,
+        image_bbox=BBOX,
         settings=settings or RenderSettings(calib_flux_radius=None),
     )
 
@@ -113,12 +116,16 @@ def test_stamp_source(tmp_path, projection, psf) -> None:
     image = galsim.Gaussian(sigma=1.5).drawImage(nx=31, ny=31, scale=1.0).array
     path = tmp_path / "galaxy.fits"
     fits.PrimaryHDU(image).writeto(path)
-    settings = RenderSettings(calib_flux_radius=None, stamp_prefix=str(tmp_path) + "/")
-    stamp = _draw({"source_type": "Stamp", "stamp": "galaxy.fits"}, projection, psf, settings=settings)
+    prefix = str(tmp_path) + "/"
+    stamp = _draw({"source_type": "Stamp", "stamp": "galaxy.fits"}, projection, psf, stamp_prefix=prefix)
     assert stamp.flags == 0
     assert stamp.model.sum() == pytest.approx(1e5, rel=2e-3)
-    missing = _draw({"source_type": "Stamp", "stamp": "nope.fits"}, projection, psf, settings=settings)
-    assert missing.flags == InjectionFlag.STAMP_MISSING and missing.model is None
+    # A file that exists but is no FITS image passes the check and fails the read.
+    (tmp_path / "empty.fits").write_bytes(b"")
+    empty = _draw({"source_type": "Stamp", "stamp": "empty.fits"}, projection, psf, stamp_prefix=prefix)
+    assert empty.flags == InjectionFlag.STAMP_MISSING and empty.model is None
+    with pytest.raises(CatalogValidationError, match=r"column 'stamp' \[STAMP_MISSING\].*nope.fits"):
+        source_spec({"source_type": "Stamp", "stamp": "nope.fits"}, stamp_prefix=prefix)
 
 
 def test_partial_and_no_overlap(projection, psf) -> None:
@@ -130,9 +137,11 @@ def test_partial_and_no_overlap(projection, psf) -> None:
     assert outside.flags == InjectionFlag.NO_OVERLAP
 
 
-def test_bad_parameters_are_flagged_not_raised(projection, psf) -> None:
-    assert _draw({"source_type": "Sersic", "n": 1.0}, projection, psf).flags == InjectionFlag.PARAM_BAD
-    assert _draw({"source_type": "Trail", "trail_length": -3.0}, projection, psf).flags == InjectionFlag.PARAM_BAD
+def test_bad_parameters_are_caught_by_the_check_and_drawing_errors_flagged(projection, psf) -> None:
+    with pytest.raises(CatalogValidationError, match="'Sersic' needs one of the columns"):
+        source_spec({"source_type": "Sersic", "n": 1.0})
+    with pytest.raises(CatalogValidationError, match=r"column 'trail_length' \[PARAM_BAD\]"):
+        source_spec({"source_type": "Trail", "trail_length": -3.0})
     huge = _draw({"source_type": "Sersic", "n": 1.0, "half_light_radius": 1e4}, projection, psf)
     assert huge.flags & (InjectionFlag.FFT_SIZE_ERROR | InjectionFlag.PARTIAL_OVERLAP)
 
@@ -274,3 +283,29 @@ def test_psf_cache_isolates_a_cell_whose_sky_transform_fails(projection, psf) ->
     assert np.sqrt(abs(good.jacobian.pixelArea())) == pytest.approx(PIXEL_SCALE, rel=1e-5)
     with pytest.raises(RuntimeError, match="outside the model"):
         cache.get(450.0, 100.0)
+
+
+def _axis_ratio(stamp) -> float:
+    """Minor/major axis ratio of the stamp's second moments."""
+    yy, xx = np.mgrid[stamp.bbox.y.start : stamp.bbox.y.stop, stamp.bbox.x.start : stamp.bbox.x.stop]
+    m = stamp.model / stamp.model.sum()
+    cx, cy = (m * xx).sum(), (m * yy).sum()
+    moments = np.array([[(m * (xx - cx) ** 2).sum(), (m * (xx - cx) * (yy - cy)).sum()],
+                        [(m * (xx - cx) * (yy - cy)).sum(), (m * (yy - cy) ** 2).sum()]])
+    low, high = np.linalg.eigvalsh(moments)
+    return float(np.sqrt(low / high))
+
+
+@pytest.mark.parametrize("source_type, extra", [("InclinedExponential", {}), ("InclinedSersic", {"n": 1.5})])
+def test_inclination_is_read_in_degrees(projection, psf, source_type, extra) -> None:
+    """GalSim takes ``inclination`` as an Angle; the catalog gives degrees."""
+    ratios = {}
+    for inclination in (0.0, 80.0):
+        row = {"source_type": source_type, "half_light_radius": 1.5, "inclination": inclination, **extra}
+        stamp = _draw(row, projection, psf)
+        assert stamp.flags == 0, stamp.flags
+        assert stamp.model.sum() == pytest.approx(1e5, rel=2e-3)
+        ratios[inclination] = _axis_ratio(stamp)
+    # Face-on is round (the PSF is round); 80° is a thin disk seen through a 2-pixel PSF.
+    assert ratios[0.0] == pytest.approx(1.0, abs=0.01)
+    assert ratios[80.0] < 0.6, ratios

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from isrinject.model import effective_gain, inject_pixels, reconstruct_pre_flat_electrons, usable_flat
+from isrinject.model import PixelTerms, effective_gain, reconstruct_pre_flat_electrons, usable_flat
+from isrinject.model import inject_pixels as _inject_pixels
 
 N_PIXELS = 200_000
 # The ratio var(ΔI − M)/mean(ΔV) over N Poisson pixels has a relative
 # standard deviation ≈ sqrt(2/N) (≈0.0032 for 2e5); 0.02 is > 6σ.
 RATIO_TOL = 0.02
 assert 6 * np.sqrt(2 / N_PIXELS) < RATIO_TOL
+
+
+def inject_pixels(model, *, pre_flat_electrons=None, flat_variance=None, saturation=None, **kwargs):
+    """`isrinject.model.inject_pixels` on one stamp, its per-pixel results on the stamp's shape."""
+    terms = PixelTerms(pre_flat_electrons=pre_flat_electrons, flat_variance=flat_variance, saturation=saturation)
+    result = _inject_pixels(model, terms=terms, **kwargs)
+    return SimpleNamespace(
+        delta_image=result.on_values(result.delta_image),
+        delta_variance=result.on_values(result.delta_variance),
+        electrons=result.on_values(result.electrons),
+        saturated=result.on_values(result.saturated),
+        expected_electrons=result.expected_electrons.reshape(result.shape),
+        no_photons=result.no_photons.reshape(result.shape),
+    )
 
 
 def _scaling_for_units(units: str) -> float:
@@ -209,3 +226,24 @@ def test_no_noise_returns_every_positive_expectation() -> None:
     index, electrons = draw_electrons(np.array([[0.0, 1e-9], [2.5, -1.0]]), None, add_noise=False)
     assert index.tolist() == [1, 2]
     np.testing.assert_array_equal(electrons, [1e-9, 2.5])
+
+
+def test_values_on_one_pixel_are_summed_before_the_quadratic_terms() -> None:
+    """Values of overlapping stamps on one pixel inject as one pixel: ΔV's n²
+    term and the saturation test see the summed n (noise off), and each
+    value's share of ΔI is its own n/g."""
+    c, f, flat_variance, signal = 0.5, 0.8, 1e-4, 200.0
+    model = np.array([300.0, 500.0, 200.0])  # n = M·f/c = 480, 800, 320
+    result = _inject_pixels(
+        model, flat=f, scaling=c, rng=None, add_noise=False, pixel=np.array([7, 7, 3]),
+        terms=PixelTerms(pre_flat_electrons=signal, flat_variance=flat_variance, saturation=1400.0),
+    )
+    # Pixels in identifier order: 3 (value 2), then 7 (values 0 and 1).
+    assert result.index.tolist() == [2, 0]
+    n = np.array([320.0, 1280.0])
+    np.testing.assert_allclose(result.electrons, n, rtol=1e-14)
+    expected_dv = c**2 * n / f**2 + c**2 * flat_variance / f**4 * (2 * signal * n + n**2)
+    np.testing.assert_allclose(result.delta_variance, expected_dv, rtol=1e-13)
+    # 200 + 1280 > 1400, though neither value alone (200 + 480, 200 + 800) passes it.
+    assert result.saturated.tolist() == [False, True]
+    np.testing.assert_allclose(result.hit_electrons / result.effective_gain[result.hit_pixel], model, rtol=1e-14)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,27 +11,16 @@ from astropy.table import Table, vstack
 from astropy.time import Time, TimeDelta
 from lsst.daf.butler import Butler
 
+from _repo import BIN, LAYOUT, add_visit, certify_flat, new_repo, run_pipetask, set_inputs
 from isrinject.catalog import ingest_injection_catalog
+from isrinject.demo.repo import create_repo
 from isrinject.flags import FATAL_FLAGS
-from isrinject.demo.repo import (
-    RepoLayout,
-    certify_calibration,
-    create_repo,
-    detector_region,
-    put_visit_image,
-    register_dataset_types,
-    register_instrument,
-    register_visit,
-    set_input_chain,
-)
 from isrinject.provenance import record_isr_flat
 from isrinject.sim import make_flat, simulate_exposure
 from isrinject.sim.camera import amplifier_boxes
 
 pytestmark = pytest.mark.slow
 
-PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "inject.yaml"
-PIPETASK = Path(sys.executable).parent / "pipetask"
 SHAPE = (200, 256)
 BAND = "r"
 T0 = Time("2026-03-01T00:00:00", scale="tai")
@@ -41,22 +29,12 @@ VISITS = {101: T0 + TimeDelta(2 * 86400, format="sec"), 202: T_SWITCH + TimeDelt
 DETECTOR = 4
 
 
-def _pipetask(repo: Path, inputs: str, output: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        str(PIPETASK), "run", "-b", str(repo), "-i", inputs, "-o", output, "-p", str(PIPELINE),
-        "--register-dataset-types", "-d", f"instrument='{RepoLayout.instrument}'", *extra,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, np.ndarray]]:
     """Two visits, each simulated with the flat certified for its time."""
-    layout = RepoLayout()
     root = tmp_path_factory.mktemp("repo")
     butler = create_repo(str(root))
-    filters = register_instrument(butler, layout.instrument, bands=[BAND], detectors=[DETECTOR])
-    register_dataset_types(butler)
+    filters = new_repo(butler, band=BAND, detectors=[DETECTOR])
     rng = np.random.default_rng(11)
     flat_a = make_flat(SHAPE, band=BAND, amp_boxes=amplifier_boxes(SHAPE), rng=rng)
     # The second flat differs by a 25 % gradient, so the chosen one shows.
@@ -72,32 +50,24 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, np.n
     for visit, begin in VISITS.items():
         # Different pointings, so each visit receives only its own two sources.
         sim = simulate_exposure(
-            band=BAND, visit=visit, detector=DETECTOR, shape=SHAPE, seed=visit, instrument=layout.instrument,
+            band=BAND, visit=visit, detector=DETECTOR, shape=SHAPE, seed=visit, instrument=LAYOUT.instrument,
             flat=flats[visit], obs_time=begin, ra_dec_center=(150.0 + (visit // 101 - 1) * 0.5, 2.0),
         )
         vi = sim.visit_image
-        register_visit(
-            butler, layout.instrument, visit=visit, physical_filter=filters[BAND], begin=begin,
-            end=begin + TimeDelta(30, format="sec"),
-            detector_regions={DETECTOR: detector_region(vi.sky_projection, vi.bbox)},
-        )
-        flat_ref = certify_calibration(
-            butler, "flat", sim.flat, data_id={"instrument": layout.instrument, "detector": DETECTOR,
-                                               "physical_filter": filters[BAND]},
-            run=f"{layout.calib_run}/{visit}", calib_collection=layout.calib_collection,
-            begin=ranges[visit][0], end=ranges[visit][1],
+        flat_ref = certify_flat(
+            butler, sim.flat, detector=DETECTOR, physical_filter=filters[BAND], begin=ranges[visit][0],
+            end=ranges[visit][1], run=f"{LAYOUT.calib_run}/{visit}",
         )
         record_isr_flat(vi.metadata, flat_ref)  # as ISR does; the quantum checks it
-        put_visit_image(butler, vi, instrument=layout.instrument, visit=visit, detector=DETECTOR, run=layout.raw_run)
+        add_visit(butler, {DETECTOR: sim}, visit=visit, physical_filter=filters[BAND], begin=begin)
         # Sources at fixed pixel positions of each visit image, as sky coordinates.
         sky = vi.sky_projection.pixel_to_sky(_xy([80.0, 170.0], [100.0, 90.0]))
         table = sources.copy()
         table["injection_id"] = table["injection_id"] + visit * 10
         table["ra"], table["dec"] = sky.ra.deg, sky.dec.deg
         catalogs.append(table)
-    ingest_injection_catalog(butler, vstack(catalogs), BAND, layout.catalog_run)
-    set_input_chain(butler, layout.inputs, [layout.raw_run, layout.calib_collection, layout.catalog_run])
-    set_input_chain(butler, "no_flats", [layout.raw_run, layout.catalog_run])
+    ingest_injection_catalog(butler, vstack(catalogs), BAND, LAYOUT.catalog_run)
+    set_inputs(butler)
     return root, {visit: flats[visit][0] for visit in VISITS}
 
 
@@ -109,11 +79,11 @@ def _xy(x, y):
 
 def test_pipetask_uses_the_flat_valid_at_the_visit_time(repo) -> None:
     root, flats = repo
-    result = _pipetask(root, RepoLayout.inputs, "u/test/inject")
+    result = run_pipetask(root, LAYOUT.inputs, "u/test/inject")
     assert result.returncode == 0, result.stderr[-3000:]
     butler = Butler.from_config(str(root), collections="u/test/inject")
     for visit, flat in flats.items():
-        catalog = butler.get("injected_visit_image_catalog", instrument=RepoLayout.instrument, visit=visit,
+        catalog = butler.get("injected_visit_image_catalog", instrument=LAYOUT.instrument, visit=visit,
                              detector=DETECTOR)
         assert len(catalog) == 2
         assert np.all(catalog["injection_flag"] == 0), catalog["injection_flag"]
@@ -122,9 +92,9 @@ def test_pipetask_uses_the_flat_valid_at_the_visit_time(repo) -> None:
         np.testing.assert_allclose(catalog["injection_flat"], flat[iy, ix], rtol=1e-6)
         other = flats[202 if visit == 101 else 101]
         assert np.all(np.abs(np.asarray(catalog["injection_flat"]) / other[iy, ix] - 1) > 0.03)
-        image = butler.get("injected_visit_image", instrument=RepoLayout.instrument, visit=visit, detector=DETECTOR)
-        original = butler.get("visit_image", instrument=RepoLayout.instrument, visit=visit, detector=DETECTOR,
-                              collections=RepoLayout.inputs)
+        image = butler.get("injected_visit_image", instrument=LAYOUT.instrument, visit=visit, detector=DETECTOR)
+        original = butler.get("visit_image", instrument=LAYOUT.instrument, visit=visit, detector=DETECTOR,
+                              collections=LAYOUT.inputs)
         delta = image.image.array.astype(float) - original.image.array
         assert image.mask.get("INJECTED").sum() > 0
         assert delta[~image.mask.get("INJECTED")].max() == 0.0
@@ -133,7 +103,7 @@ def test_pipetask_uses_the_flat_valid_at_the_visit_time(repo) -> None:
 
 def test_missing_flat_fails_at_graph_build(repo) -> None:
     root, _ = repo
-    result = _pipetask(root, "no_flats", "u/test/noflat")
+    result = run_pipetask(root, "no_flats", "u/test/noflat")
     assert result.returncode != 0
     message = result.stderr + result.stdout
     assert "flat" in message and "Not enough datasets" in message, message[-3000:]
@@ -142,19 +112,19 @@ def test_missing_flat_fails_at_graph_build(repo) -> None:
 def test_generate_ingest_run_with_no_hand_editing(repo) -> None:
     """`isrinject generate-catalog` over a visit footprint → repo → pipetask."""
     root, _ = repo
-    isrinject = Path(sys.executable).parent / "isrinject"
+    isrinject = BIN / "isrinject"
     generate = subprocess.run(
         [str(isrinject), "generate-catalog", "-b", str(root), "--visits", "101", "--instrument",
-         RepoLayout.instrument, "-n", "3", "-m", "18", "21", "-p", "source_type", "Star", "Exponential",
+         LAYOUT.instrument, "-n", "3", "-m", "18", "21", "-p", "source_type", "Star", "Exponential",
          "-p", "half_light_radius", "0.5", "--seed", "3", "--band", BAND, "--run", "u/test/generated"],
         capture_output=True, text=True, timeout=300,
     )
     assert generate.returncode == 0, generate.stderr[-2000:]
-    inputs = f"{RepoLayout.raw_run},{RepoLayout.calib_collection},u/test/generated"
-    result = _pipetask(root, inputs, "u/test/generated_out", "-d", "visit=101")
+    inputs = f"{LAYOUT.raw_run},{LAYOUT.calib_collection},u/test/generated"
+    result = run_pipetask(root, inputs, "u/test/generated_out", "-d", "visit=101")
     assert result.returncode == 0, result.stderr[-3000:]
     butler = Butler.from_config(str(root), collections="u/test/generated_out")
-    catalog = butler.get("injected_visit_image_catalog", instrument=RepoLayout.instrument, visit=101,
+    catalog = butler.get("injected_visit_image_catalog", instrument=LAYOUT.instrument, visit=101,
                          detector=DETECTOR)
     assert len(catalog) == 6
     # Sources near the footprint edge may be PARTIAL_OVERLAP, but all are injected.
@@ -168,11 +138,11 @@ def test_read_flat_gives_the_stored_image_and_variance_planes_only(repo) -> None
     from lsst.daf.butler import DeferredDatasetHandle
     from lsst.images import Image, MaskedImage
 
-    from isrinject.task import read_flat
+    from isrinject.inputs import read_flat
 
     root, flats = repo
     butler = Butler.from_config(str(root))
-    refs = list(butler.query_datasets("flat", collections=RepoLayout.calib_collection, find_first=False))
+    refs = list(butler.query_datasets("flat", collections=LAYOUT.calib_collection, find_first=False))
     assert len(refs) == len(flats)
     for ref in refs:
         stored = butler.get(ref)

@@ -18,7 +18,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,12 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from isrinject.demo.repo import RepoLayout
-from test_bps import ROOT, bps_submit, check_bps_outputs, check_inputs, check_outputs, populate_repo
+from _repo import LAYOUT, bps_submit, check_bps_outputs, check_inputs, check_outputs, populate_repo, run_pipetask
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
 
 
 def _pg_bin() -> Path | None:
@@ -147,12 +143,7 @@ def test_pipetask_on_a_postgresql_registry(tmp_path: Path, postgres_url: str) ->
     check_inputs(Butler.from_config(str(root)), pairs)
     output = "u/test/postgres"
     start = time.monotonic()
-    result = subprocess.run(
-        [str(BIN / "pipetask"), "run", "-b", str(root), "-i", RepoLayout.inputs, "-o", output,
-         "-p", str(ROOT / "pipelines" / "inject.yaml"), "--register-dataset-types",
-         "-d", f"instrument='{RepoLayout.instrument}'"],
-        check=False, capture_output=True, text=True, timeout=600,
-    )
+    result = run_pipetask(root, LAYOUT.inputs, output)
     elapsed = time.monotonic() - start
     assert result.returncode == 0, result.stderr[-5000:]
     check_outputs(Butler.from_config(str(root)), pairs, output)

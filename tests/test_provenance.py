@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.time import Time, TimeDelta
+from lsst.daf.butler import Butler, Timespan
+
 from isrinject import find_isr_flat
 from isrinject.demo.build import EPOCH_START, build_demo_repo
 from isrinject.demo.repo import (
@@ -32,7 +34,6 @@ from isrinject.provenance import (
     recorded_flat,
 )
 from isrinject.sim import simulate_exposure
-from lsst.daf.butler import Butler, Timespan
 
 SHAPE = (64, 64)
 BAND = "r"

@@ -17,15 +17,16 @@ import pytest
 from astropy.table import MaskedColumn, Table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lsst.images import XY, Box, Image, MaskedImage, MaskSchema
+from lsst.images.serialization import ArchiveReadError
+from lsst.pipe.base import NoWorkFound
+
 from isrinject import VisitInjectConfig, VisitInjectTask
 from isrinject.calibration import CalibrationError
 from isrinject.catalog import compose_catalog
 from isrinject.flags import FATAL_FLAGS, InjectionFlag
+from isrinject.inject import inject_sources
 from isrinject.sim import simulate_exposure
-from isrinject.task import inject_sources
-from lsst.images import XY, Box, Image, MaskedImage, MaskSchema
-from lsst.images.serialization import ArchiveReadError
-from lsst.pipe.base import NoWorkFound
 
 SHAPE = (128, 128)
 VISIT, DETECTOR = 31, 2

@@ -14,48 +14,28 @@ and whose catalog has bad rows.  Four pipetask runs (~5 s each):
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.table import Table
 from astropy.time import Time, TimeDelta
+from lsst.daf.butler import Butler
+
+from _repo import LAYOUT, add_visit, certify_flat, new_repo, run_pipetask, set_inputs
 from isrinject.catalog import ingest_injection_catalog
-from isrinject.demo.repo import (
-    RepoLayout,
-    certify_calibration,
-    create_repo,
-    detector_region,
-    put_visit_image,
-    register_dataset_types,
-    register_instrument,
-    register_visit,
-    set_input_chain,
-)
+from isrinject.demo.repo import RepoLayout, create_repo
 from isrinject.flags import InjectionFlag
 from isrinject.sim import simulate_exposure
-from lsst.daf.butler import Butler
 
 pytestmark = pytest.mark.slow
 
-PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "inject.yaml"
-PIPETASK = Path(sys.executable).parent / "pipetask"
 SHAPE = (128, 128)
 BAND = "r"
 VISIT, DETECTOR = 301, 4
 T0 = Time("2026-03-01T00:00:00", scale="tai")
 INSTRUMENT = RepoLayout.instrument
 DATA_ID = {"instrument": INSTRUMENT, "visit": VISIT, "detector": DETECTOR}
-
-
-def _pipetask(repo: Path, inputs: str, output: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        str(PIPETASK), "run", "-b", str(repo), "-i", inputs, "-o", output, "-p", str(PIPELINE),
-        "--register-dataset-types", "-d", f"instrument='{INSTRUMENT}'", *extra,
-    ]
-    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -69,25 +49,18 @@ def _hashes(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    layout = RepoLayout()
     root = tmp_path_factory.mktemp("reliability_repo")
     butler = create_repo(str(root))
-    filters = register_instrument(butler, INSTRUMENT, bands=[BAND], detectors=[DETECTOR])
-    register_dataset_types(butler)
+    filters = new_repo(butler, band=BAND, detectors=[DETECTOR])
     begin = T0 + TimeDelta(86400, format="sec")
     sim = simulate_exposure(band=BAND, visit=VISIT, detector=DETECTOR, shape=SHAPE, seed=17, instrument=INSTRUMENT,
                             obs_time=begin, n_background_stars=5, n_background_galaxies=3)
     vi = sim.visit_image
-    register_visit(butler, INSTRUMENT, visit=VISIT, physical_filter=filters[BAND], begin=begin,
-                   end=begin + TimeDelta(30, format="sec"),
-                   detector_regions={DETECTOR: detector_region(vi.sky_projection, vi.bbox)})
-    put_visit_image(butler, vi, instrument=INSTRUMENT, visit=VISIT, detector=DETECTOR, run=layout.raw_run)
+    add_visit(butler, {DETECTOR: sim}, visit=VISIT, physical_filter=filters[BAND], begin=begin)
     # A flat with a hole (0, NaN, negative) under source 2.
     flat = sim.flat.copy()
     flat.image.array[88:92, 38:41] = [0.0, np.nan, -1.0]
-    certify_calibration(butler, "flat", flat,
-                        data_id={"instrument": INSTRUMENT, "detector": DETECTOR, "physical_filter": filters[BAND]},
-                        run=layout.calib_run, calib_collection=layout.calib_collection, begin=T0, end=None)
+    certify_flat(butler, flat, detector=DETECTOR, physical_filter=filters[BAND], begin=T0, end=None)
     from lsst.images import XY
 
     x = np.array([64.0, 40.0, 100.0, 20.0, 110.0])
@@ -99,17 +72,15 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "mag": [18.0, 17.0, 18.0, np.nan, 19.0],
         "half_light_radius": [np.nan, np.nan, np.nan, np.nan, 0.6],
     })
-    ingest_injection_catalog(butler, catalog, BAND, layout.catalog_run)
-    set_input_chain(butler, layout.inputs, [layout.raw_run, layout.calib_collection, layout.catalog_run])
-    set_input_chain(butler, "no_flats", [layout.raw_run, layout.catalog_run])
+    ingest_injection_catalog(butler, catalog, BAND, LAYOUT.catalog_run)
+    set_inputs(butler)
     return root
 
 
 def _input_dataset_counts(butler: Butler) -> dict[str, int]:
-    layout = RepoLayout()
     return {
         run: len(set(butler.registry.queryDatasets(..., collections=run)))
-        for run in (layout.raw_run, layout.calib_run, layout.catalog_run)
+        for run in (LAYOUT.raw_run, LAYOUT.calib_run, LAYOUT.catalog_run)
     }
 
 
@@ -120,7 +91,7 @@ def test_data_safety_and_reproducibility(repo: Path) -> None:
     counts_before = _input_dataset_counts(Butler.from_config(str(repo)))
     runs = {}
     for output in ("u/rel/a", "u/rel/b"):
-        result = _pipetask(repo, RepoLayout.inputs, output, "-c", "inject_visit:noise_seed=5")
+        result = run_pipetask(repo, RepoLayout.inputs, output, "-c", "inject_visit:noise_seed=5")
         assert result.returncode == 0, result.stderr[-3000:]
         runs[output] = result
     after = _hashes(repo)
@@ -160,7 +131,7 @@ def test_data_safety_and_reproducibility(repo: Path) -> None:
 
 def test_failing_quantum_leaves_no_partial_output(repo: Path) -> None:
     """P3 (B67): scaling_source='config' without photometric_scaling raises inside run()."""
-    result = _pipetask(repo, RepoLayout.inputs, "u/rel/fail", "-c", "inject_visit:scaling_source='config'")
+    result = run_pipetask(repo, RepoLayout.inputs, "u/rel/fail", "-c", "inject_visit:scaling_source='config'")
     assert result.returncode != 0
     log = result.stderr + result.stdout
     assert f"visit {VISIT}, detector {DETECTOR}: scaling_source='config' needs config.photometric_scaling" in log
@@ -178,7 +149,7 @@ def test_missing_flat_fails_at_graph_build(repo: Path) -> None:
     quantum data ID {instrument: ..., detector: 4, visit: 301, ...}``) names
     the connection, the dataset type and the data ID, but not the input
     collections searched (they are only on the command line)."""
-    result = _pipetask(repo, "no_flats", "u/rel/noflat")
+    result = run_pipetask(repo, "no_flats", "u/rel/noflat")
     assert result.returncode != 0
     message = result.stderr + result.stdout
     assert "Not enough datasets (0) found for non-optional connection inject_visit.flat (flat)" in message, \

@@ -23,7 +23,7 @@ from isrinject.diagnostics.stats import (
     realized_noise_ratio,
 )
 from isrinject.sim import amplifier_index_map, simulate_exposure
-from isrinject.task import inject_sources
+from isrinject.inject import inject_sources
 
 SHAPE = (256, 256)
 

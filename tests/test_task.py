@@ -76,7 +76,8 @@ def test_injected_pixels_lie_on_the_isr_relation_of_their_pixel(units) -> None:
     electrons = delta_image * gain  # the injected pre-flat electrons n
     # n is an integer count per pixel (float32 storage rounds it).
     big = injected & (electrons > 50)
-    assert np.allclose(electrons[injected], np.round(electrons[injected]), atol=2e-3 * np.maximum(1, electrons[injected]))
+    n = electrons[injected]
+    assert np.allclose(n, np.round(n), atol=2e-3 * np.maximum(1, n))
     signal = sim.pre_flat_electrons + np.round(electrons)
     expected_variance = c**2 * ((signal + sim.read_noise_map**2) / f**2 + (signal / f) ** 2 * vf / f**2)
     np.testing.assert_allclose(out.variance.array[big], expected_variance[big], rtol=2e-5)
@@ -97,7 +98,8 @@ def test_injection_matches_physically_added_sources(u_band) -> None:
         y = variance[select] * gain[select] ** 2
         return np.polyfit(x, y, 1)[0]
 
-    bright = injected & (truth.source_model_njy * gain / u_band.photometric_scaling_njy_per_electron * u_band.scaling > 30)
+    model_electrons = truth.source_model_njy * gain / u_band.photometric_scaling_njy_per_electron * u_band.scaling
+    bright = injected & (model_electrons > 30)
     slope_injected = slope(out.image.array, out.variance.array, bright)
     slope_truth = slope(truth.visit_image.image.array, truth.visit_image.variance.array, bright)
     assert slope_injected == pytest.approx(slope_truth, rel=0.02)
@@ -241,31 +243,42 @@ def test_in_place_injection_equals_the_copy(u_band) -> None:
     target = u_band.visit_image.copy()
     config = VisitInjectConfig()
     config.noise_seed = 5
-    result = VisitInjectTask(config=config).run(visit_image=target, injection_catalogs=[catalog], flat=u_band.flat, in_place=True)
+    result = VisitInjectTask(config=config).run(
+        visit_image=target, injection_catalogs=[catalog], flat=u_band.flat, in_place=True
+    )
     assert result.injected_visit_image is target
     for plane in ("image", "variance", "mask"):
         np.testing.assert_array_equal(getattr(target, plane).array, getattr(expected.injected_visit_image, plane).array)
 
 
-def test_amplifier_lookup_at_pixels_matches_the_per_box_map() -> None:
-    """PixelCalibration's per-pixel amplifier lookup (edge grid + table)
-    equals `amplifier_index` on every pixel, gaps and overlaps included."""
+def test_amplifier_lookup_equals_painting_the_boxes_in_order() -> None:
+    """The one amplifier lookup (`AmplifierLayout`, per pixel and per box)
+    equals painting each amplifier's box in order (later boxes win) on every
+    pixel, gaps and overlaps included, and PixelCalibration's σ_a and
+    saturation follow it (NaN and +inf outside every amplifier)."""
     from lsst.images import Box
 
-    from isrinject.calibration import AmplifierTerms, PixelCalibration, amplifier_index
+    from isrinject.calibration import AmplifierLayout, AmplifierTerms, PixelCalibration
 
     boxes = [Box.factory[0:50, 0:30], Box.factory[0:50, 30:64], Box.factory[50:100, 0:40],
              Box.factory[60:100, 35:64]]  # a gap at y 50-59, x 40-63 and an overlap at x 35-39
+    image_box = Box.factory[-5:105, -5:70]
+    painted = np.full(image_box.shape, -1)
+    for i, box in enumerate(boxes):
+        painted[box.y.start + 5 : box.y.stop + 5, box.x.start + 5 : box.x.stop + 5] = i
+    assert (painted == -1).sum() > 0 and (painted == 2).sum() < 50 * 40  # a gap; box 3 covers part of box 2
+    layout = AmplifierLayout(boxes)
+    np.testing.assert_array_equal(layout.index_on(image_box), painted)
+    yy, xx = np.mgrid[image_box.y.start : image_box.y.stop, image_box.x.start : image_box.x.stop]
+    np.testing.assert_array_equal(layout.index_at(xx.ravel(), yy.ravel()).reshape(painted.shape), painted)
     amps = [AmplifierTerms(f"A{i}", box, read_noise=float(i + 1), saturation=1e5 * (i + 1))
             for i, box in enumerate(boxes)]
-    calibration = PixelCalibration(Box.factory[-5:105, -5:70], amps, None, 1.0, 1.0, "config")
-    image_box = Box.factory[-5:105, -5:70]
-    expected = amplifier_index(boxes, image_box)
-    yy, xx = np.mgrid[image_box.y.start : image_box.y.stop, image_box.x.start : image_box.x.stop]
+    calibration = PixelCalibration(image_box, amps, None, 1.0, 1.0, "config")
     read_noise, saturation = calibration.amplifier_terms_at(xx.ravel(), yy.ravel())
-    index = np.where(np.isnan(read_noise), -1, np.nan_to_num(read_noise) - 1).astype(int)
-    np.testing.assert_array_equal(index.reshape(expected.shape), expected)
-    assert np.all(np.isinf(saturation[index == -1]))
+    outside = painted.ravel() == -1
+    np.testing.assert_array_equal(read_noise[~outside], painted.ravel()[~outside] + 1.0)
+    np.testing.assert_array_equal(saturation[~outside], 1e5 * (painted.ravel()[~outside] + 1))
+    assert np.all(np.isnan(read_noise[outside])) and np.all(np.isinf(saturation[outside]))
 
 
 def test_amplifiers_that_leave_pixels_uncovered_need_configured_constants(caplog) -> None:
@@ -318,7 +331,8 @@ def test_overlapping_sources_in_one_pass_equal_one_after_the_other(u_band) -> No
     assert np.all(together.injected_visit_image_catalog["injection_flag"] == 0)
     image = u_band.visit_image
     for k in range(len(catalog)):
-        image = task.run(visit_image=image, injection_catalogs=[catalog[k : k + 1]], flat=u_band.flat).injected_visit_image
+        one = task.run(visit_image=image, injection_catalogs=[catalog[k : k + 1]], flat=u_band.flat)
+        image = one.injected_visit_image
     delta_together = together.injected_visit_image.variance.array.astype(float) - u_band.visit_image.variance.array
     delta_one_by_one = image.variance.array.astype(float) - u_band.visit_image.variance.array
     # The flat-variance cross terms are what a per-stamp pass would miss.
@@ -343,7 +357,8 @@ def test_scaling_on_a_stamp_box_equals_the_field_at_each_pixel() -> None:
     for stamp_box in (Box.factory[10:41, 300:361], Box.factory[370:400, 480:500]):
         grid = stamp_box.meshgrid()
         expected = 3.0 * np.asarray(field(x=grid.x, y=grid.y))
-        scaling = calibration.scaling_in(stamp_box)
+        scaling = calibration.image_per_electron_on(stamp_box)
         assert np.ptp(expected) > 1e-3 * expected.mean()  # the field does vary over the stamp
         np.testing.assert_allclose(scaling, expected, rtol=1e-12)
-        np.testing.assert_allclose(calibration.scaling_at(grid.x.ravel(), grid.y.ravel()), expected.ravel(), rtol=1e-12)
+        at_pixels = calibration.image_per_electron_at(grid.x.ravel(), grid.y.ravel())
+        np.testing.assert_allclose(at_pixels, expected.ravel(), rtol=1e-12)

@@ -10,9 +10,10 @@ from pathlib import Path
 import nbformat
 import pytest
 from astropy.time import TimeDelta
-from isrinject.demo.build import EXPOSURE_TIME_S, load_demo_repo
 from lsst.daf.butler import Butler, Timespan
 from nbclient import NotebookClient
+
+from isrinject.demo.build import EXPOSURE_TIME_S, load_demo_repo
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "tutorial.ipynb"
 

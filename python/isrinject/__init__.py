@@ -1,7 +1,8 @@
 """isrinject: ISR-consistent synthetic source injection into Rubin visit images.
 
-Layers (imports point down only): `model` ← `draw` ← `catalog` ← `task` ←
-`cli`, `demo`, `diagnostics`, `sim`.  The task classes are imported lazily so
+Layers (imports point down only): `model` ← `draw` ← `catalog` ←
+`calibration` ← `inject` (the engine) ← `task` ← `cli`, `demo`,
+`diagnostics`, `sim`.  The task classes are imported lazily so
 that ``import isrinject.model`` stays light (no pipe_base, no GalSim).
 """
 
@@ -11,6 +12,7 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "ConsolidateVisitCatalogsTask",
     "InjectionFlag",
     "PixelInjection",
     "VisitInjectConfig",
@@ -19,6 +21,7 @@ __all__ = [
     "find_isr_flat",
     "inject_pixels",
     "inject_sources",
+    "make_injection_pipeline",
 ]
 
 _LAZY = {
@@ -28,8 +31,10 @@ _LAZY = {
     "VisitInjectConfig": "isrinject.task",
     "VisitInjectConnections": "isrinject.task",
     "VisitInjectTask": "isrinject.task",
-    "inject_sources": "isrinject.task",
+    "inject_sources": "isrinject.inject",
     "find_isr_flat": "isrinject.provenance",
+    "ConsolidateVisitCatalogsTask": "isrinject.consolidate",
+    "make_injection_pipeline": "isrinject.pipeline_tools",
 }
 
 

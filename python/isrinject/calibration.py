@@ -1,8 +1,11 @@
-"""Per-pixel calibration terms of a visit image: c, σ_a and saturation.
+"""What ISR and calibration did to a visit image: f, V_f, R, c, σ_a, saturation.
 
-The pixel model (`isrinject.model`) needs, per pixel, the photometric scaling
-``c`` [image units per e⁻], the amplifier read noise ``σ_a`` [e⁻] and the
-amplifier saturation level [pre-flat e⁻].  They come from
+The pixel model (`isrinject.model`) needs, per pixel, the flat ``f`` and its
+variance ``V_f`` (the ``flat`` calibration), the illumination correction
+``R``, the photometric scaling ``c`` [image units per e⁻], the amplifier read
+noise ``σ_a`` [e⁻] and the amplifier saturation level [pre-flat e⁻].
+`calibration_planes` gathers all of them for one visit image.  ``c`` comes
+from
 
 - the VisitImage's ``photometric_scaling`` field [nJy / e⁻] and unit: an image
   in e⁻ has c = 1; an image in a flux density (nJy, µJy, ...) has
@@ -22,36 +25,83 @@ amplifier saturation level [pre-flat e⁻].  They come from
 
 Read noise and saturation come from the detector's amplifiers
 (``nominal_calibrations``: read noise in e⁻, saturation in ADU as in afw
-cameraGeom, converted with the amplifier gain) unless configured.
+cameraGeom, converted with the amplifier gain ``amp_gain`` [e⁻/ADU]) unless
+configured.  Every pixel's amplifier is found by one lookup,
+`AmplifierLayout`.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "SCALING_SOURCES",
+    "AmplifierLayout",
     "AmplifierTerms",
+    "CalibrationConfig",
     "CalibrationError",
+    "CalibrationPlanes",
     "PixelCalibration",
+    "ScalingSource",
     "amplifier_index",
     "amplifier_terms",
+    "build_calibration",
+    "calibration_cutout",
+    "calibration_planes",
     "fit_scaling_per_amplifier",
+    "flat_planes",
     "image_units_per_njy",
 ]
 
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol
 
 import astropy.units as u
 import numpy as np
+from lsst.images import Box, Image, MaskedImage, NoOverlapError, VisitImage
+from lsst.images.cameras import Amplifier, Detector
+from lsst.utils.logging import LsstLoggers
 from numpy.typing import ArrayLike
-from lsst.images import Box, NoOverlapError
+
+from .masks import mask_bits
 
 _LOG = logging.getLogger(__name__)
+
+#: Where the photometric scaling c comes from (``VisitInjectConfig.scaling_source``).
+type ScalingSource = Literal["visit_image", "empirical", "config"]
+
+#: Every `ScalingSource` and what it means (the config's choices).
+SCALING_SOURCES: dict[ScalingSource, str] = {
+    "visit_image": "The VisitImage's photometric_scaling; an nJy image without a usable one falls "
+    "back to the empirical fit (logged).",
+    "empirical": "A per-amplifier fit of V·(f·R)² against f·R·I over the real pixels.",
+    "config": "The constant photometric_scaling [nJy/e⁻] of the configuration.",
+}
 
 
 class CalibrationError(ValueError):
     """The visit image lacks what the pixel model needs (and no fallback)."""
+
+
+class CalibrationConfig(Protocol):
+    """The configuration `calibration_planes` reads (`isrinject.task.VisitInjectConfig`
+    is one; read-only, so pex_config's field types satisfy it)."""
+
+    @property
+    def include_flat_variance(self) -> bool: ...
+    @property
+    def do_illumination_correction(self) -> bool: ...
+    @property
+    def scaling_source(self) -> str: ...  # a ScalingSource
+    @property
+    def photometric_scaling(self) -> float | None: ...
+    @property
+    def read_noise(self) -> float | None: ...
+    @property
+    def saturation(self) -> float | None: ...
+    @property
+    def bad_mask_names(self) -> Sequence[str]: ...
 
 
 def image_units_per_njy(unit: u.UnitBase) -> float | None:
@@ -73,21 +123,48 @@ def image_units_per_njy(unit: u.UnitBase) -> float | None:
         ) from None
 
 
-def amplifier_index(boxes: Sequence[Box], bbox: Box) -> np.ndarray:
-    """Index (into ``boxes``) of the amplifier of every pixel of ``bbox``.
+class AmplifierLayout:
+    """Which amplifier box each pixel lies in: the one amplifier lookup.
 
-    Pixels outside every amplifier box get -1.  All boxes are in absolute
-    pixel coordinates.
+    The boxes' edges cut the plane into cells that each lie in one box or
+    none; ``table[searchsorted(y_edges, y, "right"), searchsorted(x_edges,
+    x, "right")]`` is then the box of pixel (x, y).  Where boxes overlap the
+    later one wins; outside every box the index is -1.
+
+    Parameters
+    ----------
+    boxes
+        Amplifier boxes in absolute pixel coordinates.
     """
-    index = np.full(bbox.shape, -1, dtype=np.int32)
-    for i, box in enumerate(boxes):
-        try:
-            overlap = box.intersection(bbox)
-        except NoOverlapError:
-            continue
-        sl = overlap.slice_within(bbox)
-        index[sl.y, sl.x] = i
-    return index
+
+    def __init__(self, boxes: Sequence[Box]) -> None:
+        x_edges = np.unique([v for box in boxes for v in (box.x.start, box.x.stop)]).astype(np.int64)
+        y_edges = np.unique([v for box in boxes for v in (box.y.start, box.y.stop)]).astype(np.int64)
+        table = np.full((len(y_edges) + 1, len(x_edges) + 1), -1, dtype=np.int32)
+        for i, box in enumerate(boxes):
+            # Cells k cover [edges[k-1], edges[k]): those inside the box.
+            rows = slice(np.searchsorted(y_edges, box.y.start) + 1, np.searchsorted(y_edges, box.y.stop) + 1)
+            cols = slice(np.searchsorted(x_edges, box.x.start) + 1, np.searchsorted(x_edges, box.x.stop) + 1)
+            table[rows, cols] = i
+        self._x_edges, self._y_edges, self._table = x_edges, y_edges, table
+
+    def index_at(self, ix: ArrayLike, iy: ArrayLike) -> np.ndarray:
+        """Box index of the integer pixels (ix, iy); -1 outside every box."""
+        return self._table[
+            np.searchsorted(self._y_edges, iy, side="right"), np.searchsorted(self._x_edges, ix, side="right")
+        ]
+
+    def index_on(self, bbox: Box) -> np.ndarray:
+        """Box index of every pixel of ``bbox`` (shape ``bbox.shape``)."""
+        rows = np.searchsorted(self._y_edges, np.arange(bbox.y.start, bbox.y.stop), side="right")
+        cols = np.searchsorted(self._x_edges, np.arange(bbox.x.start, bbox.x.stop), side="right")
+        return self._table[rows[:, None], cols[None, :]]
+
+
+def amplifier_index(boxes: Sequence[Box], bbox: Box) -> np.ndarray:
+    """Index (into ``boxes``) of the amplifier of every pixel of ``bbox``
+    (-1 outside every box; see `AmplifierLayout`)."""
+    return AmplifierLayout(boxes).index_on(bbox)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +182,7 @@ class AmplifierTerms:
 
 
 def amplifier_terms(
-    detector: object | None,
+    detector: Detector | None,
     image_bbox: Box,
     *,
     read_noise: float | None = None,
@@ -123,7 +200,8 @@ def amplifier_terms(
         Override for every amplifier [e⁻]; `None` to use the detector.
     saturation
         Override for every amplifier [pre-flat e⁻]; `None` to use the
-        detector's ``saturation`` [ADU] × ``gain`` [e⁻/ADU].
+        detector's ``saturation`` [ADU] × amplifier gain ``amp_gain``
+        [e⁻/ADU].
 
     Returns
     -------
@@ -163,7 +241,8 @@ def amplifier_terms(
         if saturation is not None:
             amp_saturation = saturation
         elif nominal is not None and np.isfinite(nominal.saturation) and nominal.saturation > 0:
-            amp_saturation = nominal.saturation * (nominal.gain if np.isfinite(nominal.gain) else 1.0)
+            amp_gain = nominal.gain if np.isfinite(nominal.gain) else 1.0
+            amp_saturation = nominal.saturation * amp_gain
         else:
             amp_saturation = np.inf
         terms.append(AmplifierTerms(amp.name, bbox, float(amp_read_noise), float(amp_saturation)))
@@ -193,8 +272,8 @@ def _covered_pixels(boxes: Sequence[Box], bbox: Box) -> int:
 
 
 def _constant_terms(
-    detector: object | None,
-    amps: Sequence[object],
+    detector: Detector | None,
+    amps: Sequence[Amplifier],
     image_bbox: Box,
     n_covered: int,
     read_noise: float | None,
@@ -230,6 +309,7 @@ def fit_scaling_per_amplifier(
     *,
     illumination: np.ndarray | None = None,
     min_pixels: int = 100,
+    log: LsstLoggers = _LOG,
 ) -> list[AmplifierTerms]:
     """Fit c per amplifier from the real pixels (see the module docstring).
 
@@ -273,7 +353,7 @@ def fit_scaling_per_amplifier(
     fallback = float(np.median(usable))
     for amp, value in zip(amplifiers, fitted):
         if value is None:
-            _LOG.warning("Scaling fit failed for amplifier %s; using the median %g.", amp.name, fallback)
+            log.warning("Scaling fit failed for amplifier %s; using the median %g.", amp.name, fallback)
     return [
         dataclasses.replace(amp, scaling=value if value is not None else fallback)
         for amp, value in zip(amplifiers, fitted)
@@ -291,33 +371,39 @@ class PixelCalibration:
     amplifiers
         Per-amplifier terms (and fitted c when ``scaling_source`` is
         ``"empirical"``).
-    scaling_field
+    njy_per_electron_field
         A callable ``(x=, y=) → nJy/e⁻`` (the VisitImage's
         ``photometric_scaling``) or `None`.
-    scaling_constant
+    njy_per_electron
         Constant photometric scaling [nJy/e⁻] when configured.
     image_per_njy
         Image units per nJy (`None` for an image in e⁻).
     scaling_source
-        ``"visit_image"``, ``"empirical"`` or ``"config"``.
+        Where c comes from.
     """
 
     image_bbox: Box
     amplifiers: list[AmplifierTerms]
-    scaling_field: object | None
-    scaling_constant: float | None
+    njy_per_electron_field: Callable[..., ArrayLike] | None
+    njy_per_electron: float | None
     image_per_njy: float | None
-    scaling_source: str
+    scaling_source: ScalingSource
 
-    def _amp_index(self, bbox: Box) -> np.ndarray:
-        return amplifier_index([amp.bbox for amp in self.amplifiers], bbox)
+    @functools.cached_property
+    def layout(self) -> AmplifierLayout:
+        """The amplifier of each pixel."""
+        return AmplifierLayout([amp.bbox for amp in self.amplifiers])
 
-    def _njy_per_electron(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        if self.scaling_constant is not None:
-            return np.full(np.broadcast(x, y).shape, self.scaling_constant)
-        if self.scaling_field is None:
+    def _per_amplifier(self, name: str, outside: float) -> np.ndarray:
+        """One attribute of every amplifier, then ``outside`` (index -1)."""
+        return np.array([getattr(amp, name) for amp in self.amplifiers] + [outside], dtype=np.float64)
+
+    def _njy_per_electron_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if self.njy_per_electron is not None:
+            return np.full(np.broadcast(x, y).shape, self.njy_per_electron)
+        if self.njy_per_electron_field is None:
             raise CalibrationError("No photometric scaling (nJy per electron) available.")
-        return np.asarray(self.scaling_field(x=x, y=y), dtype=np.float64)
+        return np.asarray(self.njy_per_electron_field(x=x, y=y), dtype=np.float64)
 
     def _njy_per_electron_on(self, bbox: Box) -> np.ndarray:
         """nJy per e⁻ on every pixel of ``bbox``.
@@ -327,73 +413,214 @@ class PixelCalibration:
         evaluation per pixel, ~10× faster on stamps); other callables are
         evaluated on the pixel grid.
         """
-        if self.scaling_constant is not None:
-            return np.full(bbox.shape, self.scaling_constant)
-        if hasattr(self.scaling_field, "render"):
-            return np.asarray(self.scaling_field.render(bbox).array, dtype=np.float64)
+        if self.njy_per_electron is not None:
+            return np.full(bbox.shape, self.njy_per_electron)
+        render = getattr(self.njy_per_electron_field, "render", None)
+        if render is not None:
+            return np.asarray(render(bbox).array, dtype=np.float64)
         grid = bbox.meshgrid()
-        return self._njy_per_electron(grid.x, grid.y)
+        return self._njy_per_electron_at(grid.x, grid.y)
 
-    def scaling_in(self, bbox: Box) -> np.ndarray:
-        """c [image units per e⁻] on ``bbox``."""
+    def image_per_electron_on(self, bbox: Box) -> np.ndarray:
+        """c [image units per e⁻] on ``bbox`` (cf. ``njy_per_electron``, nJy per e⁻)."""
         if self.image_per_njy is None:
             return np.ones(bbox.shape)
         if self.scaling_source == "empirical":
-            per_amp = np.array([amp.scaling for amp in self.amplifiers] + [np.nan], dtype=np.float64)
-            return per_amp[self._amp_index(bbox)]
+            return self._per_amplifier("scaling", np.nan)[self.layout.index_on(bbox)]
         return self._njy_per_electron_on(bbox) * self.image_per_njy
 
-    def image_units_per_njy_at(self, x: ArrayLike, y: ArrayLike) -> np.ndarray | float:
-        """Image units per nJy of source flux at (x, y) (scalars or arrays)."""
-        if self.image_per_njy is not None:
-            return self.image_per_njy
-        with np.errstate(divide="ignore"):
-            values = 1.0 / self._njy_per_electron(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-        return float(values) if np.ndim(values) == 0 else values
-
-    def _amp_index_at(self, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
-        """Amplifier index of integer pixels (ix, iy); -1 outside every amplifier."""
-        x_edges, y_edges, table = self._amp_grid
-        return table[np.searchsorted(y_edges, iy, side="right"), np.searchsorted(x_edges, ix, side="right")]
-
-    @functools.cached_property
-    def _amp_grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The amplifier boxes' edges cut the plane into cells that each lie in
-        one amplifier or none: (x edges, y edges, amplifier of each cell).
-
-        ``table[searchsorted(y_edges, y, "right"), searchsorted(x_edges, x,
-        "right")]`` is then the amplifier of pixel (x, y) (later amplifiers win
-        where boxes overlap, as in `amplifier_index`).
-        """
-        x_edges = np.unique([v for amp in self.amplifiers for v in (amp.bbox.x.start, amp.bbox.x.stop)])
-        y_edges = np.unique([v for amp in self.amplifiers for v in (amp.bbox.y.start, amp.bbox.y.stop)])
-        table = np.full((len(y_edges) + 1, len(x_edges) + 1), -1, dtype=np.int32)
-        for i, amp in enumerate(self.amplifiers):
-            # Cells k cover [edges[k-1], edges[k]): those inside the box.
-            rows = slice(np.searchsorted(y_edges, amp.bbox.y.start) + 1, np.searchsorted(y_edges, amp.bbox.y.stop) + 1)
-            cols = slice(np.searchsorted(x_edges, amp.bbox.x.start) + 1, np.searchsorted(x_edges, amp.bbox.x.stop) + 1)
-            table[rows, cols] = i
-        return x_edges.astype(np.int64), y_edges.astype(np.int64), table
-
-    def amplifier_terms_at(self, ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """σ_a [e⁻] and saturation [pre-flat e⁻] at integer pixels (ix, iy).
-
-        Outside every amplifier σ_a is NaN and the saturation level +inf.
-        """
-        index = self._amp_index_at(ix, iy)
-        read_noise = np.array([amp.read_noise for amp in self.amplifiers] + [np.nan])
-        saturation = np.array([amp.saturation for amp in self.amplifiers] + [np.inf])
-        return read_noise[index], saturation[index]
-
-    def scaling_at(self, x: ArrayLike, y: ArrayLike) -> np.ndarray | float:
+    def image_per_electron_at(self, x: ArrayLike, y: ArrayLike) -> np.ndarray | float:
         """c [image units per e⁻] at positions (x, y) (scalars or arrays)."""
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         if self.image_per_njy is None:
             values = np.ones(np.broadcast(x, y).shape)
         elif self.scaling_source == "empirical":
-            per_amp = np.array([amp.scaling for amp in self.amplifiers] + [np.nan], dtype=np.float64)
-            values = per_amp[self._amp_index_at(np.floor(x + 0.5).astype(np.int64), np.floor(y + 0.5).astype(np.int64))]
+            index = self.layout.index_at(np.floor(x + 0.5).astype(np.int64), np.floor(y + 0.5).astype(np.int64))
+            values = self._per_amplifier("scaling", np.nan)[index]
         else:
-            values = self._njy_per_electron(x, y) * self.image_per_njy
+            values = self._njy_per_electron_at(x, y) * self.image_per_njy
         return float(values) if np.ndim(values) == 0 else values
+
+    def image_units_per_njy_at(self, x: ArrayLike, y: ArrayLike) -> np.ndarray | float:
+        """Image units per nJy of source flux at (x, y) (scalars or arrays)."""
+        if self.image_per_njy is not None:
+            return self.image_per_njy
+        with np.errstate(divide="ignore"):
+            values = 1.0 / self._njy_per_electron_at(
+                np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+            )
+        return float(values) if np.ndim(values) == 0 else values
+
+    def amplifier_terms_at(self, ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """σ_a [e⁻] and saturation [pre-flat e⁻] at integer pixels (ix, iy).
+
+        Outside every amplifier σ_a is NaN and the saturation level +inf.
+        """
+        index = self.layout.index_at(ix, iy)
+        return self._per_amplifier("read_noise", np.nan)[index], self._per_amplifier("saturation", np.inf)[index]
+
+
+def _visit_image_scaling(
+    visit_image: VisitImage, log: LsstLoggers
+) -> Callable[..., ArrayLike] | None:
+    """The VisitImage's ``photometric_scaling`` in nJy per e⁻, or `None` if unusable."""
+    field = visit_image.photometric_scaling
+    if field is None:
+        return None
+    try:
+        centre = visit_image.bbox
+        value = float(field(x=centre.x.center, y=centre.y.center))
+        if not (np.isfinite(value) and value > 0):
+            return None
+        if field.unit is not None:
+            factor = float((1.0 * field.unit).to_value(u.nJy / u.electron))
+            if factor != 1.0:
+                field = field * factor
+    except (u.UnitConversionError, TypeError, ValueError) as err:
+        log.warning("Visit image photometric_scaling is unusable (%s).", err)
+        return None
+    return field
+
+
+def build_calibration(
+    visit_image: VisitImage,
+    config: CalibrationConfig,
+    flat: np.ndarray,
+    illumination: np.ndarray | None,
+    log: LsstLoggers = _LOG,
+) -> PixelCalibration:
+    """Per-pixel c, read noise and saturation of ``visit_image`` as configured
+    (the calibration of `calibration_planes`)."""
+    image_per_njy = image_units_per_njy(visit_image.unit)
+    amps = amplifier_terms(
+        visit_image.detector, visit_image.bbox, read_noise=config.read_noise, saturation=config.saturation
+    )
+    source = config.scaling_source
+    if source == "config":
+        if config.photometric_scaling is None:
+            raise CalibrationError("scaling_source='config' needs config.photometric_scaling [nJy/e⁻].")
+        return PixelCalibration(visit_image.bbox, amps, None, config.photometric_scaling, image_per_njy, "config")
+    if source == "visit_image":
+        field = _visit_image_scaling(visit_image, log)
+        if field is not None:
+            return PixelCalibration(visit_image.bbox, amps, field, None, image_per_njy, "visit_image")
+        if image_per_njy is None:
+            # An image in electrons: c = 1, but magnitudes still need nJy/e⁻.
+            if config.photometric_scaling is None:
+                raise CalibrationError(
+                    "The visit image is in electrons and has no usable photometric_scaling; set "
+                    "config.photometric_scaling [nJy/e⁻] to convert magnitudes."
+                )
+            return PixelCalibration(visit_image.bbox, amps, None, config.photometric_scaling, None, "config")
+        log.warning(
+            "Visit image in %s has no usable photometric_scaling; fitting c per amplifier from V·(f·R)² "
+            "against f·R·I instead.",
+            visit_image.unit,
+        )
+    if image_per_njy is None:
+        raise CalibrationError("scaling_source='empirical' applies to flux-density images, not electrons.")
+    good = ~mask_bits(visit_image, config.bad_mask_names)
+    good &= np.isfinite(visit_image.image.array) & np.isfinite(visit_image.variance.array)
+    amps = fit_scaling_per_amplifier(
+        visit_image.image.array,
+        visit_image.variance.array,
+        good,
+        flat,
+        amps,
+        visit_image.bbox,
+        illumination=illumination,
+        log=log,
+    )
+    log.info("Empirical c per amplifier: %s", ", ".join(f"{a.name}={a.scaling:.4g}" for a in amps))
+    return PixelCalibration(visit_image.bbox, amps, None, None, image_per_njy, "empirical")
+
+
+def _planes_of(obj: MaskedImage | Image, what: str) -> tuple[Box, np.ndarray, np.ndarray | None]:
+    """Return (bbox, image array, variance array or None) of a calibration."""
+    if isinstance(obj, MaskedImage):
+        return obj.bbox, obj.image.array, obj.variance.array
+    if isinstance(obj, Image):
+        return obj.bbox, obj.array, None
+    if hasattr(obj, "getMaskedImage"):  # a legacy (afw) Exposure
+        return _planes_of(MaskedImage.from_legacy(obj.getMaskedImage()), what)
+    raise TypeError(f"{what} must be an lsst.images MaskedImage or Image; got {type(obj).__name__}.")
+
+
+def calibration_cutout(
+    obj: MaskedImage | Image, image_bbox: Box, what: str, where: str = ""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The calibration's planes on the image bbox (error if it does not cover it)."""
+    bbox, image, variance = _planes_of(obj, what)
+    if not bbox.contains(image_bbox):
+        raise ValueError(
+            f"The {what} bounding box {bbox} does not cover the visit image bounding box {image_bbox}"
+            f"{' of ' + where if where else ''}."
+        )
+    # Views in the calibration's own dtype: a float64 copy of a 4k × 4k flat
+    # would cost 128 MB per plane; stamps are converted as they are used.
+    sl = image_bbox.slice_within(bbox)
+    image = image[sl.y, sl.x]
+    if variance is not None:
+        variance = variance[sl.y, sl.x]
+    return image, variance
+
+
+def flat_planes(
+    flat: MaskedImage | Image, image_bbox: Box, config: CalibrationConfig, log: LsstLoggers, where: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The flat f and, when usable and configured, its variance V_f on the image bbox.
+
+    A variance plane that is absent, all non-finite or all exactly 1.0 (what
+    lsst.images fills in for a missing plane) gives `None` with a warning.
+    """
+    flat_image, flat_variance = calibration_cutout(flat, image_bbox, "flat", where)
+    if flat_variance is not None and (not np.any(np.isfinite(flat_variance)) or np.all(flat_variance == 1.0)):
+        flat_variance = None
+    if flat_variance is None and config.include_flat_variance:
+        log.warning("The flat of %s has no variance plane; the flat-variance term of ΔV is skipped.", where)
+    if not config.include_flat_variance:
+        flat_variance = None
+    return flat_image, flat_variance
+
+
+@dataclasses.dataclass
+class CalibrationPlanes:
+    """What ISR and calibration did to a visit image, on its bbox (views in
+    the calibrations' own dtypes)."""
+
+    flat: np.ndarray
+    """The flat f."""
+    flat_variance: np.ndarray | None
+    """Its variance V_f, when usable and configured (`flat_planes`)."""
+    illumination: np.ndarray | None
+    """The illumination correction R, when configured."""
+    calibration: PixelCalibration
+    """c, σ_a and saturation per pixel (`build_calibration`)."""
+
+
+def calibration_planes(
+    visit_image: VisitImage,
+    flat: MaskedImage | Image,
+    illumination: Image | MaskedImage | None,
+    config: CalibrationConfig,
+    log: LsstLoggers,
+    where: str,
+) -> CalibrationPlanes:
+    """The flat, illumination correction and calibration of ``visit_image``.
+
+    Shared by `isrinject.inject.inject_sources` and ``isrinject diagnose``,
+    so both see the same planes and the same c.
+    """
+    bbox = visit_image.bbox
+    flat_image, flat_variance = flat_planes(flat, bbox, config, log, where)
+    illum_image = None
+    if illumination is not None:
+        illum_image, _ = calibration_cutout(illumination, bbox, "illumination correction", where)
+    elif config.do_illumination_correction:
+        raise ValueError(f"do_illumination_correction=True but no illumination correction was given for {where}.")
+    try:
+        calibration = build_calibration(visit_image, config, flat_image, illum_image, log)
+    except CalibrationError as err:
+        raise CalibrationError(f"{where}: {err}") from err
+    return CalibrationPlanes(flat_image, flat_variance, illum_image, calibration)

@@ -27,8 +27,16 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 from astropy.table import Table
-from lsst.images import SkyProjection, VisitImage
-from lsst.images.fields import BaseField, ChebyshevField, field_from_legacy_photo_calib
+from lsst.images import Image, MaskedImage, SkyProjection, VisitImage
+from lsst.images.fields import (
+    BaseField,
+    ChebyshevField,
+    Field,
+    ProductField,
+    SplineField,
+    SumField,
+    field_from_legacy_photo_calib,
+)
 from lsst.images.psfs import PointSpreadFunction
 
 #: How to get the flat, quoted by the missing-flat error.
@@ -50,6 +58,8 @@ class RunInputs:
     (it shares pixels with the caller's image, which is never modified)."""
     catalogs: list[Table]
     """The injection catalogs."""
+    flat: MaskedImage | Image
+    """The flat ISR divided the image by."""
 
 
 def _afw_available() -> bool:
@@ -109,11 +119,15 @@ def _as_psf(psf: Any, visit_image: VisitImage) -> PointSpreadFunction:
     )
 
 
-def _as_scaling(photo_calib: Any, visit_image: VisitImage) -> BaseField | None:
+def _as_scaling(photo_calib: Any, visit_image: VisitImage) -> Field | None:
     """The photometric scaling [nJy/e⁻] as a field; `None` keeps the image's own
     (an afw PhotoCalib of an image already in nJy is the identity and says
     nothing about electrons)."""
     if isinstance(photo_calib, BaseField):
+        if not isinstance(photo_calib, ChebyshevField | ProductField | SplineField | SumField):
+            raise TypeError(
+                f"photo_calib must be one of lsst.images' concrete fields; got {type(photo_calib).__name__}."
+            )
         if photo_calib.unit is None:
             raise TypeError("photo_calib (a photometric-scaling field) must carry a unit, e.g. nJy / electron.")
         return photo_calib
@@ -148,7 +162,7 @@ def _psf_or_read_error(visit_image: VisitImage) -> Any:
     as lsst.images does: the engine flags every source PSF_COMPUTE_ERROR)."""
     try:
         return visit_image.psf
-    except Exception as err:  # noqa: BLE001  (an unreadable PSF is an ArchiveReadError stored in the image)
+    except Exception as err:
         return err
 
 
@@ -224,7 +238,7 @@ def run_inputs(
             "scaling_source='visit_image' to use it."
         )
     if psf is None and photo_calib is None and wcs is None:
-        return RunInputs(image, catalogs)
+        return RunInputs(image, catalogs, flat)
     # A new VisitImage sharing the caller's pixels and metadata, so that the
     # overrides below never reach the caller's object.
     overridden = image[...] if wcs is None else _with_sky_projection(image, _as_sky_projection(wcs, image))
@@ -232,7 +246,7 @@ def run_inputs(
         overridden.psf = _as_psf(psf, image)
     if photo_calib is not None and (scaling := _as_scaling(photo_calib, image)) is not None:
         overridden.photometric_scaling = scaling
-    return RunInputs(overridden, catalogs)
+    return RunInputs(overridden, catalogs, flat)
 
 
 def _with_sky_projection(image: VisitImage, sky_projection: SkyProjection) -> VisitImage:
@@ -253,5 +267,5 @@ def _with_sky_projection(image: VisitImage, sky_projection: SkyProjection) -> Vi
         aperture_corrections=image.aperture_corrections,
         backgrounds=image.backgrounds,
         band=image.band,
-        metadata=dict(image.metadata),
+        metadata=dict(image.metadata.native),
     )

@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "isrinject.demo.cli",
     "isrinject.catalog.cli",
     "isrinject.diagnostics.cli",
+    "isrinject.pipeline_cli",
 )
 
 

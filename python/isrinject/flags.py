@@ -7,9 +7,13 @@ them are specific to the ISR-consistent pixel model.
 
 from __future__ import annotations
 
-__all__ = ["InjectionFlag", "flag_descriptions", "describe_flags"]
+__all__ = ["FATAL_FLAGS", "InjectionFlag", "flag_descriptions", "flag_meanings"]
 
+import ast
 import enum
+import functools
+import inspect
+import itertools
 
 
 class InjectionFlag(enum.IntFlag):
@@ -63,21 +67,34 @@ FATAL_FLAGS = (
     | InjectionFlag.DRAW_ERROR
 )
 
-__all__ += ["FATAL_FLAGS"]
-
 
 def flag_descriptions() -> dict[str, int]:
     """Return ``{name: bit index}`` as stored in the output catalog metadata
     (the same layout as ``lsst.source.injection``)."""
-    return {flag.name: flag.value.bit_length() - 1 for flag in InjectionFlag}
+    return {name: flag.value.bit_length() - 1 for name, flag in InjectionFlag.__members__.items()}
 
 
-def describe_flags(value: int) -> list[str]:
-    """Return the names of the flags set in ``value``.
+def flag_meanings() -> dict[str, str]:
+    """Return ``{name: meaning}``: the docstring of each `InjectionFlag` member.
 
-    Parameters
-    ----------
-    value
-        An ``injection_flag`` value.
+    The attribute docstrings in the class body are the one definition of what
+    each flag means; Python keeps them only in the source, so they are read
+    from there (once).
     """
-    return [flag.name for flag in InjectionFlag if int(value) & flag.value]
+    return dict(_flag_meanings())
+
+
+@functools.cache
+def _flag_meanings() -> dict[str, str]:
+    class_def = ast.parse(inspect.getsource(InjectionFlag)).body[0]
+    assert isinstance(class_def, ast.ClassDef)
+    body = class_def.body
+    meanings = {
+        target.id: " ".join(doc.value.value.split())
+        for assign, doc in itertools.pairwise(body)
+        if isinstance(assign, ast.Assign)
+        for target in assign.targets
+        if isinstance(target, ast.Name)
+        and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)
+    }
+    return {name: meanings[name] for name in InjectionFlag.__members__}

@@ -3,33 +3,44 @@
 Rubin ISR builds the variance of a pixel from its *measured* pre-flat
 electrons plus read noise and only then divides image and variance by the
 flat; calibration then divides by the illumination correction, subtracts the
-background and scales to image units.  Per pixel ``p`` of amplifier ``a``::
+background and scales to image units.  Symbols (per pixel ``p`` of amplifier
+``a``):
+
+- ``S``: noisy ISR-corrected pre-flat signal already in the pixel [e⁻];
+- ``f``, ``V_f``: flat-field value and its variance (the ``flat`` calibration);
+- ``R``: illumination correction (1 if none);
+- ``B``: subtracted background [post-ISR e⁻];
+- ``c``: photometric scaling [image units per e⁻] (1 for an image in e⁻);
+- ``σ_a``, ``K_a``: read noise [e⁻] and other signal-independent variance
+  [e⁻²] of the amplifier;
+- ``g = f·R/c``: effective gain [e⁻ per image unit] (`effective_gain`);
+- ``M``: noiseless model of an injected source [image units];
+- ``λ``, ``n``: expected and drawn injected pre-flat electrons [e⁻].
+
+What ISR and calibration produce::
 
     I = c · (S/f − B) / R
     V = (c/R)² · [ (S + σ_a² + K_a)/f²  +  (S/f)² · V_f/f² ]
 
-with ``S`` the noisy ISR-corrected pre-flat signal [e⁻], ``f``/``V_f`` the
-flat and its variance, ``R`` the illumination correction, ``B`` the
-subtracted background [post-ISR e⁻], ``c`` the photometric scaling [image
-units per e⁻], ``σ_a`` the read noise [e⁻] and ``K_a`` other
-signal-independent terms [e⁻²].
+A source is injected as if its photons had arrived before ISR::
 
-A source whose noiseless model in image units is ``M`` is injected as if its
-photons had arrived before ISR::
-
-    λ  = M · f · R / c                        expected extra pre-flat electrons
+    λ  = M · g                                 expected extra pre-flat electrons
     n  ~ Poisson(λ)                            (n = λ when noise is off)
-    ΔI = c · n / (f · R)
-    ΔV = c² · n / (f·R)²  +  (c/R)² · (V_f/f⁴) · (2·S·n + n²)
+    ΔI = n / g
+    ΔV = n / g²  +  (c/R)² · (V_f/f⁴) · (2·S·n + n²)
 
 so the realized variance of ``ΔI − M`` equals the mean of ``ΔV`` and each
 injected pixel lands on the same per-pixel (I, V) relation as real pixels.
+`inject_pixels` is the one entry point: it takes the model values of many
+(possibly overlapping) stamps at once and sums the electrons that fall on the
+same pixel before ΔV and saturation, which are not linear in n.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "PixelInjection",
+    "PixelTerms",
     "draw_electrons",
     "effective_gain",
     "expected_electrons",
@@ -40,30 +51,15 @@ __all__ = [
 ]
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 type ArrayLike = npt.ArrayLike
 type FloatArray = npt.NDArray[np.float64]
-
-
-@dataclasses.dataclass(frozen=True)
-class PixelInjection:
-    """Result of `inject_pixels`; every array has the stamp's shape."""
-
-    delta_image: FloatArray
-    """ΔI, to add to the image plane [image units]."""
-    delta_variance: FloatArray
-    """ΔV, to add to the variance plane [image units²]."""
-    electrons: FloatArray
-    """n, the injected pre-flat electrons (λ when noise is off) [e⁻]."""
-    expected_electrons: FloatArray
-    """λ = M·f·R/c, the expected injected pre-flat electrons [e⁻]."""
-    saturated: npt.NDArray[np.bool_]
-    """Pixels where S + n passes the amplifier saturation level."""
-    no_photons: npt.NDArray[np.bool_]
-    """Pixels that cannot receive photons (f ≤ 0, non-finite f or R, excluded)."""
+type IntArray = npt.NDArray[np.intp]
+type BoolArray = npt.NDArray[np.bool_]
 
 
 def usable_flat(
@@ -143,9 +139,8 @@ def reconstruct_pre_flat_electrons(
         K_a, other signal-independent variance [e⁻²].
     """
     flat = np.asarray(flat, dtype=np.float64)
-    illum = 1.0 if illumination is None else np.asarray(illumination, dtype=np.float64)
+    gain = effective_gain(flat, scaling, illumination)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        gain = flat * illum / np.asarray(scaling, dtype=np.float64)
         q = (
             np.asarray(variance, dtype=np.float64) * gain**2
             - np.asarray(read_noise, dtype=np.float64) ** 2
@@ -210,7 +205,7 @@ def draw_electrons(
         last_faint = np.searchsorted(cumulative, total, side="left")
         picked, counts = np.unique(np.minimum(picks, last_faint), return_counts=True)
     else:
-        picked, counts = np.empty(0, dtype=np.intp), np.empty(0)
+        picked, counts = np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
     keep = bright > 0
     index = np.concatenate([bright_index[keep], picked])
     electrons = np.concatenate([bright[keep], counts.astype(np.float64)])
@@ -227,24 +222,24 @@ def pixel_response(
     flat_variance: ArrayLike | None = None,
     pre_flat_electrons: ArrayLike | None = None,
     saturation: ArrayLike | None = None,
-) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+) -> tuple[FloatArray, FloatArray, BoolArray, FloatArray]:
     """ΔI, ΔV and saturation of pixels that received n pre-flat electrons.
 
     Elementwise (see the module docstring), for pixels that can receive
     photons (`usable_flat`)::
 
-        ΔI = c · n / (f·R)
-        ΔV = c² · n / (f·R)² + (c/R)² · (V_f/f⁴) · (2·S·n + n²)
+        ΔI = n / g,  g = f·R/c
+        ΔV = n / g² + (c/R)² · (V_f/f⁴) · (2·S·n + n²)
         SAT where n > 0 and S + n > saturation
 
-    Parameters are as in `inject_pixels`; every array has the shape of
-    ``electrons`` (or broadcasts to it).
+    Parameters are as in `inject_pixels` and `PixelTerms`; every array has
+    the shape of ``electrons`` (or broadcasts to it).  Also returns g.
     """
     electrons = np.asarray(electrons, dtype=np.float64)
     flat = np.asarray(flat, dtype=np.float64)
     illum = 1.0 if illumination is None else np.asarray(illumination, dtype=np.float64)
     scaling = np.asarray(scaling, dtype=np.float64)
-    gain = flat * illum / scaling  # e⁻ per image unit
+    gain = effective_gain(flat, scaling, illumination)
     delta_image = electrons / gain
     delta_variance = electrons / gain**2
     signal = 0.0 if pre_flat_electrons is None else np.asarray(pre_flat_electrons, dtype=np.float64)
@@ -259,7 +254,7 @@ def pixel_response(
         saturated = np.zeros(electrons.shape, dtype=bool)
     else:
         saturated = (electrons > 0) & (signal + electrons > np.asarray(saturation, dtype=np.float64))
-    return delta_image, delta_variance, saturated
+    return delta_image, delta_variance, saturated, gain
 
 
 def expected_electrons(
@@ -270,19 +265,80 @@ def expected_electrons(
     illumination: ArrayLike | None = None,
     excluded: ArrayLike | None = None,
 ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
-    """λ = M · f · R / c [e⁻] and where pixels can receive photons.
+    """λ = M · g [e⁻] (g = f·R/c) and where pixels can receive photons.
 
     λ is 0 where the model is not positive and finite or the pixel is not
     usable (`usable_flat`).
     """
     model = np.asarray(model, dtype=np.float64)
     usable = np.broadcast_to(usable_flat(flat, illumination, excluded), model.shape)
-    gain = np.asarray(flat, dtype=np.float64) / np.asarray(scaling, dtype=np.float64)
-    if illumination is not None:
-        gain = gain * np.asarray(illumination, dtype=np.float64)
+    gain = effective_gain(flat, scaling, illumination)
     with np.errstate(invalid="ignore", over="ignore"):
         expected = np.where(usable & (model > 0), model * gain, 0.0)
     return np.where(np.isfinite(expected), expected, 0.0), usable
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelTerms:
+    """What the response of the pixels that receive electrons needs: one
+    value per pixel (or a scalar); `None` skips the term."""
+
+    pre_flat_electrons: ArrayLike | None = None
+    """S, the measured pre-flat signal already in the pixel [e⁻] (see
+    `reconstruct_pre_flat_electrons`), for the V_f term and the saturation
+    test; `None` for 0."""
+    flat_variance: ArrayLike | None = None
+    """V_f; `None` skips the flat-variance term of ΔV."""
+    saturation: ArrayLike | None = None
+    """Saturation level [pre-flat e⁻]; `None` skips the test."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelInjection:
+    """Result of `inject_pixels`.
+
+    Per-pixel arrays have one entry per pixel that received electrons; per-hit
+    arrays one entry per model value that did; ``expected_electrons`` and
+    ``no_photons`` one per model value (flattened).
+    """
+
+    index: IntArray
+    """Per pixel: the (flat) index of its first model value."""
+    electrons: FloatArray
+    """Per pixel: n, summed over its model values [e⁻]."""
+    delta_image: FloatArray
+    """Per pixel: ΔI, to add to the image plane [image units]."""
+    delta_variance: FloatArray
+    """Per pixel: ΔV, to add to the variance plane [image units²]."""
+    saturated: BoolArray
+    """Per pixel: S + n passes the saturation level."""
+    effective_gain: FloatArray
+    """Per pixel: g = f·R/c [e⁻ per image unit]."""
+    hit_index: IntArray
+    """Per hit: the (flat) index of the model value."""
+    hit_electrons: FloatArray
+    """Per hit: the value's n [e⁻] (ΔI is linear in n: its share is ``n/g``)."""
+    hit_pixel: IntArray
+    """Per hit: the pixel (index into the per-pixel arrays) it falls on."""
+    expected_electrons: FloatArray
+    """Per value: λ = M·g [e⁻]."""
+    no_photons: BoolArray
+    """Per value: the pixel cannot receive photons (f ≤ 0, non-finite f or R, excluded)."""
+    shape: tuple[int, ...]
+    """Shape of the model values."""
+
+    def on_values(self, per_pixel: ArrayLike) -> FloatArray:
+        """Scatter a per-pixel array onto the model values' shape (each pixel
+        at its first value, 0 elsewhere): the dense ΔI, ΔV, n of one stamp."""
+        per_pixel = np.asarray(per_pixel)
+        dense = np.zeros(int(np.prod(self.shape)), dtype=per_pixel.dtype)
+        dense[self.index] = per_pixel
+        return dense.reshape(self.shape)
+
+
+def _per_value(value: ArrayLike, shape: tuple[int, ...]) -> FloatArray:
+    """``value`` broadcast to the model values' shape, flattened, float64."""
+    return np.broadcast_to(np.asarray(value, dtype=np.float64), shape).ravel()
 
 
 def inject_pixels(
@@ -291,88 +347,102 @@ def inject_pixels(
     flat: ArrayLike,
     scaling: ArrayLike,
     rng: np.random.Generator | None,
-    flat_variance: ArrayLike | None = None,
     illumination: ArrayLike | None = None,
-    pre_flat_electrons: ArrayLike | None = None,
-    saturation: ArrayLike | None = None,
     excluded: ArrayLike | None = None,
     add_noise: bool = True,
+    pixel: ArrayLike | None = None,
+    terms: Callable[[IntArray], PixelTerms] | PixelTerms | None = None,
 ) -> PixelInjection:
-    """Inject a noiseless model through the ISR pixel model.
+    """Inject noiseless model values through the ISR pixel model.
 
     Implements (see the module docstring)::
 
-        λ  = M · f · R / c
+        λ  = M · g,  g = f·R/c
         n  ~ Poisson(λ)            or n = λ if not add_noise
-        ΔI = c · n / (f·R)
-        ΔV = c² · n / (f·R)² + (c/R)² · (V_f/f⁴) · (2·S·n + n²)
+        n summed over the values of each pixel
+        ΔI = n / g
+        ΔV = n / g² + (c/R)² · (V_f/f⁴) · (2·S·n + n²)
         SAT where S + n > saturation
 
     Parameters
     ----------
     model
-        Noiseless model M [image units]; negative or non-finite values
-        inject nothing.
-    flat
-        Flat-field values f (the ``flat`` calibration's image plane).
-    scaling
-        Photometric scaling c [image units per e⁻] (1 for an image in e⁻).
+        Noiseless model M [image units] of one or many stamps (any shape;
+        the stamps of a batch flattened one after the other); negative or
+        non-finite values inject nothing.
+    flat, scaling, illumination
+        f, c [image units per e⁻] and R (`None` for 1) at every model value
+        (or broadcastable to it).
     rng
         Random generator for the Poisson draw (unused if not ``add_noise``).
-    flat_variance
-        The flat's variance plane V_f, or `None` to skip that term.
-    illumination
-        Illumination correction R, or `None` for 1.
-    pre_flat_electrons
-        The measured pre-flat signal S already in the pixel [e⁻] (see
-        `reconstruct_pre_flat_electrons`), used by the V_f term and the
-        saturation test; `None` for 0.
-    saturation
-        Saturation level in pre-flat electrons, or `None` to skip.
     excluded
-        Pixels that must not receive photons (e.g. NO_DATA).
+        Values whose pixel must not receive photons (e.g. NO_DATA).
     add_noise
         Draw n from a Poisson distribution (True) or use n = λ.
+    pixel
+        Pixel identifier of every model value: values with the same
+        identifier (overlapping stamps) are one pixel, their electrons
+        summed before ΔV and saturation.  `None`: every value is its own
+        pixel (skips a sort).
+    terms
+        `PixelTerms` of every model value, or a callable that returns them
+        for the pixels that received electrons given their ``index`` (so
+        S, V_f and saturation are only looked up where needed).
 
     Returns
     -------
     injection
-        ΔI, ΔV, n, λ and the saturation / no-photon masks.
+        Per-pixel ΔI, ΔV, n, g and saturation, per-hit n, per-value λ and
+        no-photon mask.
     """
     model = np.asarray(model, dtype=np.float64)
     shape = model.shape
-
-    def full(value: ArrayLike | None) -> FloatArray | None:
-        return None if value is None else np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
-
-    flat, scaling, illum = full(flat), full(scaling), full(illumination)
-    expected, usable = expected_electrons(model, flat=flat, scaling=scaling, illumination=illum, excluded=excluded)
-    index, counts = draw_electrons(expected, rng, add_noise)
-
-    def at(value: FloatArray | None) -> FloatArray | None:
-        return None if value is None else value.ravel()[index]
-
-    delta_image_at, delta_variance_at, saturated_at = pixel_response(
-        counts,
-        flat=at(flat),
-        scaling=at(scaling),
-        illumination=at(illum),
-        flat_variance=at(full(flat_variance)),
-        pre_flat_electrons=at(full(pre_flat_electrons)),
-        saturation=at(full(saturation)),
+    flat_values, scaling_values = _per_value(flat, shape), _per_value(scaling, shape)
+    illumination_values = None if illumination is None else _per_value(illumination, shape)
+    expected, usable = expected_electrons(
+        model.ravel(), flat=flat_values, scaling=scaling_values, illumination=illumination_values,
+        excluded=None if excluded is None else np.broadcast_to(excluded, shape).ravel(),
     )
-    electrons, delta_image, delta_variance = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    saturated = np.zeros(shape, dtype=bool)
-    for array, values in (
-        (electrons, counts), (delta_image, delta_image_at), (delta_variance, delta_variance_at),
-        (saturated, saturated_at),
-    ):
-        array.ravel()[index] = values
+    hit, hit_electrons = draw_electrons(expected, rng, add_noise)
+    if pixel is None:
+        first = hit_pixel = np.arange(len(hit))
+        electrons = hit_electrons
+    else:
+        ids, first, hit_pixel = np.unique(
+            np.asarray(pixel).ravel()[hit], return_index=True, return_inverse=True
+        )
+        electrons = np.bincount(hit_pixel, weights=hit_electrons, minlength=len(ids))
+    index = hit[first]
+    if callable(terms):
+        at_pixels = terms(index)
+    elif terms is None:
+        at_pixels = PixelTerms()
+    else:
+        at_pixels = PixelTerms(**{
+            field.name: None if getattr(terms, field.name) is None
+            else _per_value(getattr(terms, field.name), shape)[index]
+            for field in dataclasses.fields(PixelTerms)
+        })
+    delta_image, delta_variance, saturated, gain = pixel_response(
+        electrons,
+        flat=flat_values[index],
+        scaling=scaling_values[index],
+        illumination=None if illumination_values is None else illumination_values[index],
+        flat_variance=at_pixels.flat_variance,
+        pre_flat_electrons=at_pixels.pre_flat_electrons,
+        saturation=at_pixels.saturation,
+    )
     return PixelInjection(
+        index=index,
+        electrons=electrons,
         delta_image=delta_image,
         delta_variance=delta_variance,
-        electrons=electrons,
-        expected_electrons=expected,
         saturated=saturated,
+        effective_gain=gain,
+        hit_index=hit,
+        hit_electrons=hit_electrons,
+        hit_pixel=hit_pixel,
+        expected_electrons=expected,
         no_photons=~usable,
+        shape=shape,
     )

@@ -267,12 +267,13 @@ def find_isr_flat(
     if isinstance(visit_image, DatasetRef):
         ref = visit_image
     else:
-        ref = butler.find_dataset(dataset_type, visit_image, collections=collections)
-        if ref is None:
+        found = butler.find_dataset(dataset_type, visit_image, collections=collections)
+        if found is None:
             raise FlatProvenanceError(
-                f"No {dataset_type!r} with data ID {dict(visit_image)} in collections "
+                f"No {dataset_type!r} with data ID {visit_image} in collections "
                 f"{collections if collections is not None else list(butler.collections.defaults)}."
             )
+        ref = found
     header = _primary_header(butler, ref)
     recorded = _recorded_in(butler, ref, header)
     if recorded is not None:

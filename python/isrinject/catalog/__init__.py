@@ -1,4 +1,4 @@
-"""Injection catalogs: schema, validation, generation and butler ingestion.
+"""Injection catalogs: schema, source types, validation, generation and butler ingestion.
 
 Compatible with ``lsst.source.injection``: the same column vocabulary, the
 same ``generate_injection_catalog`` / ``ingest_injection_catalog`` functions
@@ -30,6 +30,7 @@ _LAZY = {
     "CatalogReport": "isrinject.catalog.validate",
     "CatalogValidationError": "isrinject.catalog.validate",
     "check_catalog": "isrinject.catalog.validate",
+    "source_spec": "isrinject.catalog.validate",
     "validate_catalog": "isrinject.catalog.validate",
     "generate_injection_catalog": "isrinject.catalog.generate",
     "seed_to_int": "isrinject.catalog.generate",
@@ -38,12 +39,18 @@ _LAZY = {
     "htm_indices": "isrinject.catalog.ingest",
     "ingest_injection_catalog": "isrinject.catalog.ingest",
     "known_bands": "isrinject.catalog.ingest",
+    "COMMON_COLUMNS": "isrinject.catalog.source_types",
+    "PARAMETER_UNITS": "isrinject.catalog.source_types",
+    "SOURCE_TYPE_PARAMETERS": "isrinject.catalog.source_types",
+    "SourceTypeParameters": "isrinject.catalog.source_types",
+    "describe_common_columns": "isrinject.catalog.source_types",
+    "source_type_parameters": "isrinject.catalog.source_types",
 }
 
 __all__ = list(_LAZY)
 
 #: Submodules that the former eager imports made available as attributes.
-_SUBMODULES = ("schema", "validate", "generate", "ingest")
+_SUBMODULES = ("schema", "validate", "generate", "ingest", "source_types")
 
 
 def __getattr__(name: str) -> Any:

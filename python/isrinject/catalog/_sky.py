@@ -1,11 +1,13 @@
-"""Small sky-geometry helpers shared by the catalog modules (private)."""
+"""Small sky-geometry helpers shared by the catalog modules (a package-private module)."""
 
 from __future__ import annotations
+
+__all__ = ["unit_vector_components"]
 
 import numpy as np
 
 
-def _unit_vector_components(
+def unit_vector_components(
     ra_rad: np.ndarray, dec_rad: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x, y, z components of the unit vectors of positions given in radians."""

@@ -1,4 +1,4 @@
-"""``isrinject generate-catalog`` and ``isrinject ingest-catalog``.
+"""``isrinject generate-catalog``, ``isrinject ingest-catalog`` and ``isrinject show-source-types``.
 
 The options follow ``lsst.source.injection``'s ``generate_injection_catalog``
 and ``ingest_injection_catalog`` scripts (``-a/--ra-lim``, ``-d/--dec-lim``,
@@ -11,7 +11,7 @@ and ``ingest_injection_catalog`` scripts (``-a/--ra-lim``, ``-d/--dec-lim``,
 
 from __future__ import annotations
 
-__all__ = ["add_parser", "generate_main", "ingest_main"]
+__all__ = ["add_parser", "generate_main", "ingest_main", "show_source_types_main"]
 
 import argparse
 import logging
@@ -75,7 +75,7 @@ def generate_main(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        parameters: dict[str, list[Any]] = {}
+        parameters: dict[str, Any] = {}  # column → values, passed by name
         for item in args.parameter or []:
             if len(item) < 2:
                 raise ValueError(f"-p/--parameter needs a column name and at least one value; got {item!r}.")
@@ -128,7 +128,7 @@ def generate_main(args: argparse.Namespace) -> int:
         if args.output:
             write_catalog(table, args.output, format=args.format, overwrite=args.overwrite)
             _LOG.info("Wrote %d sources to %s.", len(table), args.output)
-        if args.band:
+        if butler is not None and args.band:  # --band without -b was refused above
             from .validate import check_catalog
 
             check_catalog(table, check_stamps=False).raise_if_problems()
@@ -182,8 +182,31 @@ def ingest_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def show_source_types_main(args: argparse.Namespace) -> int:
+    """Run ``isrinject show-source-types``; return the exit code."""
+    import shutil
+
+    from .source_types import SOURCE_TYPE_PARAMETERS, describe_common_columns, source_type_parameters
+
+    width = int(args.wrap_width) if args.wrap_width else shutil.get_terminal_size().columns
+    try:
+        chosen = [source_type_parameters(name) for name in args.source_types] or list(SOURCE_TYPE_PARAMETERS.values())
+    except ValueError as err:
+        return _error(str(err))
+    blocks = [describe_common_columns(width)] if not args.source_types else []
+    blocks += [parameters.describe(width) for parameters in chosen]
+    print("\n".join(blocks))
+    return 0
+
+
 def add_parser(subparsers: Any) -> None:
-    """Register ``generate-catalog`` and ``ingest-catalog``."""
+    """Register ``generate-catalog``, ``ingest-catalog`` and ``show-source-types``."""
+    _add_generate_parser(subparsers)
+    _add_ingest_parser(subparsers)
+    _add_show_source_types_parser(subparsers)
+
+
+def _add_generate_parser(subparsers: Any) -> None:
     gen = subparsers.add_parser(
         "generate-catalog",
         help="Generate a synthetic injection catalog (source_injection compatible).",
@@ -255,6 +278,8 @@ def add_parser(subparsers: Any) -> None:
     out.add_argument("--overwrite", action="store_true", help="Overwrite an existing output file.")
     gen.set_defaults(func=generate_main)
 
+
+def _add_ingest_parser(subparsers: Any) -> None:
     ing = subparsers.add_parser(
         "ingest-catalog",
         help="Validate an injection catalog and ingest it into a butler repository.",
@@ -285,3 +310,17 @@ def add_parser(subparsers: Any) -> None:
     ing.add_argument("--format", help="Astropy table format of the input(s), overriding the extension.")
     _add_validation_options(ing)
     ing.set_defaults(func=ingest_main)
+
+
+def _add_show_source_types_parser(subparsers: Any) -> None:
+    show = subparsers.add_parser(
+        "show-source-types",
+        help="List the catalog source types with their columns and units.",
+        description=(
+            "List the source types an injection catalog accepts (GalSim profiles, Star, Stamp, Trail) with "
+            "their required, one-of, optional and shear columns and units: the table validation uses."
+        ),
+    )
+    show.add_argument("source_types", nargs="*", metavar="SOURCE_TYPE", help="Only these types (default: all).")
+    show.add_argument("-w", "--wrap-width", type=int, metavar="N", help="Wrap width (default: the terminal's).")
+    show.set_defaults(func=show_source_types_main)

@@ -25,14 +25,17 @@ import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Column, Table
 from scipy.spatial import cKDTree
 from scipy.stats import qmc
 
-from ._sky import _unit_vector_components
+from ._sky import unit_vector_components
+
+if TYPE_CHECKING:
+    from lsst.sphgeom import Region
 
 _LOG = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ class _Footprint:
     """Sky area to place sources in: a RA/Dec box, optionally ∩ regions."""
 
     def __init__(
-        self, ra_lim: Sequence[float] | None, dec_lim: Sequence[float] | None, regions: Sequence[Any] | None
+        self, ra_lim: Sequence[float] | None, dec_lim: Sequence[float] | None, regions: Sequence[Region] | None
     ):
         self.regions = list(regions) if regions else []
         if ra_lim is None or dec_lim is None:
@@ -124,7 +127,7 @@ class _Footprint:
 
 
 def _unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    return np.stack(_unit_vector_components(np.radians(ra), np.radians(dec)), axis=1)
+    return np.stack(unit_vector_components(np.radians(ra), np.radians(dec)), axis=1)
 
 
 def _chord(separation_arcsec: float) -> float:
@@ -245,7 +248,7 @@ def generate_injection_catalog(
     *,
     placement: str = "halton",
     min_separation: float | None = None,
-    regions: Sequence[Any] | None = None,
+    regions: Sequence[Region] | None = None,
     parameter_ranges: Mapping[str, Sequence[float]] | None = None,
     **kwargs: Any,
 ) -> Table:
@@ -270,7 +273,8 @@ def generate_injection_catalog(
         limits like source_injection, so the same inputs give the same
         catalog.
     log_level
-        Log level of this function's logger.
+        Level of this function's progress messages (source_injection's
+        argument; the logger's own level is left to the application).
     placement
         ``"halton"`` (quasi-random, source_injection's choice) or ``"grid"``.
     min_separation
@@ -301,7 +305,6 @@ def generate_injection_catalog(
         For inconsistent limits, an unknown placement, a column given twice or
         a footprint that cannot hold the sources.
     """
-    _LOG.setLevel(log_level)
     if placement not in PLACEMENTS:
         raise ValueError(f"Unknown placement {placement!r}; expected one of {PLACEMENTS}.")
     if number < 1:
@@ -331,7 +334,8 @@ def generate_injection_catalog(
         if number < 1:
             _LOG.warning("Requested density %s per deg² needs number < 1; setting number = 1.", density)
             number = 1
-        _LOG.info(
+        _LOG.log(
+            log_level,
             "Setting number to %d: %.1f sources per square degree over %.4g deg².",
             number,
             number * native_density,
@@ -366,9 +370,10 @@ def generate_injection_catalog(
         column_values = np.array([combo[k] for combo in combinations])
         table[name] = column_values[combination_index]
     if number == 1:
-        _LOG.info("Generated an injection catalog of %d unique sources.", n_rows)
+        _LOG.log(log_level, "Generated an injection catalog of %d unique sources.", n_rows)
     else:
-        _LOG.info(
+        _LOG.log(
+            log_level,
             "Generated an injection catalog of %d sources: %d combinations repeated %d times.",
             n_rows,
             n_combinations,

@@ -10,13 +10,18 @@ __all__ = ["HTM_LEVEL", "htm_indices", "ingest_injection_catalog", "known_bands"
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lsst.sphgeom
 import numpy as np
 from astropy.table import Table, vstack
 
-from ._sky import _unit_vector_components
+from ._sky import unit_vector_components
+
+if TYPE_CHECKING:
+    from lsst.daf.butler import Butler, DatasetRef
+
+_LOG = logging.getLogger(__name__)
 
 HTM_LEVEL = 7
 """HTM level of the ``htm7`` dimension used to shard catalogs."""
@@ -47,27 +52,27 @@ def htm_indices(ra: Any, dec: Any, level: int = HTM_LEVEL) -> np.ndarray:
     dec_r = np.radians(np.asarray(dec, dtype=float))
     if not (np.all(np.isfinite(ra_r)) and np.all(np.isfinite(dec_r))):
         raise ValueError("htm_indices needs finite ra and dec for every row.")
-    x, y, z = (component.tolist() for component in _unit_vector_components(ra_r, dec_r))
+    x, y, z = (component.tolist() for component in unit_vector_components(ra_r, dec_r))
     pixelization = lsst.sphgeom.HtmPixelization(level)
     index = pixelization.index
     vector = lsst.sphgeom.UnitVector3d
     return np.fromiter((index(vector(a, b, c)) for a, b, c in zip(x, y, z)), dtype=np.int64, count=len(x))
 
 
-def known_bands(butler: Any) -> set[str]:
+def known_bands(butler: Butler) -> set[str]:
     """Bands defined in a repository (through its ``physical_filter`` records)."""
     records = butler.query_dimension_records("physical_filter", explain=False)
     return {record.band for record in records}
 
 
 def ingest_injection_catalog(
-    writeable_butler: Any,
+    writeable_butler: Butler,
     table: Table | Sequence[Table],
     band: str,
     output_collection: str,
     dataset_type_name: str = "injection_catalog",
     log_level: int = logging.INFO,
-) -> list[Any]:
+) -> list[DatasetRef]:
     """Put an injection catalog into a butler repository.
 
     The catalog is split by HTM level-7 trixel of its ``ra``/``dec`` and each
@@ -90,7 +95,8 @@ def ingest_injection_catalog(
     dataset_type_name
         Dataset type name, registered if needed.
     log_level
-        Log level of this function's logger.
+        Level of this function's progress message (source_injection's
+        argument; the logger's own level is left to the application).
 
     Returns
     -------
@@ -106,8 +112,6 @@ def ingest_injection_catalog(
     """
     from lsst.daf.butler import CollectionType, DatasetType
 
-    logger = logging.getLogger(__name__)
-    logger.setLevel(log_level)
     if not isinstance(table, Table):
         table = vstack(list(table)) if len(table) else Table()
     missing = [name for name in ("ra", "dec") if name not in table.colnames]
@@ -153,13 +157,14 @@ def ingest_injection_catalog(
     order = np.argsort(indices, kind="stable")
     unique, starts = np.unique(indices[order], return_index=True)
     ends = np.append(starts[1:], len(order))
-    refs: list[Any] = []
+    refs: list[DatasetRef] = []
     for trixel, start, end in zip(unique.tolist(), starts, ends):
         shard = table[np.sort(order[start:end])]
         refs.append(
             writeable_butler.put(shard, dataset_type, {"htm7": trixel, "band": band}, run=output_collection)
         )
-    logger.info(
+    _LOG.log(
+        log_level,
         "Ingested %d rows as %d %s-band %s dataset%s into %s.",
         len(table),
         len(refs),

@@ -33,9 +33,12 @@ __all__ = [
     "CONFIGURABLE_COLUMNS",
     "STANDARD_COLUMNS",
     "STANDARD_UNITS",
+    "catalog_format",
     "compose_catalog",
     "normalize_source_types",
+    "read_catalog",
     "standardize_columns",
+    "write_catalog",
 ]
 
 from collections.abc import Mapping, Sequence
@@ -374,5 +377,3 @@ def write_catalog(catalog: Table, path: str, format: str | None = None, overwrit
         return
     catalog.write(path, format=fmt, overwrite=overwrite)
 
-
-__all__ += ["catalog_format", "read_catalog", "write_catalog"]

@@ -36,6 +36,7 @@ from lsst.daf.butler import Butler
 
 from ..diagnostics.diagnose import diagnose
 from ..diagnostics.stats import InjectionStatistics
+from ..pipeline_tools import find_pipeline
 from .build import DemoRepo
 
 @dataclasses.dataclass
@@ -52,24 +53,6 @@ class PipetaskResult:
     stderr: str
     wall_time: float
     """Seconds."""
-
-
-def find_pipeline(name: str = "inject.yaml") -> Path:
-    """Locate ``pipelines/<name>``: ``$ISRINJECT_DIR`` first, then the source tree.
-
-    Raises
-    ------
-    FileNotFoundError
-        If neither has it.
-    """
-    candidates = []
-    if os.environ.get("ISRINJECT_DIR"):
-        candidates.append(Path(os.environ["ISRINJECT_DIR"]) / "pipelines" / name)
-    candidates.append(Path(__file__).resolve().parents[3] / "pipelines" / name)
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"Cannot find pipelines/{name} in {[str(c) for c in candidates]}; set ISRINJECT_DIR.")
 
 
 def find_pipetask() -> Path:

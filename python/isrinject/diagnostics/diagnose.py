@@ -10,7 +10,7 @@ For every visit (pooling its detectors) this reads from the butler
   configuration of the run,
 
 re-renders the noiseless model ``M`` and its expected variance ``ΔV`` by
-running `isrinject.task.inject_sources` on the original image with the run's
+running `isrinject.inject.inject_sources` on the original image with the run's
 configuration and ``add_noise=False`` on the output catalog's rows, and
 computes with `isrinject.diagnostics.stats`:
 
@@ -54,12 +54,9 @@ from astropy.table import Table
 from ..calibration import amplifier_index
 from ..catalog import compose_catalog
 from ..flags import FATAL_FLAGS
-from ..task import (
-    INJECTION_RESULT_COLUMNS,
-    VisitInjectConfig,
-    inject_sources,
-    mask_bits,
-)
+from ..inject import INJECTION_RESULT_COLUMNS, inject_sources
+from ..masks import mask_bits
+from ..task import VisitInjectConfig
 from .stats import (
     RATIO_TOLERANCE,
     SLOPE_TOLERANCE,
@@ -300,7 +297,7 @@ def _detector_data(
     # The planes and c the noiseless injection used (the run's configuration).
     used = noiseless.planes
     flat_image, flat_variance, illum_image = used.flat, used.flat_variance, used.illumination
-    scaling = used.calibration.scaling_in(bbox)
+    scaling = used.calibration.image_per_electron_on(bbox)
     amp_index = _amp_index(original)
     injected_mask = np.asarray(injected.mask.get(config.mask_plane_name), bool)
     bad = mask_bits(injected, config.bad_mask_names) | mask_bits(original, config.bad_mask_names)

@@ -1,4 +1,4 @@
-"""Catalog row → GalSim surface-brightness profile (before the PSF).
+"""The source vocabulary: source types, GalSim constructor parameters, `SourceSpec`.
 
 The vocabulary is ``lsst.source.injection``'s: ``source_type`` names a GalSim
 class (``Sersic``, ``Exponential``, ``DeVaucouleurs``, ``Gaussian``, ...),
@@ -6,6 +6,11 @@ class (``Sersic``, ``Exponential``, ``DeVaucouleurs``, ``Gaussian``, ...),
 ``Trail`` is a thin box of length ``trail_length`` pixels.  Shape columns are
 passed to the GalSim constructor by name (``half_light_radius`` in arcsec,
 ``n``, ...) and ``q``/``beta`` (degrees) become an area-preserving shear.
+
+`profile_parameters` is the one place that asks GalSim which parameters a
+class takes; `isrinject.catalog.check_catalog` uses it to check every row once
+and resolve it into a `SourceSpec`, which `isrinject.draw.render` draws
+without looking anything up again.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ from __future__ import annotations
 __all__ = [
     "GALSIM_SOURCE_TYPES",
     "LEGACY_SOURCE_TYPES",
+    "SERSIC_N_RANGE",
     "SHEAR_PARAMETERS",
     "SOURCE_TYPES",
-    "SERSIC_N_RANGE",
+    "ProfileParameters",
+    "SourceSpec",
     "canonical_source_type",
     "profile_parameters",
 ]
 
+import dataclasses
+import functools
 from collections.abc import Mapping
-from typing import Any
 
 import galsim
 
@@ -72,41 +80,77 @@ def canonical_source_type(source_type: str) -> str:
     return name
 
 
-def profile_parameters(source_type: str, row: Mapping[str, Any]) -> dict[str, Any]:
-    """Pick the GalSim constructor arguments of ``source_type`` from a row.
+@dataclasses.dataclass(frozen=True)
+class ProfileParameters:
+    """The constructor parameters of one source type (GalSim's
+    ``_req_params``, ``_opt_params`` and ``_single_params``)."""
 
-    Parameters
-    ----------
-    source_type
-        A GalSim class name from `GALSIM_SOURCE_TYPES`.
-    row
-        Column values of one catalog row (masked values already removed).
+    required: tuple[str, ...]
+    """Columns every row of the type needs."""
+    optional: tuple[str, ...]
+    """Columns passed when given (``flux`` excluded: the catalog's ``mag`` sets it)."""
+    exclusive: tuple[tuple[str, ...], ...]
+    """Groups of which each row gives exactly one (e.g. ``half_light_radius``/``scale_radius``)."""
+    shear: bool
+    """Whether `SHEAR_PARAMETERS` apply (every extended GalSim profile)."""
+    angles: tuple[str, ...] = ()
+    """Parameters GalSim takes as a `galsim.Angle` (``inclination``): the
+    catalog gives them in degrees, like ``beta``."""
 
-    Returns
-    -------
-    parameters
-        Keyword arguments for the GalSim class (without flux).
+    @property
+    def names(self) -> frozenset[str]:
+        """Every column the type uses."""
+        names = {*self.required, *self.optional, *(name for group in self.exclusive for name in group)}
+        return frozenset(names | set(SHEAR_PARAMETERS) if self.shear else names)
 
-    Raises
-    ------
-    ValueError
-        If a required parameter is missing or two mutually exclusive size
-        parameters are both given; the message names the columns.
+
+@functools.cache
+def profile_parameters(source_type: str) -> ProfileParameters:
+    """The parameters of a canonical source type (`canonical_source_type`).
+
+    ``Trail`` takes ``trail_length`` [pixels] and ``beta`` [deg]; ``Stamp``
+    takes ``stamp`` (a FITS file name).
     """
+    if source_type == "Trail":
+        return ProfileParameters(("trail_length",), ("beta",), (), shear=False)
+    if source_type == "Stamp":
+        return ProfileParameters(("stamp",), (), (), shear=False)
     gs_class = getattr(galsim, source_type)
-    parameters: dict[str, Any] = {}
-    for key in getattr(gs_class, "_req_params", {}):
-        if key not in row:
-            raise ValueError(f"source_type {source_type!r} needs column {key!r}, which is missing.")
-        parameters[key] = row[key]
-    for key in getattr(gs_class, "_opt_params", {}):
-        if key in row and key != "flux":
-            parameters[key] = row[key]
-    for group in getattr(gs_class, "_single_params", ()):
-        present = [key for key in group if key in row]
-        if len(present) > 1:
-            raise ValueError(f"source_type {source_type!r} takes only one of {sorted(group)}; got {present}.")
-        if not present:
-            raise ValueError(f"source_type {source_type!r} needs one of the columns {sorted(group)}.")
-        parameters[present[0]] = row[present[0]]
-    return parameters
+    required = getattr(gs_class, "_req_params", {})
+    optional = getattr(gs_class, "_opt_params", {})
+    exclusive = getattr(gs_class, "_single_params", ())
+    types = {**required, **optional, **{name: kind for group in exclusive for name, kind in group.items()}}
+    return ProfileParameters(
+        required=tuple(required),
+        optional=tuple(key for key in optional if key != "flux"),
+        exclusive=tuple(tuple(group) for group in exclusive),
+        shear=source_type != "DeltaFunction",
+        angles=tuple(name for name, kind in types.items() if kind is galsim.Angle),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+    """One checked catalog row, resolved for drawing (`isrinject.draw.draw_source`).
+
+    Build it with `isrinject.catalog.check_catalog` (every row of a
+    catalog) or `isrinject.catalog.source_spec` (one row), which check the
+    values; the renderer trusts them.
+    """
+
+    source_type: str
+    """Canonical source type (``Star`` is ``DeltaFunction``)."""
+    arguments: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """GalSim constructor keyword arguments (without flux); for ``Trail``
+    ``trail_length`` [pixels] and ``beta`` [deg] if given."""
+    shear: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """`galsim.Shear` keyword arguments (``beta`` in degrees), for extended GalSim profiles."""
+    stamp_path: str | None = None
+    """FITS file of a ``Stamp`` source (prefix applied)."""
+    draw_size: float | None = None
+    """Requested stamp side [pixels]; `None` (or 0) to choose it."""
+
+    @property
+    def is_point(self) -> bool:
+        """A point source (drawn by shifting the PSF kernel)."""
+        return self.source_type == "DeltaFunction"

@@ -20,18 +20,20 @@ measurable; ``spacing <= 0`` evaluates both exactly at every source (no reuse).
 
 from __future__ import annotations
 
-__all__ = ["PsfCache", "PsfEntry", "cache_for"]
+__all__ = ["DEFAULT_SPACING", "PsfCache", "PsfEntry"]
 
 import dataclasses
 import functools
 import math
 from collections import OrderedDict
-from typing import Any
 
 import galsim
 import numpy as np
+from lsst.images import SkyProjection
+from lsst.images.psfs import PointSpreadFunction
 
 from .fast import kernel_spectrum
+from .geometry import aperture_fraction, local_jacobians
 
 DEFAULT_SPACING: float = 128.0
 """Default grid spacing [pixels] of `PsfCache`."""
@@ -83,8 +85,8 @@ class PsfCache:
 
     def __init__(
         self,
-        psf: Any,
-        sky_projection: Any,
+        psf: PointSpreadFunction,
+        sky_projection: SkyProjection,
         *,
         spacing: float = DEFAULT_SPACING,
         calib_flux_radius: float | None = None,
@@ -155,7 +157,7 @@ class PsfCache:
         """Evaluate every cell the sources at (x, y) fall in that is not cached yet.
 
         The local Jacobians of all new cells come from one vectorised sky
-        transform (`isrinject.draw.local_jacobians`), the dominant cost of a
+        transform (`isrinject.draw.geometry.local_jacobians`), the dominant cost of a
         cell after the PSF itself.  A cell whose PSF cannot be evaluated is
         remembered and raises from `get`.
         """
@@ -163,8 +165,6 @@ class PsfCache:
         self._evaluate_cells(list(dict.fromkeys(self.centre(float(a), float(b)) for a, b in zip(x[finite], y[finite]))))
 
     def _evaluate_cells(self, keys: list[tuple[float, float]]) -> None:
-        from .render import local_jacobians
-
         keys = [key for key in keys if key not in self._entries]
         if not keys:
             return
@@ -172,7 +172,7 @@ class PsfCache:
             jacobians: list[galsim.JacobianWCS | None] = local_jacobians(
                 self.sky_projection, np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
             )
-        except Exception:  # noqa: BLE001  (one bad position must not cost the others their cell)
+        except Exception:  # one bad position must not cost the others their cell
             jacobians = [None] * len(keys)
         for key, jacobian in zip(keys, jacobians):
             try:
@@ -181,14 +181,12 @@ class PsfCache:
                 if not np.all(np.isfinite(jacobian.getMatrix())):
                     raise ValueError(f"The sky projection has no finite local Jacobian at x={key[0]}, y={key[1]}.")
                 self._entries[key] = self._evaluate(*key, jacobian)
-            except Exception as err:  # noqa: BLE001  (reported per source by draw_source)
+            except Exception as err:  # reported per source by draw_source
                 self._failures[key] = err
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
     def _evaluate(self, x: float, y: float, jacobian: galsim.JacobianWCS) -> PsfEntry:
-        from .render import aperture_fraction
-
         self.evaluations += 1
         kernel = np.array(self.psf.compute_kernel_image(x=x, y=y).array, dtype=np.float64)
         total = kernel.sum()
@@ -201,31 +199,3 @@ class PsfCache:
             x, y, kernel, aperture_fraction(kernel, self.calib_flux_radius), max(kernel.shape), jacobian,
             interpolated,
         )
-
-
-# Caches of the last few (psf, sky projection, settings): draw_source is called
-# once per source with the same visit image's objects.  Strong references are
-# kept, so an id() cannot be reused by another object while its entry lives.
-_CACHES: OrderedDict[tuple[int, int, float, float | None, Any], PsfCache] = OrderedDict()
-_MAX_CACHES = 4
-
-
-def cache_for(
-    psf: Any,
-    sky_projection: Any,
-    *,
-    spacing: float,
-    calib_flux_radius: float | None,
-    bounds: tuple[float, float, float, float] | None,
-) -> PsfCache:
-    """The module-level `PsfCache` for these objects (created on first use)."""
-    key = (id(psf), id(sky_projection), float(spacing), calib_flux_radius, bounds)
-    cache = _CACHES.get(key)
-    if cache is not None and cache.psf is psf and cache.sky_projection is sky_projection:
-        _CACHES.move_to_end(key)
-        return cache
-    cache = PsfCache(psf, sky_projection, spacing=spacing, calib_flux_radius=calib_flux_radius, bounds=bounds)
-    _CACHES[key] = cache
-    while len(_CACHES) > _MAX_CACHES:
-        _CACHES.popitem(last=False)
-    return cache

@@ -1,4 +1,4 @@
-"""Noiseless model stamps: catalog row → GalSim profile ⊗ image PSF → pixels.
+"""Noiseless model stamps: checked source → GalSim profile ⊗ image PSF → pixels.
 
 Each source is drawn in *image units* at its sub-pixel position with the
 visit image's own PSF evaluated there (``psf.compute_kernel_image``) and the
@@ -13,34 +13,36 @@ that radius around a point source, so the total drawn flux is
 from __future__ import annotations
 
 __all__ = [
+    "FITS_ALIGNMENTS",
     "DrawnStamp",
+    "FitsAlignment",
     "RenderSettings",
-    "aperture_fraction",
     "draw_source",
-    "local_jacobian",
-    "local_jacobians",
     "source_profile",
 ]
 
 import dataclasses
-import functools
-import os
-from collections.abc import Mapping
-from typing import Any
+from typing import Literal
 
 import galsim
 import numpy as np
-from astropy.coordinates import SkyCoord
-from lsst.images import XY, Box, NoOverlapError
+from lsst.images import Box, NoOverlapError, SkyProjection
 from lsst.images.psfs import PointSpreadFunction
 
 from ..flags import InjectionFlag
 from .fast import fft_grid_size, fft_stamp, shifted_kernel_stamp
-from .psf_cache import DEFAULT_SPACING, PsfCache, cache_for
-from .profiles import GALSIM_SOURCE_TYPES, SHEAR_PARAMETERS, canonical_source_type, profile_parameters
+from .geometry import aperture_fraction, odd_size
+from .profiles import SourceSpec, profile_parameters
+from .psf_cache import DEFAULT_SPACING, PsfCache
 
-# GalSim only raises for oversized FFTs when asked to; we want a per-source flag.
-galsim.errors.raise_fft_size_error = True
+#: How Stamp sources (FITS images) are placed on the image.
+type FitsAlignment = Literal["pixel", "wcs"]
+
+#: Every `FitsAlignment` and what it means (the config's choices).
+FITS_ALIGNMENTS: dict[FitsAlignment, str] = {
+    "pixel": "Stamp pixels map onto image pixels.",
+    "wcs": "Honour the stamp's FITS WCS.",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +57,7 @@ class RenderSettings:
     stamp_size_factor: float = 1.5
     """Automatic stamp side = this × GalSim's ``getGoodImageSize`` (so
     that ≥ 99.9 % of an extended profile's flux lands in the stamp)."""
-    stamp_prefix: str = ""
-    """Prefix (e.g. a directory) for the ``stamp`` column of Stamp sources."""
-    fits_alignment: str = "pixel"
+    fits_alignment: FitsAlignment = "pixel"
     """``pixel``: a Stamp's pixels map onto image pixels; ``wcs``: its FITS
     WCS is honoured."""
     psf_cache_spacing: float = DEFAULT_SPACING
@@ -81,130 +81,63 @@ class DrawnStamp:
     flags: InjectionFlag = InjectionFlag(0)
 
 
-def local_jacobians(sky_projection: Any, x: np.ndarray, y: np.ndarray) -> list[galsim.JacobianWCS]:
-    """Return the local affine pixel → sky maps at many (x, y) in one call.
-
-    Each map is GalSim's ``(du/dx, du/dy, dv/dx, dv/dy)`` [arcsec/pixel]
-    with (u, v) the tangent-plane coordinates about the sky position of
-    (x, y) (u toward decreasing RA, v toward the north pole, as GalSim's
-    `galsim.CelestialCoord.project`), from one-pixel steps along x and y.
-    Shapes (``q``, ``beta``) and sizes (``half_light_radius`` in arcsec)
-    therefore mean what they mean on the sky.  One vectorised
-    ``pixel_to_sky`` call serves all positions; the offsets of a one-pixel
-    step differ between tangent-plane projections by O(θ³) ≈ 1e-18 rad.
-    """
-    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
-    y = np.atleast_1d(np.asarray(y, dtype=np.float64))
-    n = len(x)
-    sky = sky_projection.pixel_to_sky(XY(x=np.concatenate([x, x + 1.0, x]), y=np.concatenate([y, y, y + 1.0])))
-    centre = sky[:n]
-    lon_dx, lat_dx = centre.spherical_offsets_to(sky[n : 2 * n])
-    lon_dy, lat_dy = centre.spherical_offsets_to(sky[2 * n :])
-    lon_dx, lat_dx, lon_dy, lat_dy = (np.atleast_1d(a.to_value("arcsec")) for a in (lon_dx, lat_dx, lon_dy, lat_dy))
-    return [
-        galsim.JacobianWCS(-lon_dx[i], -lon_dy[i], lat_dx[i], lat_dy[i]) for i in range(n)
-    ]
-
-
-def local_jacobian(sky_projection: Any, x: float, y: float) -> galsim.JacobianWCS:
-    """Return the local affine pixel → sky map at (x, y) (see `local_jacobians`)."""
-    return local_jacobians(sky_projection, np.array([x]), np.array([y]))[0]
-
-
-def aperture_fraction(kernel: np.ndarray, radius: float | None, subsample: int = 8) -> float:
-    """Fraction of a centred, unit-sum PSF kernel inside a circle.
-
-    Each pixel's overlap with the circle of ``radius`` [pixels] is
-    integrated on a ``subsample × subsample`` grid.  Returns 1 when
-    ``radius`` is `None` or the whole kernel lies inside it.
-    """
-    if radius is None or radius <= 0:
-        return 1.0
-    weights = _aperture_weights(kernel.shape, float(radius), subsample)
-    total = kernel.sum()
-    return float((kernel * weights).sum() / total) if total != 0 else 1.0
-
-
-@functools.lru_cache(maxsize=16)
-def _aperture_weights(shape: tuple[int, int], radius: float, subsample: int) -> np.ndarray:
-    """Overlap of each pixel of a centred ``shape`` grid with a circle (cached:
-    every kernel of a PSF model has the same shape)."""
-    ny, nx = shape
-    sub = (np.arange(subsample) + 0.5) / subsample - 0.5
-    y_sub = ((np.arange(ny) - (ny - 1) / 2)[:, None] + sub[None, :]).ravel()
-    x_sub = ((np.arange(nx) - (nx - 1) / 2)[:, None] + sub[None, :]).ravel()
-    inside = (y_sub[:, None] ** 2 + x_sub[None, :] ** 2) <= radius**2
-    weights = inside.reshape(ny, subsample, nx, subsample).mean(axis=(1, 3))
-    weights.setflags(write=False)
-    return weights
-
-
 def source_profile(
-    row: Mapping[str, Any], flux: float, jacobian: galsim.JacobianWCS, settings: RenderSettings
+    source: SourceSpec, flux: float, jacobian: galsim.JacobianWCS, settings: RenderSettings
 ) -> galsim.GSObject:
-    """Build the (pre-PSF) surface-brightness profile of one catalog row.
+    """Build the (pre-PSF) surface-brightness profile of one source.
 
     Parameters
     ----------
-    row
-        Column values (masked values removed); ``source_type`` is required.
+    source
+        The checked source (`isrinject.catalog.check_catalog`).
     flux
         Total flux [image units] (for ``Trail``: flux per pixel of length).
     jacobian
         Local pixel → sky map at the source position.
     settings
-        Stamp-file prefix and FITS alignment.
+        FITS alignment of Stamp sources.
 
     Raises
     ------
-    FileNotFoundError
-        A ``Stamp`` file does not exist (or holds no image).
-    ValueError
-        Missing or invalid shape parameters.
+    OSError
+        A ``Stamp`` file cannot be read as a FITS image.
+    galsim.GalSimError, ValueError, TypeError
+        GalSim rejects the parameters.
     """
-    source_type = canonical_source_type(row["source_type"])
-    if source_type == "Stamp":
-        path = settings.stamp_prefix + str(row["stamp"]).strip()
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"Stamp file {path!r} does not exist.")
-        stamp = galsim.fits.read(path, read_header=True)
+    if source.source_type == "Stamp":
+        stamp = galsim.fits.read(source.stamp_path, read_header=True)
         if settings.fits_alignment == "pixel":
             stamp.wcs = jacobian
         return galsim.InterpolatedImage(stamp, calculate_stepk=False).withFlux(flux)
-    if source_type == "Trail":
-        length = float(row["trail_length"])
-        if not np.isfinite(length) or length <= 0:
-            raise ValueError(f"Trail needs a positive finite trail_length [pixels]; got {length!r}.")
+    if source.source_type == "Trail":
+        length = float(source.arguments["trail_length"])
         # A line thinner than a pixel, defined in pixel coordinates, then
         # mapped to the sky; its flux is per pixel of length (as upstream).
         trail = galsim.Box(length, 1e-6)
-        if "beta" in row:
-            trail = trail.rotate(float(row["beta"]) * galsim.degrees)
+        if "beta" in source.arguments:
+            trail = trail.rotate(float(source.arguments["beta"]) * galsim.degrees)
         return jacobian.toWorld(trail).withFlux(flux * length)
-    if source_type not in GALSIM_SOURCE_TYPES:
-        raise ValueError(f"Unsupported source_type {source_type!r}.")
-    profile = getattr(galsim, source_type)(**profile_parameters(source_type, row))
-    shear = {key: row[key] for key in SHEAR_PARAMETERS if key in row}
-    if "beta" in shear:
-        shear["beta"] = float(shear["beta"]) * galsim.degrees
-    if shear and source_type != "DeltaFunction":
+    angles = profile_parameters(source.source_type).angles
+    arguments = {
+        name: float(value) * galsim.degrees if name in angles else value for name, value in source.arguments.items()
+    }
+    profile = getattr(galsim, source.source_type)(**arguments)
+    if source.shear:
+        shear = dict(source.shear)
+        if "beta" in shear:
+            shear["beta"] = float(shear["beta"]) * galsim.degrees
         profile = profile.shear(**shear)
     return profile.withFlux(flux)
 
 
-def _odd(size: float) -> int:
-    size = int(np.ceil(size))
-    return size if size % 2 == 1 else size + 1
-
-
 def draw_source(
-    row: Mapping[str, Any],
+    source: SourceSpec,
     *,
     x: float,
     y: float,
     flux: float,
     psf: PointSpreadFunction,
-    sky_projection: Any,
+    sky_projection: SkyProjection,
     image_bbox: Box,
     settings: RenderSettings,
     psf_cache: PsfCache | None = None,
@@ -220,8 +153,8 @@ def draw_source(
 
     Parameters
     ----------
-    row
-        Catalog row values (masked values removed), standard column names.
+    source
+        The checked source (`isrinject.catalog.check_catalog`).
     x, y
         Absolute pixel position of the source centre.
     flux
@@ -233,8 +166,8 @@ def draw_source(
     settings
         Drawing settings.
     psf_cache
-        PSF/Jacobian cache to use; by default a module-level one keyed on
-        ``psf`` and ``sky_projection`` with ``settings.psf_cache_spacing``.
+        PSF/Jacobian cache of the image to reuse across sources; by default
+        one is made for this call (``settings.psf_cache_spacing``).
 
     Returns
     -------
@@ -245,9 +178,8 @@ def draw_source(
     """
     flags = InjectionFlag(0)
     if psf_cache is None:
-        psf_cache = cache_for(
-            psf, sky_projection, spacing=settings.psf_cache_spacing,
-            calib_flux_radius=settings.calib_flux_radius,
+        psf_cache = PsfCache(
+            psf, sky_projection, spacing=settings.psf_cache_spacing, calib_flux_radius=settings.calib_flux_radius,
             bounds=(image_bbox.x.min, image_bbox.x.max, image_bbox.y.min, image_bbox.y.max),
         )
     try:
@@ -261,23 +193,23 @@ def draw_source(
     )
     total_flux = flux / fraction
     try:
-        is_point = canonical_source_type(row["source_type"]) == "DeltaFunction"
-        profile = None if is_point else source_profile(row, total_flux, jacobian, settings)
-    except FileNotFoundError:
+        profile = None if source.is_point else source_profile(source, total_flux, jacobian, settings)
+    except OSError:  # checked to exist, but not a readable FITS image
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.STAMP_MISSING)
-    except (ValueError, TypeError, KeyError, galsim.GalSimError):
+    except (ValueError, TypeError, galsim.GalSimError):  # GalSim rejects a combination of values
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.PARAM_BAD)
-    # Only the stamp size needs the convolved GalSim object (its stepk).
-    convolved = None if is_point else galsim.Convolve(profile, psf_model)
-    requested = row.get("draw_size")
     try:
-        good = entry.good_size if is_point else convolved.getGoodImageSize(jacobian.minLinearScale())
+        # Only the stamp size needs the convolved GalSim object (its stepk).
+        good = (
+            entry.good_size if profile is None
+            else galsim.Convolve(profile, psf_model).getGoodImageSize(jacobian.minLinearScale())
+        )
     except galsim.GalSimError:
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.FFT_SIZE_ERROR)
-    if requested is not None and np.isfinite(requested) and requested > 0:
-        draw_size = _odd(requested)
+    if source.draw_size is not None:
+        draw_size = odd_size(source.draw_size)
     else:
-        draw_size = _odd(max(kernel_size, settings.stamp_size_factor * good))
+        draw_size = odd_size(max(kernel_size, settings.stamp_size_factor * good))
     largest_odd = settings.max_draw_size if settings.max_draw_size % 2 else settings.max_draw_size - 1
     draw_size = min(draw_size, largest_odd)
     half = draw_size // 2
@@ -291,7 +223,7 @@ def draw_source(
         flags |= InjectionFlag.PARTIAL_OVERLAP
     dx, dy = x - ix, y - iy
     try:
-        if is_point:
+        if profile is None:
             stamp = shifted_kernel_stamp(entry.kernel, draw_size, dx, dy, total_flux)
         else:
             # The periodic grid spans at least the profile's own extent (GalSim's
@@ -306,12 +238,3 @@ def draw_source(
     inner = bbox.slice_within(full_bbox)
     model = stamp[inner.y, inner.x]
     return DrawnStamp(bbox, np.ascontiguousarray(model), draw_size, total_flux, flags)
-
-
-def sky_to_pixel(sky_projection: Any, ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised (ra, dec) [deg] → absolute pixel (x, y)."""
-    xy = sky_projection.sky_to_pixel(SkyCoord(ra=np.asarray(ra_deg) * 1.0, dec=np.asarray(dec_deg), unit="deg"))
-    return np.asarray(xy.x, dtype=np.float64), np.asarray(xy.y, dtype=np.float64)
-
-
-__all__ += ["sky_to_pixel"]

@@ -1,0 +1,190 @@
+"""Pinned output of one fixed-seed injection (a refactoring guard).
+
+``VisitInjectTask.run`` injects stars, Sersic galaxies, a trail and a FITS
+stamp (two of them overlapping) into a simulated u-band visit image with a
+structured flat and its variance, an illumination correction, amplifier
+saturation and defects (NO_DATA rows, BAD columns), plus one bad catalog row.
+The sha256 of the output image, variance and mask arrays and of every output
+catalog column (float64 columns rounded to 12 significant digits, as a per-source
+sum may be regrouped at the last bit) were recorded from the code before the engine was split out of
+the task; any change to the numbers (not only to the layout) fails the test.
+
+One pin was re-recorded on purpose since: ``injection_flux`` (the engine
+move computes each source's share n/g in float64; the task used to multiply
+the float32 flat and illumination first, a 1e-9 relative difference).
+
+The input is pinned as well: if the simulator changes, the input hashes fail
+first and the output hashes must be re-recorded (``ISRINJECT_PRINT_PINS=1``
+prints them) from a commit whose engine is known to be unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import galsim
+import numpy as np
+import pytest
+from astropy.table import Table
+from lsst.images import XY, Image
+
+from isrinject import VisitInjectConfig, VisitInjectTask
+from isrinject.sim import simulate_exposure
+
+SHAPE = (160, 192)
+
+#: sha256 of the simulated inputs (image, variance, mask, flat image, flat variance, illumination).
+INPUT_PINS = {
+    "image": "cee0961c1b607195c2b7281a69954f6b4d35caf89f847688d1b6c35cdaed804e",
+    "variance": "0f9b8ba0720e09818e26dc8968018e0eec79b2a57ff5d594c87cefea205e6701",
+    "mask": "e62f1794ee17f94c7c1a21c94eb1d74adaf0edeb210ff8981fe8fe046afb8c8a",
+    "flat": "39e8856c2ce25b08f562c3c6d149b030df5d936b27c248b7fd21a6d73b00d8ad",
+    "flat_variance": "30f11aa63b827b1a4efe29e4ea87bae854bc7d7f06fc6d164632ba763d6cd95f",
+    "illumination": "5265e5175420d4c2bdf72d8689b8c1ea4d2ecca41c35185c6a47cc2892769b90",
+}
+
+#: sha256 of the output planes and of every output catalog column.
+OUTPUT_PINS = {
+    "image": "a575a79a0718b4085b588d036a4b56d1a438891395279e1bd9a3b2e332885e3c",
+    "variance": "a837506eabd1e5b8043f9cd9426175466b8e43dd72d39014f024d40064503417",
+    "mask": "68d00dec78d8ddd3bd6158ac974cd82322366cef71a3d48c44df8201ca433094",
+    "mask_planes": "ab9943008abe515bdb1a30ffa73e4608ebb3f6d214c76fcf1d63468d08d633a8",
+    "catalog.injection_id": "84ca4f50986f859425dcfceda2b5fe6bd467aa7c5fe638ba980433b5ab47761f",
+    "catalog.injection_flag": "df91ffd52a27488dd0b818afe6b34f8e0f9df3a6fecbcbae6ba4bc995cb4ba64",
+    "catalog.injection_draw_size": "d0e6860cbc70b4c34a322e7362a0414c1b7374a29cf6317078117642855f32c6",
+    "catalog.ra": "bac472ee9db5265ddfa3d1e380150b943c827ccb42415d2171eedc5a22ab286f",
+    "catalog.dec": "b6c2785f8c440b249edcbf1bec72c852d0bfc431305c249da83814fe051c779d",
+    "catalog.source_type": "3ed08a4706aa79240627e4b29c87e928ccbfbb451ecb14082f9b5fec31411b44",
+    "catalog.mag": "898c44e0347db335b8cd1cef76c2f3234232e70be3525cf05889a9dec55bffba",
+    "catalog.n": "0e6b051e59f49986b6faeb8b8449787b173deb48265fdd80ce244ecfc601e0ef",
+    "catalog.half_light_radius": "4e4c1a6a192411da54941cac994c83f60061e2523f16b640c2f1cb549c831b86",
+    "catalog.q": "bdb6713ca723275e62ffcc56d5938cc0c16fcf256e4318e6193c7a1b9ee1f665",
+    "catalog.beta": "584ea15250b18f433a0d35af753d094326b0a8040f79931fed6f5e8599e65ca7",
+    "catalog.trail_length": "733ef683803d2734faedc7c2fb6135badcbdede2b850a12247ca7dafa2228a93",
+    "catalog.stamp": "c62c47fa93389c4ce9dec61ffef13a3a1ff34cbfaf7aab92ce144d328e85ab64",
+    "catalog.x": "30bfed7ba6b0a407fc12fb2eccb04ca99baa3c82144a412b67a6d1fd51735e10",
+    "catalog.y": "3e9020c0f12851ea3ff9e519e19c206ad9aee0107ee8a47141f80c947a5c023e",
+    "catalog.injection_flux": "1ce12e5e621849d89c66fc14ec196803f89e3d368f6394428bdc8beb4467230a",
+    "catalog.injection_flux_electrons": "b6cdbd41abcbca6867e691f78620d1b4f53bd8367c90fc12bd180ad4bde13e07",
+    "catalog.injection_model_flux": "2c7215a5a26a72d3e5f20baead7b892fe3b15c49a82392d96a21d070ba0c0264",
+    "catalog.injection_flat": "e34f67952202e83a17b7af243189af2ac74934e42575f22f6154797778e33e37",
+    "catalog.injection_effective_gain": "e09a9b188c0879ee8280d4cb8f80a13da9f0fa60ebc91863446edf63f1a4a7a0",
+    "catalog.meta": "191223c23e604eec45c10f0881581540ed6869bd6016bc434caa2250c4c6ed11",
+}
+
+
+def _sha256(values: np.ndarray, significant_digits: int | None = None) -> str:
+    values = np.ascontiguousarray(values)
+    if significant_digits is not None and values.dtype == np.float64:
+        # Per-source sums may be reordered or regrouped at the last bit.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = 10.0 ** (significant_digits - 1 - np.floor(np.log10(np.abs(values))))
+            values = np.where(np.isfinite(scale), np.round(values * scale) / scale, values)
+    if values.dtype.kind in "OUS":
+        data = "\x1f".join(str(v) for v in values.tolist()).encode()
+    else:
+        data = values.tobytes()
+    return hashlib.sha256(f"{values.dtype.str}{values.shape}".encode() + data).hexdigest()
+
+
+def _stamp_file(directory: Path) -> str:
+    """A small elliptical galaxy image as a FITS stamp (deterministic)."""
+    path = directory / "galaxy.fits"
+    profile = galsim.Exponential(half_light_radius=0.8).shear(q=0.5, beta=20 * galsim.degrees)
+    profile.drawImage(nx=25, ny=25, scale=0.2).write(str(path))
+    return path.name
+
+
+def _catalog(sim, stamp_name: str) -> Table:
+    #           star   star(bright, saturates)  sersic  sersic(overlaps) trail   stamp  star(bad mag)  star(edge)
+    x = np.array([40.3, 120.6, 70.2, 74.9, 140.0, 40.0, 100.0, 2.0])
+    y = np.array([30.7, 110.2, 80.4, 83.1, 40.0, 120.0, 60.0, 157.5])
+    sky = sim.visit_image.sky_projection.pixel_to_sky(XY(x=x, y=y))
+    n = len(x)
+    return Table(
+        {
+            "injection_id": np.arange(n),
+            "ra": sky.ra.deg,
+            "dec": sky.dec.deg,
+            "source_type": ["Star", "Star", "Sersic", "Sersic", "Trail", "Stamp", "Star", "Star"],
+            "mag": [19.0, 11.5, 18.5, 19.5, 17.0, 18.0, np.nan, 19.0],
+            "n": [np.nan, np.nan, 1.5, 4.0, np.nan, np.nan, np.nan, np.nan],
+            "half_light_radius": [np.nan, np.nan, 0.8, 0.5, np.nan, np.nan, np.nan, np.nan],
+            "q": [np.nan, np.nan, 0.6, 0.9, np.nan, np.nan, np.nan, np.nan],
+            "beta": [np.nan, np.nan, 30.0, -10.0, 25.0, np.nan, np.nan, np.nan],
+            "trail_length": [np.nan, np.nan, np.nan, np.nan, 30.0, np.nan, np.nan, np.nan],
+            "stamp": ["", "", "", "", "", stamp_name, "", ""],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def pinned_run(tmp_path_factory: pytest.TempPathFactory):
+    directory = tmp_path_factory.mktemp("pinned")
+    sim = simulate_exposure(
+        band="u", visit=41, detector=3, shape=SHAPE, seed=13, units="nJy",
+        do_illumination_correction=True, defects=True, n_background_stars=6, n_background_galaxies=4,
+    )
+    config = VisitInjectConfig()
+    config.do_illumination_correction = True
+    config.stamp_prefix = f"{directory}{os.sep}"
+    config.noise_seed = 7
+    task = VisitInjectTask(config=config)
+    illumination = Image(sim.illumination.astype(np.float32), bbox=sim.visit_image.bbox)
+    inputs = {
+        "image": sim.visit_image.image.array,
+        "variance": sim.visit_image.variance.array,
+        "mask": sim.visit_image.mask.array,
+        "flat": sim.flat.image.array,
+        "flat_variance": sim.flat.variance.array,
+        "illumination": illumination.array,
+    }
+    input_hashes = {name: _sha256(values) for name, values in inputs.items()}
+    result = task.run(
+        visit_image=sim.visit_image,
+        injection_catalogs=[_catalog(sim, _stamp_file(directory))],
+        flat=sim.flat,
+        illumination_correction=illumination,
+    )
+    return input_hashes, result
+
+
+def _output_hashes(result) -> dict[str, str]:
+    image = result.injected_visit_image
+    catalog = result.injected_visit_image_catalog
+    hashes = {
+        "image": _sha256(image.image.array),
+        "variance": _sha256(image.variance.array),
+        "mask": _sha256(image.mask.array),
+        "mask_planes": _sha256(np.array(list(image.mask.schema.names))),
+    }
+    for name in catalog.colnames:
+        hashes[f"catalog.{name}"] = _sha256(np.ma.filled(catalog[name]), significant_digits=12)
+    hashes["catalog.meta"] = _sha256(np.array([f"{k}={v}" for k, v in sorted(catalog.meta.items())]))
+    return hashes
+
+
+def test_the_run_exercises_every_part_of_the_engine(pinned_run) -> None:
+    """The pinned run is worth pinning: saturation, overlap, flags, V_f, R all occur."""
+    _, result = pinned_run
+    out = result.injected_visit_image
+    flags = np.asarray(result.injected_visit_image_catalog["injection_flag"])
+    from isrinject.flags import InjectionFlag
+
+    assert flags[1] & InjectionFlag.SATURATED
+    assert flags[6] & InjectionFlag.MAG_BAD
+    assert flags[7] & InjectionFlag.PARTIAL_OVERLAP
+    assert out.mask.get("SATURATED").any() and out.mask.get("INJECTED_CORE").sum() >= 6 * 9
+    assert np.all(np.isfinite(result.injected_visit_image_catalog["injection_flux"][:6]))
+
+
+def test_output_is_unchanged(pinned_run) -> None:
+    input_hashes, result = pinned_run
+    output_hashes = _output_hashes(result)
+    if os.environ.get("ISRINJECT_PRINT_PINS"):
+        print("INPUT_PINS =", input_hashes)
+        print("OUTPUT_PINS =", output_hashes)
+    assert input_hashes == INPUT_PINS, "the simulated input changed: re-record the pins (see the module docstring)"
+    assert output_hashes == OUTPUT_PINS
