@@ -18,7 +18,7 @@ sys.path[:0] = [str(PACKAGE_ROOT / "python"), str(DOC_DIR / "_ext")]
 
 project = "isrinject"
 author = "isrinject developers"
-copyright = "2026, isrinject developers"  # noqa: A001
+copyright = "2026, isrinject developers"
 release = version = "0.1.0"
 
 extensions = [
@@ -50,9 +50,6 @@ highlight_language = "none"
 # one to a name that exists nowhere fails.
 nitpicky = True
 nitpick_ignore_regex = [
-    # The modules' PEP 695 array aliases (``type FloatArray = ...``), which
-    # autodoc shows in signatures but cannot document.
-    (r"py:class", r"isrinject\..*\.(ArrayLike|FloatArray|BoolArray)"),
     # Internal class in a public signature (figures.plot_maps), not in diagnose's __all__.
     ("py:class", "DetectorData"),
 ]

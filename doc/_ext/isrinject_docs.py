@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -232,10 +233,16 @@ def _resolve_in_scope(
 ) -> nodes.Element | None:
     if node.get("refdomain") != "py":
         return None
-    target = node["reftarget"].lstrip("~.")
+    # ``Mapping[str`` comes from a signature Sphinx could not parse (a dataclass
+    # field's ``=<factory>`` default): the reference is to the generic itself.
+    target = node["reftarget"].lstrip("~.").split("[", 1)[0]
     found, obj, holder = _lookup(node, target)
     if not found:
         return None
+    if isinstance(obj, typing.TypeAliasType):
+        # The modules' PEP 695 array aliases (``type FloatArray = ...``): autodoc
+        # shows them in signatures but cannot document them.
+        return contnode
     domain = env.get_domain("py")
     documented = domain.objects  # type: ignore[attr-defined]
     documented_name = _documented_name(obj, target, documented)
@@ -356,11 +363,13 @@ class ReexportsDirective(Directive):
 
     def run(self) -> list[nodes.Node]:
         package = importlib.import_module(self.arguments[0])
+        names = getattr(package, "__all__", [])
+        if not names:
+            return []
         items = nodes.bullet_list()
-        for name in package.__all__:
-            obj = getattr(package, name)
-            target = f"{obj.__module__}.{getattr(obj, '__qualname__', name)}"
-            parsed, messages = self.state.inline_text(f"`{package.__name__}.{name} <{target}>`", self.lineno)
+        for name in names:
+            # The reference resolver (above) links the re-exported name to its defining module.
+            parsed, messages = self.state.inline_text(f"`{package.__name__}.{name}`", self.lineno)
             item = nodes.list_item()
             item += nodes.paragraph("", "", *parsed, *messages)
             items += item
@@ -505,7 +514,7 @@ def _provide_demo_repo(app: Sphinx) -> None:
 
 
 def _with_package_path() -> dict[str, str]:
-    """This environment with the documented checkout's python/ first on PYTHONPATH."""
+    """The environment, with the documented checkout's python/ first on PYTHONPATH."""
     env = dict(os.environ)
     package = str(Path(__file__).resolve().parents[2] / "python")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package, env.get("PYTHONPATH")]))
@@ -513,6 +522,7 @@ def _with_package_path() -> dict[str, str]:
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
+    """Register the config values, event handlers and directives above."""
     app.add_config_value("isrinject_tutorial", "../docs/tutorial.ipynb", "env")
     # `isrinject demo` options of the repository the tutorial runs on (as tests/test_tutorial.py).
     app.add_config_value("isrinject_tutorial_demo", ["--bands", "u", "--detectors", "0"], "env")
