@@ -62,7 +62,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_pages_exist(site: Path) -> None:
-    for page in ("index", "isrinject/getting-started", "isrinject/pixel-model",
+    for page in ("index", "isrinject/getting-started", "isrinject/pixel-model", "isrinject/catalogs",
                  "isrinject/coming-from-source-injection", "isrinject/real-data", "isrinject/at-scale",
                  "isrinject/bad-inputs", "isrinject/_generated/tutorial", "isrinject/design",
                  "isrinject/scripts/isrinject",
@@ -167,6 +167,15 @@ def test_flag_table_matches_the_flags(site: Path) -> None:
     for flag in InjectionFlag:
         verdict = "not injected" if flag & FATAL_FLAGS else "injected, with a caveat"
         assert f"{flag.value.bit_length() - 1} {flag.name} {verdict}" in text, flag.name
+
+
+def test_source_types_match_the_command(site: Path) -> None:
+    from isrinject.catalog.source_types import SOURCE_TYPE_PARAMETERS
+
+    text = _text(site / "isrinject" / "catalogs.html")
+    for parameters in SOURCE_TYPE_PARAMETERS.values():
+        # Each type's block as show-source-types prints it (whitespace aside).
+        assert " ".join(parameters.describe(100).split()) in text, parameters.source_type
 
 
 def test_included_tables_are_complete(site: Path) -> None:

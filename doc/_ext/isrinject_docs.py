@@ -12,6 +12,8 @@
   butler connections (dataset type, storage class, dimensions, doc) from the
   class itself; on the class's API page each connection attribute shows its
   own ``doc`` instead of pipe_base's class docstring.
+- ``.. isrinject-source-types::`` prints the catalog's source types as
+  ``isrinject show-source-types`` does.
 - ``.. isrinject-reexports::`` lists a package's re-exported names, linked.
 - `command_parser` hands sphinx-argparse the command's parser with ``--help``
   layouts kept.
@@ -352,6 +354,20 @@ _CONNECTIONS_BOOKKEEPING = frozenset(
 )
 
 
+# --- the catalog's source types ----------------------------------------------------------------
+
+
+class SourceTypesDirective(Directive):
+    """``.. isrinject-source-types::``: what ``isrinject show-source-types`` prints, from the
+    table catalog validation checks rows against."""
+
+    def run(self) -> list[nodes.Node]:
+        from isrinject.catalog.source_types import SOURCE_TYPE_PARAMETERS, describe_common_columns
+
+        text = "\n".join([describe_common_columns(100), *(p.describe(100) for p in SOURCE_TYPE_PARAMETERS.values())])
+        return [nodes.literal_block(text, text)]
+
+
 # --- a package's re-exports --------------------------------------------------------------------
 
 
@@ -533,6 +549,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("isrinject-config-fields", ConfigFieldsDirective)
     app.add_directive("isrinject-flags", FlagsDirective)
     app.add_directive("isrinject-reexports", ReexportsDirective)
+    app.add_directive("isrinject-source-types", SourceTypesDirective)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
