@@ -181,7 +181,9 @@ def test_bps_on_a_postgresql_registry(tmp_path: Path, postgres_url: str) -> None
     print(f"bps submit local_threads on PostgreSQL: {len(pairs)} quanta in {elapsed:.1f} s")
 
 
-def test_bps_slurm_on_a_postgresql_registry(tmp_path: Path, postgres_url: str, slurm_cluster: SlurmCluster) -> None:
+def test_bps_slurm_on_a_postgresql_registry(
+    tmp_path: Path, postgres_url: str, slurm_cluster: SlurmCluster  # noqa: F811 (the imported fixture)
+) -> None:
     """``bps submit bps/slurm.yaml`` on a PostgreSQL-registry repo: the jobs
     ran as Slurm jobs of this workflow and every output is in the registry."""
     from lsst.daf.butler import Butler
