@@ -16,6 +16,8 @@
 # Ports: $SLURMCTLD_PORT and $SLURMD_PORT, free ones when unset.
 # `stop` cancels the cluster's jobs and ends the three daemons by their pid files.
 set -euo pipefail
+# Debian installs the daemons in /usr/sbin, which a user's PATH may lack.
+export PATH=$PATH:/usr/sbin:/sbin
 
 usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
