@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "python"))
     from isrinject.demo.build import build_demo_repo
 
-    work = Path(tempfile.mkdtemp(prefix="isrinject-bench-bps-"))
+    with tempfile.TemporaryDirectory(prefix="isrinject-bench-bps-") as work:
+        return _run(Path(work), args, build_demo_repo)
+
+
+def _run(work: Path, args: argparse.Namespace, build_demo_repo) -> int:
     start = time.monotonic()
     demo = build_demo_repo(work / "repo")
     n_quanta = len(demo.bands) * len(demo.detectors)
