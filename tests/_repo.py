@@ -9,6 +9,7 @@ it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from lsst.daf.butler import Butler, DatasetRef
 from lsst.images import MaskedImage
 
 from isrinject.catalog import ingest_injection_catalog
+from isrinject.demo.build import DemoRepo
 from isrinject.demo.repo import (
     RepoLayout,
     certify_calibration,
@@ -208,15 +210,17 @@ def bps_logs(cwd: Path) -> str:
     return "\n".join(logs)
 
 
-def bps_submit(site: str, butler_config: str, output: str, cwd: Path) -> float:
-    """Run ``bps submit bps/<site>.yaml`` in ``cwd`` on the repository
-    ``butler_config`` (a path or URI), inputs ``LAYOUT.inputs``, output
-    collection ``output``; return the wall time.  On failure the message
-    carries bps's output and the logs (``bps_logs``)."""
+def bps_submit(site: str | Path, butler_config: str, output: str, cwd: Path, *extra_args: str) -> float:
+    """Run ``bps submit bps/<site>.yaml`` (or the configuration file ``site``
+    when it is a Path) in ``cwd`` on the repository ``butler_config`` (a path
+    or URI), inputs ``LAYOUT.inputs``, output collection ``output``, then
+    ``extra_args`` (e.g. ``-d QUERY``); return the wall time.  On failure the
+    message carries bps's output and the logs (``bps_logs``)."""
+    config = site if isinstance(site, Path) else ROOT / "bps" / f"{site}.yaml"
     start = time.monotonic()
     result = subprocess.run(
-        [str(BIN / "bps"), "submit", str(ROOT / "bps" / f"{site}.yaml"), "-b", butler_config,
-         "-i", LAYOUT.inputs, "-o", output],
+        [str(BIN / "bps"), "submit", str(config), "-b", butler_config,
+         "-i", LAYOUT.inputs, "-o", output, *extra_args],
         check=False, capture_output=True, text=True, timeout=600, cwd=cwd, env=bps_environment(cwd),
     )
     elapsed = time.monotonic() - start
@@ -234,3 +238,44 @@ def check_bps_outputs(butler: Butler, pairs: list[tuple[int, int]], collection: 
         check_outputs(butler, pairs, collection)
     except (AssertionError, LookupError) as error:  # LookupError: DatasetNotFoundError
         pytest.fail(f"{type(error).__name__}: {error}\n{bps_logs(cwd)}")
+
+
+# --- comparing runs and checking that inputs are untouched -------------------
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every datastore file (the SQLite registry excluded)."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.name.startswith("gen3.sqlite3")
+    }
+
+
+def demo_pairs(demo: DemoRepo) -> list[tuple[int, int]]:
+    """Sorted (visit, detector) of every quantum of the demo."""
+    return sorted((demo.visits[band], detector) for band in demo.bands for detector in demo.detectors)
+
+
+def assert_same_outputs(butler: Butler, pairs, collection_a: str, collection_b: str) -> None:
+    """The injected images (image, variance, mask planes) and catalogs (every
+    column) of ``pairs`` in the two collections are bit-identical."""
+    for visit, detector in pairs:
+        data_id = {"instrument": "ISRSim", "visit": visit, "detector": detector}
+        images = [butler.get("injected_visit_image", data_id, collections=c) for c in (collection_a, collection_b)]
+        for plane in ("image", "variance", "mask"):
+            a, b = (getattr(image, plane).array for image in images)
+            assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), (visit, detector, plane)
+        catalogs = [butler.get("injected_visit_image_catalog", data_id, collections=c)
+                    for c in (collection_a, collection_b)]
+        assert catalogs[0].colnames == catalogs[1].colnames
+        assert len(catalogs[0]) > 0, (visit, detector)
+        for column in catalogs[0].colnames:
+            a, b = (np.asarray(catalog[column]) for catalog in catalogs)
+            assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), (visit, detector, column)
+
+
+def input_run_counts(butler: Butler, exclude_prefix: str) -> dict[str, int]:
+    """Number of datasets in every RUN collection whose name does not start with ``exclude_prefix``."""
+    runs = [c for c in butler.collections.query("*", collection_types={"RUN"}) if not c.startswith(exclude_prefix)]
+    return {run: len(butler.query_datasets("*", collections=run, find_first=False, explain=False)) for run in runs}

@@ -5,8 +5,9 @@ The module starts a throwaway cluster itself (``initdb``/``pg_ctl`` from
 root) listening on 127.0.0.1 at a free port.  Each test creates its own
 database in it, makes a butler repository with
 ``registry.db = postgresql://postgres@127.0.0.1:PORT/DB`` and runs, on 4 visits
-× 2 detectors (8 quanta), the real ``pipetask`` or ``bps submit
-bps/local_threads.yaml``.  It skips only when no PostgreSQL server binary is
+× 2 detectors (8 quanta), the real ``pipetask``, ``bps submit
+bps/local_threads.yaml`` or ``bps submit bps/slurm.yaml`` on the single-node
+Slurm cluster of test_slurm.py's ``slurm_cluster`` fixture.  It skips only when no PostgreSQL server binary is
 available (`.ci/run` installs Debian's ``postgresql`` package when missing).
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from _repo import LAYOUT, bps_submit, check_bps_outputs, check_inputs, check_outputs, populate_repo, run_pipetask
+from test_slurm import SlurmCluster, check_ran_in_slurm, slurm_cluster  # noqa: F401 (a module fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -168,3 +170,19 @@ def test_bps_on_a_postgresql_registry(tmp_path: Path, postgres_url: str) -> None
     # The final job chained the output collection to the run it wrote.
     assert len(butler.collections.query(f"{output}/*")) == 1
     print(f"bps submit local_threads on PostgreSQL: {len(pairs)} quanta in {elapsed:.1f} s")
+
+
+def test_bps_slurm_on_a_postgresql_registry(
+    tmp_path: Path, postgres_url: str, slurm_cluster: SlurmCluster  # noqa: F811 (the imported fixture)
+) -> None:
+    """``bps submit bps/slurm.yaml`` on a PostgreSQL-registry repo: the jobs
+    ran as Slurm jobs of this workflow and every output is in the registry."""
+    from lsst.daf.butler import Butler
+
+    root = tmp_path / "repo"
+    pairs = populate_repo(_make_repo(root, postgres_url))
+    output = "u/test/slurm_postgres"
+    elapsed = bps_submit("slurm", str(root), output, tmp_path)
+    check_bps_outputs(Butler.from_config(str(root)), pairs, output, tmp_path)
+    check_ran_in_slurm(slurm_cluster, tmp_path, output, pairs)
+    print(f"bps submit slurm on PostgreSQL: {len(pairs)} quanta in {elapsed:.1f} s")

@@ -13,7 +13,6 @@ and whose catalog has bad rows.  Four pipetask runs (~5 s each):
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from astropy.table import Table
 from astropy.time import Time, TimeDelta
 from lsst.daf.butler import Butler
 
-from _repo import LAYOUT, add_visit, certify_flat, new_repo, run_pipetask, set_inputs
+from _repo import LAYOUT, add_visit, certify_flat, file_hashes, new_repo, run_pipetask, set_inputs
 from isrinject.catalog import ingest_injection_catalog
 from isrinject.demo.repo import RepoLayout, create_repo
 from isrinject.flags import InjectionFlag
@@ -36,15 +35,6 @@ VISIT, DETECTOR = 301, 4
 T0 = Time("2026-03-01T00:00:00", scale="tai")
 INSTRUMENT = RepoLayout.instrument
 DATA_ID = {"instrument": INSTRUMENT, "visit": VISIT, "detector": DETECTOR}
-
-
-def _hashes(root: Path) -> dict[str, str]:
-    """SHA-256 of every datastore file (the SQLite registry excluded)."""
-    return {
-        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and not path.name.startswith("gen3.sqlite3")
-    }
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +77,14 @@ def _input_dataset_counts(butler: Butler) -> dict[str, int]:
 def test_data_safety_and_reproducibility(repo: Path) -> None:
     """P1/P2 (B63-B66): inputs byte-identical, outputs only in the output RUN, same seed → same bits,
     bad rows and flat holes flagged in the stored catalog."""
-    before = _hashes(repo)
+    before = file_hashes(repo)
     counts_before = _input_dataset_counts(Butler.from_config(str(repo)))
     runs = {}
     for output in ("u/rel/a", "u/rel/b"):
         result = run_pipetask(repo, RepoLayout.inputs, output, "-c", "inject_visit:noise_seed=5")
         assert result.returncode == 0, result.stderr[-3000:]
         runs[output] = result
-    after = _hashes(repo)
+    after = file_hashes(repo)
     butler = Butler.from_config(str(repo))
 
     # Inputs untouched: every pre-existing file byte-identical, no dataset added to an input RUN.
