@@ -158,6 +158,7 @@ def test_task_page_lists_connections_and_config(site: Path) -> None:
         assert f"{name} " in text and repr(field.default) in text, name
     assert f"noise_seed int {config.noise_seed!r}" in text
     assert "scaling_source str 'visit_image'" in text
+    assert "bad_mask_names list[str] ['BAD'," in text
 
 
 def test_flag_table_matches_the_flags(site: Path) -> None:

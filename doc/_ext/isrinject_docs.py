@@ -438,13 +438,16 @@ class ConfigFieldsDirective(Directive):
         for name, field in cls._fields.items():
             if name in _PIPE_BASE_CONFIG_FIELDS or isinstance(field, ConfigurableField):
                 continue
-            dtype = getattr(field, "dtype", None)
-            type_name = getattr(dtype, "__name__", str(dtype))
             if isinstance(field, ListField):
-                type_name = f"list[{type_name}]"
+                type_name = f"list[{field.itemtype.__name__}]"
+            else:
+                type_name = getattr(field.dtype, "__name__", str(field.dtype))
             doc = field.doc
             if isinstance(field, ChoiceField):
-                doc += " Allowed: " + "; ".join(f"{key!r}: {text}" for key, text in field.allowed.items())
+                # (pex_config lists None, "Field is optional", for every optional choice field.)
+                doc += " Allowed: " + "; ".join(
+                    f"{key!r}: {text}" for key, text in field.allowed.items() if key is not None
+                )
             rows.append([nodes.literal(text=name), type_name, nodes.literal(text=repr(field.default)), doc])
         return [_table(self, ["field", "type", "default", "meaning"], rows)]
 
