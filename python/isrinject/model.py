@@ -83,11 +83,12 @@ def usable_flat(
     excluded
         Boolean array of pixels that must not receive photons, or `None`.
     """
-    flat = np.asarray(flat, dtype=np.float64)
+    # Compared in their own precision: no float64 copies of the planes.
+    flat = np.asarray(flat)
     with np.errstate(invalid="ignore"):
         usable = np.isfinite(flat) & (flat > 0)
         if illumination is not None:
-            illumination = np.asarray(illumination, dtype=np.float64)
+            illumination = np.asarray(illumination)
             usable &= np.isfinite(illumination) & (illumination > 0)
     if excluded is not None:
         usable &= ~np.asarray(excluded, dtype=bool)
@@ -277,12 +278,17 @@ def expected_electrons(
     """
     model = np.asarray(model, dtype=np.float64)
     usable = np.broadcast_to(usable_flat(flat, illumination, excluded), model.shape)
-    gain = np.asarray(flat, dtype=np.float64) / np.asarray(scaling, dtype=np.float64)
-    if illumination is not None:
-        gain = gain * np.asarray(illumination, dtype=np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        expected = np.where(usable & (model > 0), model * gain, 0.0)
-    return np.where(np.isfinite(expected), expected, 0.0), usable
+    # In float64 without converted copies of the inputs; each step in place.
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        gain = np.divide(flat, scaling, dtype=np.float64)
+        if illumination is not None:
+            gain = np.multiply(gain, illumination, out=gain if gain.shape == np.broadcast(gain, illumination).shape else None)
+        expected = np.multiply(model, gain, out=gain if gain.shape == model.shape else None)
+        keep = model > 0
+        keep &= usable
+        keep &= np.isfinite(expected)
+    np.copyto(expected, 0.0, where=~keep)
+    return expected, usable
 
 
 def inject_pixels(

@@ -697,7 +697,9 @@ class _Planes:
     flat: np.ndarray
     flat_variance: np.ndarray | None
     illumination: np.ndarray | None
-    no_photon_bits: list[Any]
+    no_photons: np.ndarray | None
+    """Where the input mask has a ``no_photon_mask_names`` plane (`None`: none
+    configured), evaluated once for the image instead of per stamp."""
     saturated_bit: Any
 
 
@@ -751,9 +753,7 @@ def _inject_batch(
         None if planes.illumination is None else _joined([planes.illumination[r.y, r.x] for r in regions])
     )
     scaling = _joined([np.broadcast_to(calibration.scaling_in(stamp.bbox), stamp.model.shape) for _, stamp in batch])
-    excluded = None
-    if planes.no_photon_bits:
-        excluded = _joined([_any_bit(planes.mask[r.y, r.x], planes.no_photon_bits) for r in regions])
+    excluded = None if planes.no_photons is None else _joined([planes.no_photons[r.y, r.x] for r in regions])
     expected, usable = expected_electrons(model, flat=flat, scaling=scaling, illumination=illumination, excluded=excluded)
     blocked = np.logical_or.reduceat((~usable & (model > 0)).ravel(), starts[:-1])
     hit, electrons = draw_electrons(expected, rng, config.add_noise)
@@ -918,7 +918,8 @@ def inject_sources(
         psf_cache.prepare(x_all[todo], y_all[todo])
     planes = _Planes(
         bbox=bbox, image=image_array, variance=variance_array, mask=mask_array, flat=flat_image,
-        flat_variance=flat_variance, illumination=illum_image, no_photon_bits=no_photon_bits, saturated_bit=sat_bit,
+        flat_variance=flat_variance, illumination=illum_image, no_photons=_any_bit(mask_array, no_photon_bits),
+        saturated_bit=sat_bit,
     )
     # Stamps wait in `pending` and go through the pixel model together
     # (`_inject_batch`); big stamps go alone.

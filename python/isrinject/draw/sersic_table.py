@@ -152,11 +152,20 @@ class SersicFourierTable:
         first, weights = self._weights(n)
         return weights @ self.values[first : first + 4].astype(np.float64)
 
-    def evaluate(self, n: float, k_sq: np.ndarray, k_sq_range: tuple[float, float]) -> np.ndarray:
-        """T_n(k) at k² = ``k_sq`` (float32, overwritten), linear in ln k.
+    def evaluate(self, n: float, quadratic: np.ndarray, k_x: np.ndarray, k_y: np.ndarray) -> np.ndarray:
+        """T_n(√(kᵀ·Q·k)) on the grid of frequencies ``k_y`` × ``k_x`` (float32).
 
-        ``k_sq_range`` bounds the nonzero values of ``k_sq``: only the
-        nodes between them are interpolated in n.
+        Parameters
+        ----------
+        n
+            Sérsic index.
+        quadratic
+            Q, symmetric positive definite 2 × 2 (x, y order), so that
+            kᵀ·Q·k is k² in units of the half-light radius.
+        k_x, k_y
+            Frequencies of the columns and rows [radians per pixel]; the
+            grid's nonzero |k| lie between the smallest nonzero |k_x|, |k_y|
+            and √(max k_x² + max k_y²).
 
         Raises
         ------
@@ -164,6 +173,13 @@ class SersicFourierTable:
             ``n`` is outside the tabulated range.
         """
         first, weights = self._weights(n)
+        # Only the nodes between the grid's smallest nonzero and largest k²
+        # are combined in n.
+        (a, b), (_, c) = quadratic
+        half_spread = np.hypot(0.5 * (a - c), b)
+        eigenvalues = (0.5 * (a + c) - half_spread, 0.5 * (a + c) + half_spread)
+        k_min = min(np.abs(k_x[1]), np.min(np.abs(k_y[1:]))) if len(k_x) > 1 else 1.0
+        k_sq_range = (eigenvalues[0] * k_min**2, eigenvalues[1] * (np.max(k_x**2) + np.max(k_y**2)))
         scale, start = 0.5 / self.ln_k_step, self.ln_k_start / self.ln_k_step
         last_node = self.values.shape[1] - 1
         low, high = (min(max(int(scale * np.log(bound) - start) + offset, 0), last_node)
@@ -171,13 +187,17 @@ class SersicFourierTable:
         weights = weights.astype(np.float32)
         values = weights @ self.values[first : first + 4, low : high + 1]
         slopes = weights @ self.slopes[first : first + 4, low : high]
-        # Fractional node index (½ ln k² − ln k₀) / Δ − low, clipped to the
+        # Fractional node index (½ ln k² − ln k₀) / Δ − low = scale · ln(k²·u)
+        # with u = exp(−(start + low)/scale) folded into Q, clipped to the
         # nodes: k = 0 gives −inf → the first node (or below k_sq_range, the
         # one at its lower end), k beyond the grid the zero node.
+        unit = np.exp(-(start + low) / scale)
+        a, b, c = a * unit, b * unit, c * unit
+        index = (a * k_x**2).astype(np.float32)[None, :] + (c * k_y**2).astype(np.float32)[:, None]
+        index += (2.0 * b * k_y).astype(np.float32)[:, None] * k_x.astype(np.float32)[None, :]
         with np.errstate(divide="ignore"):
-            index = np.log(k_sq, out=k_sq)
+            np.log(index, out=index)
         index *= np.float32(scale)
-        index -= np.float32(start + low)
         np.clip(index, 0.0, high - low - 0.001, out=index)
         lower = index.astype(np.int32)
         index -= lower
@@ -244,16 +264,9 @@ def k_image(profile: galsim.GSObject, n: int) -> np.ndarray | None:
         return None
     sersic, matrix, offset, ratio = parts
     k_x, k_y = _frequencies(n)
-    # |h·Aᵀk|² = a·k_x² + 2b·k_x·k_y + c·k_y² with h²·A·Aᵀ = [[a, b], [b, c]].
+    # |h·Aᵀk|² = kᵀ·Q·k with Q = h²·A·Aᵀ.
     quadratic = sersic.half_light_radius**2 * (matrix @ matrix.T)
-    a, b, c = quadratic[0, 0], quadratic[0, 1], quadratic[1, 1]
-    k_sq = (a * k_x**2).astype(np.float32)[None, :] + (c * k_y**2).astype(np.float32)[:, None]
-    k_sq += (2.0 * b * k_y).astype(np.float32)[:, None] * k_x.astype(np.float32)[None, :]
-    # k² on the grid lies between the smallest nonzero |k| = 2π/N along the
-    # quadratic form's minor axis and the corner |k|² = 2π² along its major one.
-    eigenvalues = np.linalg.eigvalsh(quadratic)
-    k_sq_range = (eigenvalues[0] * (2.0 * np.pi / n) ** 2, eigenvalues[1] * 2.0 * np.pi**2)
-    values = fourier_table().evaluate(float(sersic.n), k_sq, k_sq_range)
+    values = fourier_table().evaluate(float(sersic.n), quadratic, k_x, k_y)
     values[0, 0] = 1.0  # T(0) = 1: the total flux is exact.
     amplitude = ratio * abs(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0]) * sersic.flux
     phase_x = np.exp(-1j * k_x * offset.x).astype(np.complex64)
