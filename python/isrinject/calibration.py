@@ -280,15 +280,17 @@ class PixelCalibration:
 
     @functools.cached_property
     def _scaling_image(self) -> np.ndarray:
-        """c of the scaling field on the whole image, rendered once (float32).
+        """c of the scaling field on the whole image, rendered once.
 
         Rendering per stamp costs ~0.3 ms of per-call overhead in the field,
         more than a star's whole pixel model; one render of the image costs
         about as much as 200 stamps.  Rendered in bands of rows so the
-        float64 temporaries stay small; single precision holds c to 6e-8.
+        temporaries stay small.  Kept in double precision: the values are
+        those of a per-stamp render, so seeded noise draws do not change
+        (single precision would halve the 8 bytes per pixel this costs).
         """
         bbox = self.image_bbox
-        scaling = np.empty(bbox.shape, dtype=np.float32)
+        scaling = np.empty(bbox.shape, dtype=np.float64)
         band = 256
         for y0 in range(bbox.y.start, bbox.y.stop, band):
             rows = Box.factory[y0 : min(y0 + band, bbox.y.stop), bbox.x.start : bbox.x.stop]
