@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lsst.daf.butler import Butler, Timespan
 from astropy.time import TimeDelta
-
 from isrinject.demo.build import EXPOSURE_TIME_S, build_demo_repo
-from isrinject.demo.cli import summary_table
+from isrinject.demo.cli import catalog_table, summary_table
 from isrinject.demo.run import diagnose_demo, run_pipetask
+from lsst.daf.butler import Butler, Timespan
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +59,13 @@ def test_pipetask_run_and_statistics(demo) -> None:
         assert visit.verdict.passed, visit.verdict.describe()
         assert not visit.gain_only_verdict.passed, visit.gain_only_verdict.describe()
         assert not visit.gain_only_verdict["ks"].passed and not visit.gain_only_verdict["relation"].passed
+        # Catalog level: the same isolated stars measured in isrinject's output and in the truth.
+        isr, truth = visit.catalog_checks["isrinject"], visit.catalog_checks["truth"]
+        assert isr.pulls.n == truth.pulls.n >= 3, band
+        np.testing.assert_array_equal(isr.completeness.n_injected, truth.completeness.n_injected)
+    table = catalog_table(visits)
+    print(table)
+    assert table.count("truth") == len(demo.bands)
     # The catalog's injection_flat is the certified flat of the visit's time.
     butler = Butler.from_config(str(demo.root))
     for band in demo.bands:

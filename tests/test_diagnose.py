@@ -117,6 +117,12 @@ def test_json_and_pngs(diagnosis, demo) -> None:
         assert {"injection_flux", "expected_flux", "flux_pull", "rerendered_model_flux"} <= set(data["sources"][0])
         import matplotlib.image
 
+        # Catalog level without a truth: isrinject and the flux/gain injection, the same stars.
+        assert set(data["catalog_checks"]) == {"isrinject", "flux/gain"}
+        assert data["catalog_checks"]["isrinject"]["pulls"]["n"] == visit.catalog_checks["flux/gain"].pulls.n > 0
+        for name in (f"diagnose_{visit.visit}_{visit.band}_completeness.png",
+                     f"diagnose_{visit.visit}_{visit.band}_pulls.png"):
+            assert (out / name) in visit.paths and (out / name).stat().st_size > 20_000
         for name in (f"diagnose_{visit.visit}_{visit.band}_flux_variance.png",
                      f"diagnose_{visit.visit}_{visit.band}_maps_d0.png"):
             png = out / name

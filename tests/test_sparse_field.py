@@ -17,14 +17,25 @@ import dataclasses
 import numpy as np
 import pytest
 from astropy.table import Table
-from lsst.images import XY
-
 from isrinject import VisitInjectConfig
 from isrinject.catalog import compose_catalog
-from isrinject.diagnostics.stats import DetectorPixels, gain_only_injection, injection_statistics, mean_gain
+from isrinject.diagnostics.figures import histogram_bins, plot_flux_variance
+from isrinject.diagnostics.results import VisitDiagnosis
+from isrinject.diagnostics.stats import (
+    DetectorPixels,
+    gain_only_injection,
+    injection_statistics,
+    mean_gain,
+)
 from isrinject.diagnostics.verdict import MIN_REAL_PIXELS, RELATION_TOLERANCE, verdict
-from isrinject.sim import amplifier_boxes, amplifier_index_map, make_flat, simulate_exposure
+from isrinject.sim import (
+    amplifier_boxes,
+    amplifier_index_map,
+    make_flat,
+    simulate_exposure,
+)
 from isrinject.task import inject_sources
+from lsst.images import XY
 
 SHAPE = (256, 256)
 #: Star positions (x, y) [pixels] and AB magnitudes; the first three sit in the vignetted corner.
@@ -96,7 +107,7 @@ def test_correct_injection_passes_on_the_checks_that_run(sparse) -> None:
 
 
 def test_flux_gain_injection_fails_on_the_same_data(sparse) -> None:
-    pixels, flat = sparse
+    pixels, _ = sparse
     gain = mean_gain(pixels.flat, pixels.scaling, None, pixels.amp_index)
     image, variance = gain_only_injection(pixels.original_image, pixels.original_variance, pixels.model, gain=gain,
                                           rng=np.random.default_rng(2))
@@ -112,3 +123,19 @@ def test_flux_gain_injection_fails_on_the_same_data(sparse) -> None:
     assert s.relation_rms > 30 * RELATION_TOLERANCE, s.relation_rms
     assert not result["relation"].passed
     assert not result.passed, result.describe()
+
+
+def test_figure_resolves_the_residuals(sparse, tmp_path) -> None:
+    """The relation residuals (≈ 10⁻⁷) spread over many bins; the figure is written with no real pixels."""
+    import matplotlib.image
+
+    pixels, _ = sparse
+    s = injection_statistics([pixels])
+    edges, exponent = histogram_bins([s.relation])
+    counts, _ = np.histogram(np.clip(s.relation / 10.0**exponent, edges[0], edges[-1]), edges)
+    assert exponent <= -6 and counts.max() < 0.3 * len(s.relation) and (counts > 0).sum() >= 15, (exponent, counts)
+    diagnosis = VisitDiagnosis(visit=21, band="u", detectors=[0], unit="nJy", statistics=s, verdict=verdict(s),
+                               gain_only=None, gain_only_verdict=None, sources=Table(), summary={})
+    png = plot_flux_variance(diagnosis, tmp_path / "sparse.png")
+    image = matplotlib.image.imread(png)
+    assert image.shape[1] > 1500 and np.std(image[..., :3]) > 0.05

@@ -8,8 +8,6 @@ import dataclasses
 import numpy as np
 import pytest
 from astropy.table import Table
-from lsst.images import XY
-
 from isrinject import VisitInjectConfig
 from isrinject.catalog import compose_catalog
 from isrinject.diagnostics.stats import (
@@ -26,6 +24,7 @@ from isrinject.diagnostics.stats import (
 from isrinject.diagnostics.verdict import verdict
 from isrinject.sim import amplifier_index_map, simulate_exposure
 from isrinject.task import inject_sources
+from lsst.images import XY
 
 SHAPE = (256, 256)
 

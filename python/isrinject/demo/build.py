@@ -246,6 +246,7 @@ def build_demo_repo(
     source_types: Sequence[str] = ("Star", "Sersic"),
     seed: int = 0,
     layout: RepoLayout | None = None,
+    faint_snr: float = 10.0,
 ) -> DemoRepo:
     """Create a local SQLite repository with simulated visits, flats and an injection catalog.
 
@@ -273,6 +274,9 @@ def build_demo_repo(
         Seeds flats, scenes, noise and the catalog.
     layout
         Collection names (default `RepoLayout`).
+    faint_snr
+        S/N of the faintest injected sources (`magnitude_range`); below ≈ 5
+        the catalog reaches past the detection limit (completeness < 1).
 
     Returns
     -------
@@ -309,7 +313,7 @@ def build_demo_repo(
     visits = {band: 1000 + 10 * i for i, band in enumerate(bands)}
     catalogs = []
     for b_index, band in enumerate(bands):
-        bright, faint = magnitude_range(band)
+        bright, faint = magnitude_range(band, faint_snr=faint_snr)
         sims = {}
         regions = {}
         for d_index, detector in enumerate(detectors):

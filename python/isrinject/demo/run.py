@@ -32,10 +32,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lsst.daf.butler import Butler
+from lsst.images import VisitImage
 
 from ..diagnostics.diagnose import diagnose
 from ..diagnostics.results import DiagnosisResult
-from .build import DemoRepo
+from .build import DemoRepo, simulate_truth
 
 
 @dataclasses.dataclass
@@ -116,16 +117,28 @@ def run_pipetask(
 
 
 def diagnose_demo(
-    demo: DemoRepo, output_run: str, *, output_dir: str | os.PathLike[str] | None = None, seed: int = 0
+    demo: DemoRepo,
+    output_run: str,
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    with_truth: bool = True,
 ) -> DiagnosisResult:
     """`isrinject.diagnostics.diagnose.diagnose` on every visit of the demo.
 
     The same reader, statistics, verdict and figures as ``isrinject
     diagnose``: the flat of the visit's time, the run's own config for the
     noise-free re-run, and a flux/gain injection (one gain per amplifier) of
-    the same model for comparison.  With ``output_dir`` the PNGs and JSON are
-    written there.
+    the same model for comparison.  With ``with_truth`` the catalog-level
+    checks (forced photometry, completeness) also run on the simulator's
+    physical injection of the same catalog (`simulate_truth`).  With
+    ``output_dir`` the PNGs and JSON are written there.
     """
+    band_of_visit = {visit: band for band, visit in demo.visits.items()}
+
+    def truth(visit: int, detector: int) -> VisitImage:
+        return simulate_truth(demo, band_of_visit[visit], detector).visit_image
+
     butler = Butler.from_config(str(demo.root))
     return diagnose(
         butler,
@@ -137,5 +150,6 @@ def diagnose_demo(
         compare_gain_only=True,
         output_dir=output_dir,
         figures=output_dir is not None,
+        truth=truth if with_truth else None,
         seed=seed,
     )

@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "visit's time (and illuminationCorrection when the run used one) and the run's task config; "
             "write per visit a flux–variance PNG, per detector a flat/effective-gain/footprint PNG and a JSON "
             "file of statistics (per-pixel relation residual, realized-noise ratio, slopes and KS test of "
-            "real vs injected pixels, flux recovery). With fewer than "
+            "real vs injected pixels, flux recovery), and the catalog-level checks of the injected stars "
+            "(forced PSF photometry pulls, detection completeness; JSON and completeness/pull PNGs). With fewer than "
             f"{MIN_REAL_PIXELS} real pixels above 5σ (a sparse field) the real-vs-injected comparisons are "
             "reported as not available and the verdict uses the checks that ran. " + criteria_text() + ". "
             "Exit code 0: every visit passed; 1: some visit failed; 2: a dataset is missing or bad input."
@@ -58,6 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="Dataset holding the run's task config (<label>_config).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the KS subsample and gain-only noise.")
     parser.add_argument("--no-figures", action="store_true", help="Write only the JSON files.")
+    parser.add_argument("--no-catalog-checks", action="store_true",
+                        help="Skip the forced PSF photometry and detection completeness of the injected stars.")
     parser.set_defaults(func=run)
     return parser
 
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             input_collections=_split(args.input_collections), cutout=cutouts or None,
             output_dir=args.output, compare_gain_only=args.compare_gain_only, instrument=args.instrument,
             bands=_split(args.band), config_dataset=args.config_dataset, seed=args.seed,
-            figures=not args.no_figures, progress=lambda line: print(line, flush=True),
+            figures=not args.no_figures, catalog_checks=not args.no_catalog_checks, progress=lambda line: print(line, flush=True),
         )
     except MissingDatasetError as err:
         print(f"isrinject diagnose: error: {err}", file=sys.stderr)

@@ -12,22 +12,34 @@ For every visit (pooling its detectors) this reads from the butler
 re-renders the noiseless model ``M`` and its expected variance ``ΔV`` by
 running `isrinject.task.inject_sources` on the original image with the run's
 configuration and ``add_noise=False`` on the output catalog's rows, and
-computes with `isrinject.diagnostics.stats`:
+computes with `isrinject.diagnostics.stats`, on whole detectors or on
+cutouts (``cutout``, `boxes_around`):
 
-- the slopes of the flat-normalised ``(x, y) = (I·g, V·g²)`` relation of
-  real and injected pixels (1 for ISR),
-- the KS test of the per-pixel residuals ``r = (y − b̂ − q̂)/x − 1``,
+- the per-pixel relation residual ``(V − V₀)/ΔV_ISR − 1`` of the injected
+  pixels against the ISR relation of their own pixel (no real pixels needed),
 - the realized-noise ratio ``var(ΔI − M)/E[ΔV]`` of the injected pixels,
+- the slopes of the flat-normalised ``(x, y) = (I·g, V·g²)`` relation of
+  real and injected pixels (1 for ISR) and the KS test of their per-pixel
+  residuals ``r = (y − b̂ − q̂)/x − 1``, where there are enough real pixels,
 - per-source flux recovery (realized vs model flux, and its pull
-  ``(F − F_model)/√(F_model/g)``).
+  ``(F − F_model)/√(F_model/g)``),
+
+and decides PASS/FAIL with `isrinject.diagnostics.verdict.verdict` (checks
+that cannot run are reported as not available with the reason).  With
+``catalog_checks`` it measures the isolated injected stars with photutils
+(`isrinject.diagnostics.photometry`: forced PSF photometry pulls, detection
+completeness against magnitude).
 
 With ``compare_gain_only`` the same is computed for what a flux/gain
 injection (`stats.gain_only_injection`, one mean gain per amplifier) would
-have produced from the same model on the same image.
+have produced from the same model on the same image; with ``truth`` (for
+simulations) the catalog-level checks also run on the same catalog put into
+the pre-flat electrons by the simulator.
 
 Outputs (per visit, in ``output_dir``): ``<stem>_flux_variance.png``,
-``<stem>_maps_d<detector>.png`` and ``<stem>.json``, plus
-``diagnose_summary.json`` over all visits.
+``<stem>_maps_d<detector>.png``, ``<stem>_completeness.png``,
+``<stem>_pulls.png`` and ``<stem>.json``, plus ``diagnose_summary.json``
+over all visits.
 """
 
 from __future__ import annotations
@@ -616,7 +628,12 @@ def diagnose(
         if out_dir is not None:
             stem = f"diagnose_{visit_id}_{band}"
             if figures:
-                from .figures import plot_completeness, plot_flux_variance, plot_maps, plot_pulls
+                from .figures import (
+                    plot_completeness,
+                    plot_flux_variance,
+                    plot_maps,
+                    plot_pulls,
+                )
 
                 diagnosis.paths.append(plot_flux_variance(diagnosis, out_dir / f"{stem}_flux_variance.png"))
                 if checks:

@@ -26,7 +26,15 @@ Every axis range follows the data it shows.
 
 from __future__ import annotations
 
-__all__ = ["PALETTE", "plot_completeness", "plot_flux_variance", "plot_maps", "plot_pulls", "thin"]
+__all__ = [
+    "PALETTE",
+    "histogram_bins",
+    "plot_completeness",
+    "plot_flux_variance",
+    "plot_maps",
+    "plot_pulls",
+    "thin",
+]
 
 import math
 import os
@@ -37,13 +45,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import numpy.typing as npt  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
 
-from .results import CatalogChecks, RegionData, VisitDiagnosis  # noqa: E402
-from .stats import InjectionStatistics  # noqa: E402
-from .verdict import Verdict  # noqa: E402
+from .results import CatalogChecks, RegionData, VisitDiagnosis
+from .stats import InjectionStatistics
+from .verdict import Verdict
 
 #: Colours of the pixel populations and injection methods (every figure uses these).
 PALETTE: dict[str, str] = {
@@ -59,45 +67,51 @@ def thin(n: int, limit: int, rng: np.random.Generator) -> npt.NDArray[np.intp]:
     return np.arange(n) if n <= limit else np.sort(rng.choice(n, limit, replace=False))
 
 
-def _scaled(values: Sequence[npt.NDArray[np.float64]]) -> tuple[list[npt.NDArray[np.float64]], int]:
-    """Values divided by 10^e so the axis needs no offset text; returns (values, e)."""
+def histogram_bins(
+    values: Sequence[npt.NDArray[np.float64]], n_bins: int = 40
+) -> tuple[npt.NDArray[np.float64], int]:
+    """Bin edges that fit the data, in units of 10^e so the axis needs no offset text.
+
+    The range is the 0.5–99.5 percentile span of all finite values, padded by
+    5 % (values outside belong in the edge bins), so a narrow distribution
+    (e.g. relation residuals of 10⁻⁷) is resolved into many bins instead of
+    falling into one.
+
+    Returns
+    -------
+    edges, exponent
+        ``n_bins + 1`` edges of the values divided by ``10**exponent``.
+    """
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
     peak = float(np.max(np.abs(finite))) if len(finite) else 0.0
     exponent = 0 if peak == 0 or 1e-2 <= peak < 1e3 else math.floor(math.log10(peak))
-    return [v / 10.0**exponent for v in values], exponent
+    scaled = finite / 10.0**exponent
+    lo, hi = np.percentile(scaled, [0.5, 99.5]) if len(scaled) else (-1.0, 1.0)
+    if not hi > lo:
+        half = max(abs(lo) * 1e-3, 1e-12)
+        lo, hi = lo - half, hi + half
+    pad = 0.05 * (hi - lo)
+    return np.linspace(lo - pad, hi + pad, n_bins + 1), exponent
 
 
 def _histograms(
     ax: Any, samples: Sequence[tuple[npt.NDArray[np.float64], str, str, bool]], xlabel: str
 ) -> None:
-    """Fraction-per-bin histograms of ``(values, label, colour, filled)`` on bins that fit the data.
-
-    The range is the 0.5–99.5 percentile span of all values (values outside
-    are counted in the edge bins), so a narrow distribution is resolved into
-    many bins instead of falling into one; the x values are scaled by a
-    power of ten named in the label instead of matplotlib's offset text.
-    """
+    """Fraction-per-bin histograms of ``(values, label, colour, filled)`` on `histogram_bins`."""
     samples = [(v[np.isfinite(v)], label, colour, filled) for v, label, colour, filled in samples]
     samples = [s for s in samples if len(s[0])]
     if not samples:
         ax.text(0.5, 0.5, "no pixels", transform=ax.transAxes, ha="center", va="center")
         ax.set_xlabel(xlabel)
         return
-    scaled, exponent = _scaled([s[0] for s in samples])
-    both = np.concatenate(scaled)
-    lo, hi = np.percentile(both, [0.5, 99.5])
-    if not hi > lo:
-        half = max(abs(lo) * 1e-3, 1e-12)
-        lo, hi = lo - half, hi + half
-    pad = 0.05 * (hi - lo)
-    edges = np.linspace(lo - pad, hi + pad, 41)
+    edges, exponent = histogram_bins([s[0] for s in samples])
     smallest = 1.0
-    for values, (_, label, colour, filled) in zip(scaled, samples):
-        clipped = np.clip(values, edges[0], edges[-1])
+    for values, label, colour, filled in samples:
+        clipped = np.clip(values / 10.0**exponent, edges[0], edges[-1])
         weights = np.full(len(clipped), 1.0 / len(clipped))
         counts, _, _ = ax.hist(
             clipped, bins=edges, weights=weights, color=colour,
-            label=f"{label} ({len(values)}), rms {np.sqrt(np.mean(values**2)) * 10.0**exponent:.2g}",
+            label=f"{label} ({len(values)}), rms {np.sqrt(np.mean(values**2)):.2g}",
             **({"histtype": "stepfilled", "alpha": 0.45} if filled else {"histtype": "step", "lw": 1.8}),
         )
         smallest = min(smallest, float(np.min(counts[counts > 0])))
