@@ -113,7 +113,8 @@ def catalog_table(visits: dict[str, VisitDiagnosis]) -> str:
 
 def _tables(visits: dict[str, VisitDiagnosis]) -> tuple[str, str, str]:
     isr = summary_table({band: (v.statistics, v.verdict) for band, v in visits.items()})
-    gain = summary_table({band: (v.gain_only, v.gain_only_verdict) for band, v in visits.items()})
+    gain = summary_table({band: (v.gain_only, v.gain_only_verdict) for band, v in visits.items()
+                          if v.gain_only is not None and v.gain_only_verdict is not None})
     return isr, gain, catalog_table(visits)
 
 
@@ -167,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
               "injection of the same catalog (truth) and in the flux/gain injection:")
         print(stars_table)
         n_pass = sum(v.passed for v in visits.values())
-        n_gain_fail = sum(not v.gain_only_verdict.passed for v in visits.values())
+        n_gain_fail = sum(v.gain_only_verdict is not None and not v.gain_only_verdict.passed for v in visits.values())
         print(f"\n{rule.criteria_text()}.")
         print(f"isrinject: {n_pass}/{len(visits)} bands pass; flux/gain: {n_gain_fail}/{len(visits)} bands fail; "
               f"total {time.monotonic() - start:.1f} s.")

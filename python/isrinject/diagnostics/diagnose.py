@@ -55,6 +55,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,16 @@ def boxes_around(
     if size < 16:
         raise ValueError(f"Cutout size must be at least 16 pixels; got {size!r}.")
     return [(round(x) - size // 2, round(y) - size // 2, size, size) for x, y in positions]
+
+
+def _as_cutouts(
+    cutout: tuple[int, int, int, int] | Sequence[tuple[int, int, int, int]] | None,
+) -> list[tuple[int, int, int, int]] | None:
+    """One ``(x0, y0, width, height)`` or a list of them → a list (`None` for none)."""
+    if cutout is None or len(cutout) == 0:
+        return None
+    boxes = [cutout] if isinstance(cutout[0], (int, np.integer)) else cutout
+    return [(int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in boxes]  # type: ignore[arg-type, index]
 
 
 def _region_boxes(bbox: Box, cutouts: Sequence[tuple[int, int, int, int]] | None, detector: int) -> list[Box]:
@@ -442,6 +453,15 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _json_ready(value: Any) -> Any:
+    """Nested dicts/lists with NaN/inf → None and numpy scalars → Python (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return _finite(value)
+
+
 def statistics_dict(s: InjectionStatistics, result: Verdict) -> dict[str, Any]:
     """The scalar statistics of `InjectionStatistics` and their `Verdict` (JSON-able)."""
     out = {
@@ -492,7 +512,7 @@ def diagnose(
     detector: int | Sequence[int] | None,
     collections: str | Sequence[str],
     cutout: tuple[int, int, int, int] | Sequence[tuple[int, int, int, int]] | None = None,
-    output_dir: str | Path | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
     compare_gain_only: bool = False,
     config: VisitInjectConfig | None = None,
     input_collections: str | Sequence[str] | None = None,
@@ -574,9 +594,7 @@ def diagnose(
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    if cutout is not None and len(cutout) and not isinstance(cutout[0], (tuple, list)):
-        cutout = [tuple(cutout)]
-    cutouts = [tuple(int(v) for v in box) for box in cutout] if cutout else None
+    cutouts = _as_cutouts(cutout)
     say = progress or (lambda line: None)
     results: list[VisitDiagnosis] = []
     all_paths: list[Path] = []
@@ -595,9 +613,12 @@ def diagnose(
         detectors = sorted({r.detector for r in regions})
         stats_isr = injection_statistics([r.pixels for r in regions], seed=seed)
         verdict_isr = verdict(stats_isr)
-        stats_gain = verdict_gain = None
+        stats_gain: InjectionStatistics | None = None
+        verdict_gain: Verdict | None = None
         if compare_gain_only:
-            stats_gain = injection_statistics([r.gain_only_pixels for r in regions], seed=seed)
+            stats_gain = injection_statistics(
+                [r.gain_only_pixels for r in regions if r.gain_only_pixels is not None], seed=seed
+            )
             verdict_gain = verdict(stats_gain)
         per_detector = {r.detector: r for r in regions}.values()
         sources = Table(np.concatenate([np.asarray(r.sources) for r in per_detector]))
@@ -615,15 +636,15 @@ def diagnose(
             "flux_recovery": _sources_summary(sources),
             "sources": _source_records(sources),
         }
-        if stats_gain is not None:
+        if stats_gain is not None and verdict_gain is not None:
             summary["gain_only"] = statistics_dict(stats_gain, verdict_gain)
         checks = _catalog_checks(regions) if catalog_checks else {}
         if checks:
-            summary["catalog_checks"] = {label: c.as_dict() for label, c in checks.items()}
+            summary["catalog_checks"] = _json_ready({label: c.as_dict() for label, c in checks.items()})
         diagnosis = VisitDiagnosis(
             visit=visit_id, band=band, detectors=detectors, unit=regions[0].unit,
             statistics=stats_isr, verdict=verdict_isr, gain_only=stats_gain, gain_only_verdict=verdict_gain,
-            sources=sources, summary=summary, regions=regions, catalog_checks=checks,
+            sources=sources, summary=summary, catalog_checks=checks,
         )
         if out_dir is not None:
             stem = f"diagnose_{visit_id}_{band}"
@@ -659,19 +680,16 @@ def diagnose(
                      f"±{c.pulls.std_error:.2f} ({c.pulls.n} stars), detected "
                      f"{int(c.completeness.n_detected.sum())}/{int(c.completeness.n_injected.sum())}")
         say(line)
-    overall = {
-        "passed": all(v.passed for v in results),
-        "criteria": criteria(),
-        "visits": [
-            {"visit": v.visit, "band": v.band, "detectors": v.detectors, "isrinject": v.summary["isrinject"],
-             **({"gain_only": v.summary["gain_only"]} if "gain_only" in v.summary else {}),
-             "flux_recovery": v.summary["flux_recovery"]}
-            for v in results
-        ],
-    }
-    for v, record in zip(results, overall["visits"]):
+    records: list[dict[str, Any]] = []
+    for v in results:
+        record = {"visit": v.visit, "band": v.band, "detectors": v.detectors, "isrinject": v.summary["isrinject"],
+                  **({"gain_only": v.summary["gain_only"]} if "gain_only" in v.summary else {}),
+                  "flux_recovery": v.summary["flux_recovery"]}
         if "catalog_checks" in v.summary:
-            record["catalog_checks"] = v.summary["catalog_checks"]
+            record["catalog_checks"] = {label: {k: c[k] for k in ("pulls", "completeness")}
+                                        for label, c in v.summary["catalog_checks"].items()}
+        records.append(record)
+    overall = {"passed": all(v.passed for v in results), "criteria": criteria(), "visits": records}
     if out_dir is not None:
         summary_path = out_dir / "diagnose_summary.json"
         summary_path.write_text(json.dumps(overall, indent=1))

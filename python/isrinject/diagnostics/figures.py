@@ -324,7 +324,7 @@ def plot_pulls(checks: Mapping[str, CatalogChecks], path: str | os.PathLike[str]
     edges = np.linspace(lo, hi, int(np.clip(2 * math.sqrt(max(len(every), 1) / max(len(checks), 1)), 8, 40)) + 1)
     for label, c in checks.items():
         values = np.clip(c.pulls.pulls[np.isfinite(c.pulls.pulls)], edges[0], edges[-1])
-        ax.hist(values, bins=edges, density=True, histtype="step", lw=1.8, color=PALETTE[label],
+        ax.hist(values, bins=edges.tolist(), density=True, histtype="step", lw=1.8, color=PALETTE[label],
                 label=f"{label}: mean {c.pulls.mean:+.3f}±{c.pulls.mean_error:.3f}, "
                       f"std {c.pulls.std:.3f}±{c.pulls.std_error:.3f} ({c.pulls.n})")
     grid = np.linspace(edges[0], edges[-1], 200)

@@ -113,6 +113,10 @@ class CatalogChecks:
                 "edges": self.completeness.edges.tolist(), "n_injected": self.completeness.n_injected.tolist(),
                 "n_detected": self.completeness.n_detected.tolist(), "threshold": self.completeness.threshold,
             },
+            "stars": [
+                {name: (value.item() if hasattr(value, "item") else value) for name, value in zip(row.colnames, row)}
+                for row in self.stars
+            ],
         }
 
 
@@ -135,8 +139,6 @@ class VisitDiagnosis:
     """Per-source flux recovery (all detectors)."""
     summary: dict[str, Any]
     """What ``<stem>.json`` holds."""
-    regions: list[RegionData] = dataclasses.field(default_factory=list)
-    """The regions diagnosed (for figures)."""
     catalog_checks: dict[str, CatalogChecks] = dataclasses.field(default_factory=dict)
     """label → forced photometry and completeness (``catalog_checks=True``)."""
     paths: list[Path] = dataclasses.field(default_factory=list)

@@ -508,13 +508,15 @@ def _samples(
     real = population(real_sel, pixels.original_image, pixels.original_variance, x0, y0)
     inj = population(inj_sel, pixels.image, pixels.variance, x1, y1)
 
-    def at(a: npt.ArrayLike | None) -> FloatArray | None:
-        return None if a is None else np.broadcast_to(np.asarray(a, np.float64), inj_sel.shape)[inj_sel]
+    def at(a: npt.ArrayLike) -> FloatArray:
+        return np.broadcast_to(np.asarray(a, np.float64), inj_sel.shape)[inj_sel]
 
     relation = relation_residual(
-        pixels.original_image[inj_sel], pixels.original_variance[inj_sel], pixels.image[inj_sel],
-        pixels.variance[inj_sel], pixels.flat[inj_sel], at(pixels.scaling),
-        flat_variance=at(pixels.flat_variance), illumination=at(pixels.illumination), read_noise=at(pixels.read_noise),
+        at(pixels.original_image), at(pixels.original_variance), at(pixels.image), at(pixels.variance),
+        at(pixels.flat), at(pixels.scaling),
+        flat_variance=None if pixels.flat_variance is None else at(pixels.flat_variance),
+        illumination=None if pixels.illumination is None else at(pixels.illumination),
+        read_noise=at(pixels.read_noise),
     )
     noise = None
     if pixels.model is not None and pixels.expected_variance is not None:
