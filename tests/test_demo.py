@@ -61,7 +61,8 @@ def test_pipetask_run_and_statistics(demo) -> None:
         assert not visit.gain_only_verdict["ks"].passed and not visit.gain_only_verdict["relation"].passed
         # Catalog level: the same isolated stars measured in isrinject's output and in the truth.
         isr, truth = visit.catalog_checks["isrinject"], visit.catalog_checks["truth"]
-        assert isr.pulls.n == truth.pulls.n >= 3, band
+        # (a 128² scene with 6 stars leaves 1–3 isolated ones; tests/test_catalog_checks.py has the statistics)
+        assert isr.pulls.n == truth.pulls.n >= 1, band
         np.testing.assert_array_equal(isr.completeness.n_injected, truth.completeness.n_injected)
     table = catalog_table(visits)
     print(table)

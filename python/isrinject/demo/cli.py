@@ -163,9 +163,9 @@ def main(args: argparse.Namespace) -> int:
         print(table)
         print("\nFor comparison, a flux/gain injection (one gain per amplifier) of the same sources (must FAIL):")
         print(gain_table)
-        print("\nCatalog level: forced PSF photometry (pull = (F_PSF − F_catalog)/σ, N(0, 1) expected) and "
-              "detection of the isolated injected stars, in the isrinject run, in the simulator's physical "
-              "injection of the same catalog (truth) and in the flux/gain injection:")
+        print("\nCatalog level: forced PSF photometry (pull = (F_PSF − F_catalog)/σ_F) and detection of the "
+              "isolated injected stars, in the isrinject run, in the simulator's physical injection of the same "
+              "catalog (truth: what a correct injection must match) and in the flux/gain injection:")
         print(stars_table)
         n_pass = sum(v.passed for v in visits.values())
         n_gain_fail = sum(v.gain_only_verdict is not None and not v.gain_only_verdict.passed for v in visits.values())
