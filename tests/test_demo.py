@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lsst.daf.butler import Butler, Timespan
 from astropy.time import TimeDelta
-
 from isrinject.demo.build import EXPOSURE_TIME_S, build_demo_repo
-from isrinject.demo.cli import summary_table
-from isrinject.demo.run import band_statistics, run_pipetask
+from isrinject.demo.cli import catalog_table, summary_table
+from isrinject.demo.run import diagnose_demo, run_pipetask
+from lsst.daf.butler import Butler, Timespan
 
 pytestmark = pytest.mark.slow
 
@@ -40,22 +39,34 @@ def test_flat_certified_for_each_visit_time(demo) -> None:
 def test_pipetask_run_and_statistics(demo) -> None:
     result = run_pipetask(demo.root, demo.layout.inputs)
     assert result.returncode == 0, result.stderr[-3000:]
-    stats = band_statistics(demo, result.output_run)
-    print(summary_table({b: s for b, (s, _, _) in stats.items()}))
-    for band, (s, gain_only, _) in stats.items():
+    diagnosis = diagnose_demo(demo, result.output_run)
+    visits = diagnosis.by_band()
+    print(summary_table({b: (v.statistics, v.verdict) for b, v in visits.items()}))
+    for band, visit in visits.items():
+        s, gain_only = visit.statistics, visit.gain_only
         assert s.n_injected > 200, band
         assert s.slope_injected == pytest.approx(s.slope_real, rel=0.02)
         assert s.slope_real == pytest.approx(1.0, abs=1e-3)
         assert s.noise_ratio == pytest.approx(1.0, abs=0.03)
+        assert s.relation_rms < 1e-5
         # The KS test of this small scene (128 px, 12 sources) has a floor from
         # the baseline fit under sources: over noise seeds 0-5 the g band gives
-        # p = 2e-4 … 1.5e-2 (D = 0.09-0.11 at 740 pixels; the previous renderer
-        # gave 1e-3 … 5e-2), while a flux/gain injection of the same sources
-        # gives D = 0.52, p < 1e-50.  So the bound is D's 1e-5 quantile.
-        assert s.ks_pvalue > 1e-5
+        # p = 2e-4 … 1.5e-2 (D = 0.09-0.11 at 740 pixels), while a flux/gain
+        # injection of the same sources gives D = 0.52, p < 1e-50.
         assert s.ks_statistic < 0.3 * gain_only.ks_statistic
-        assert s.passed()
-        assert gain_only.ks_pvalue < 1e-6
+        # One verdict: every check ran, isrinject passes all, the flux/gain injection fails.
+        assert all(c.available for c in visit.verdict.checks), visit.verdict.describe()
+        assert visit.verdict.passed, visit.verdict.describe()
+        assert not visit.gain_only_verdict.passed, visit.gain_only_verdict.describe()
+        assert not visit.gain_only_verdict["ks"].passed and not visit.gain_only_verdict["relation"].passed
+        # Catalog level: the same isolated stars measured in isrinject's output and in the truth.
+        isr, truth = visit.catalog_checks["isrinject"], visit.catalog_checks["truth"]
+        # (a 128² scene with 6 stars leaves 1–3 isolated ones; tests/test_catalog_checks.py has the statistics)
+        assert isr.pulls.n == truth.pulls.n >= 1, band
+        np.testing.assert_array_equal(isr.completeness.n_injected, truth.completeness.n_injected)
+    table = catalog_table(visits)
+    print(table)
+    assert table.count("truth") == len(demo.bands)
     # The catalog's injection_flat is the certified flat of the visit's time.
     butler = Butler.from_config(str(demo.root))
     for band in demo.bands:

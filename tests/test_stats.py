@@ -8,8 +8,6 @@ import dataclasses
 import numpy as np
 import pytest
 from astropy.table import Table
-from lsst.images import XY
-
 from isrinject import VisitInjectConfig
 from isrinject.catalog import compose_catalog
 from isrinject.diagnostics.stats import (
@@ -21,8 +19,12 @@ from isrinject.diagnostics.stats import (
     matched_subsample,
     mean_gain,
     realized_noise_ratio,
+    relation_residual,
 )
+from isrinject.diagnostics.verdict import verdict
 from isrinject.sim import amplifier_index_map, simulate_exposure
+from lsst.images import XY
+
 from isrinject.inject import inject_sources
 
 SHAPE = (256, 256)
@@ -57,6 +59,7 @@ def _pixels(band: str, seed: int) -> DetectorPixels:
         model=noiseless.image.array.astype(float) - i0, expected_variance=noiseless.variance.array.astype(float) - v0,
         bad=vi.mask.get("SATURATED") | noisy.mask.get("SATURATED"),
         amp_index=amplifier_index_map(SHAPE, [a.bbox for a in vi.detector.amplifiers]),
+        read_noise=sim.read_noise_map,
     )
 
 
@@ -73,7 +76,10 @@ def test_correct_injection_passes(u_band) -> None:
     assert s.noise_ratio == pytest.approx(1.0, abs=max(4 * s.noise_ratio_error, 0.03))
     assert s.noise_ratio_error < 0.03
     assert s.ks_pvalue > 1e-3
-    assert s.passed()
+    assert s.relation_rms < 1e-5
+    result = verdict(s)
+    assert all(c.passed for c in result.checks), result.describe()
+    assert result.passed
 
 
 def test_gain_only_injection_is_flagged_in_u(u_band) -> None:
@@ -91,6 +97,32 @@ def test_gain_only_injection_is_flagged_in_u(u_band) -> None:
     spread = np.std(s.injected.residual)
     assert spread > 0.05
     assert np.std(s.real.residual) < 1e-4
+    result = verdict(s)
+    assert result["noise_ratio"].passed
+    assert not result["ks"].passed and not result["relation"].passed and not result.passed
+
+
+def test_relation_residual_is_zero_for_the_isr_model_and_g_over_gbar_for_one_gain() -> None:
+    """The ISR variance of n added pre-flat electrons, with the flat-variance term, gives r = 0."""
+    rng = np.random.default_rng(4)
+    flat = rng.uniform(0.1, 1.2, 10_000)
+    flat_variance = flat / 1e6
+    c, sigma = 3.0, 8.0
+    signal = rng.poisson(80.0 * flat).astype(float) + sigma * rng.standard_normal(flat.size)
+    signal = np.clip(signal, 1.0, None)
+    # ISR (DESIGN.md, R = 1): V₀ = c²·[(S + σ²)/f² + (S/f)²·V_f/f²], I₀ = c·(S/f − B).
+    v0 = c**2 * ((signal + sigma**2) / flat**2 + (signal / flat) ** 2 * flat_variance / flat**2)
+    i0 = c * (signal / flat - 80.0)
+    n = rng.poisson(5000.0 * flat).astype(float)
+    image = i0 + c * n / flat
+    variance = v0 + c**2 * n / flat**2 + c**2 * flat_variance / flat**4 * (2 * signal * n + n**2)
+    r = relation_residual(i0, v0, image, variance, flat, c, flat_variance=flat_variance, read_noise=sigma)
+    assert np.max(np.abs(r)) < 1e-9
+    # One gain ḡ = mean(g): ΔV = ΔI/ḡ gives r = g/ḡ − 1 (no flat-variance term).
+    g = flat / c
+    gbar = g.mean()
+    r_one = relation_residual(i0, v0, image, v0 + (image - i0) / gbar, flat, c, read_noise=sigma)
+    np.testing.assert_allclose(r_one, g / gbar - 1, rtol=0, atol=1e-9)
 
 
 def test_realized_noise_ratio_on_poisson_draws() -> None:

@@ -121,8 +121,16 @@ class _Planes:
     flat: np.ndarray
     flat_variance: np.ndarray | None
     illumination: np.ndarray | None
-    no_photon_bits: list[MaskPlaneBit]
+    no_photons: np.ndarray | None
+    """Where the input mask has a ``no_photon_mask_names`` plane (`None`: none
+    present), evaluated once for the image instead of per stamp."""
     saturated_bit: MaskPlaneBit
+
+
+def _no_photons(image: VisitImage, names: Sequence[str]) -> np.ndarray | None:
+    """Where any of the named mask planes is set (`None` if none is present)."""
+    bits = plane_bits(image, names)
+    return any_bit(image.mask.array, bits) if bits else None
 
 
 def inject_sources(
@@ -179,7 +187,7 @@ def inject_sources(
     planes = _Planes(
         bbox=visit_image.bbox, image=output.image.array, variance=output.variance.array, mask=output.mask.array,
         flat=calibration_used.flat, flat_variance=calibration_used.flat_variance,
-        illumination=calibration_used.illumination, no_photon_bits=plane_bits(output, config.no_photon_mask_names),
+        illumination=calibration_used.illumination, no_photons=_no_photons(output, config.no_photon_mask_names),
         saturated_bit=output.mask.schema.bit("SATURATED"),
     )
     columns = {name: np.full(len(catalog), np.nan) for name in INJECTION_RESULT_COLUMNS}
@@ -516,8 +524,7 @@ class _StampBatch:
                 else _joined([planes.illumination[r.y, r.x] for r in regions])
             ),
             excluded=(
-                _joined([any_bit(planes.mask[r.y, r.x], planes.no_photon_bits) for r in regions])
-                if planes.no_photon_bits else None
+                None if planes.no_photons is None else _joined([planes.no_photons[r.y, r.x] for r in regions])
             ),
             add_noise=config.add_noise,
             pixel=pixel,

@@ -79,11 +79,12 @@ def usable_flat(
     excluded
         Boolean array of pixels that must not receive photons, or `None`.
     """
-    flat = np.asarray(flat, dtype=np.float64)
+    # Compared in their own precision: no float64 copies of the planes.
+    flat = np.asarray(flat)
     with np.errstate(invalid="ignore"):
         usable = np.isfinite(flat) & (flat > 0)
         if illumination is not None:
-            illumination = np.asarray(illumination, dtype=np.float64)
+            illumination = np.asarray(illumination)
             usable &= np.isfinite(illumination) & (illumination > 0)
     if excluded is not None:
         usable &= ~np.asarray(excluded, dtype=bool)
@@ -96,12 +97,16 @@ def effective_gain(flat: ArrayLike, scaling: ArrayLike, illumination: ArrayLike 
     Real pixels obey ``V ≈ I/g + const(p)``.  Unusable pixels (see
     `usable_flat`) get NaN.
     """
-    flat = np.asarray(flat, dtype=np.float64)
-    illum = 1.0 if illumination is None else np.asarray(illumination, dtype=np.float64)
-    usable = usable_flat(flat, illumination)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gain = flat * illum / np.asarray(scaling, dtype=np.float64)
-    return np.where(usable, gain, np.nan)
+    # float64 results computed in place, without float64 copies of the planes.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if illumination is None:
+            gain = np.array(flat, dtype=np.float64)
+        else:
+            gain = np.multiply(flat, illumination, dtype=np.float64)
+        out_shape = np.broadcast_shapes(gain.shape, np.shape(scaling))
+        gain = np.divide(gain, scaling, out=gain if gain.shape == out_shape else None, dtype=np.float64)
+    np.copyto(gain, np.nan, where=~usable_flat(flat, illumination))
+    return gain
 
 
 def reconstruct_pre_flat_electrons(
@@ -272,10 +277,15 @@ def expected_electrons(
     """
     model = np.asarray(model, dtype=np.float64)
     usable = np.broadcast_to(usable_flat(flat, illumination, excluded), model.shape)
-    gain = effective_gain(flat, scaling, illumination)
+    gain = effective_gain(flat, scaling, illumination)  # NaN where unusable
+    # In place on float64 arrays: no converted copies of the planes.
     with np.errstate(invalid="ignore", over="ignore"):
-        expected = np.where(usable & (model > 0), model * gain, 0.0)
-    return np.where(np.isfinite(expected), expected, 0.0), usable
+        expected = np.multiply(model, gain, out=gain if gain.shape == model.shape else None)
+        keep = model > 0
+        keep &= usable
+        keep &= np.isfinite(expected)
+    np.copyto(expected, 0.0, where=~keep)
+    return expected, usable
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ input collection over all of it.
 
 from __future__ import annotations
 
-__all__ = ["DemoRepo", "build_demo_repo", "load_demo_repo", "magnitude_range"]
+__all__ = ["DemoRepo", "build_demo_repo", "load_demo_repo", "magnitude_range", "simulate_truth"]
 
 import dataclasses
 import json
@@ -21,16 +21,22 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from astropy.table import Table, vstack
 from astropy.time import Time, TimeDelta
-from lsst.images import XY, Image, MaskedImage
+from lsst.images import XY, Box, Image, MaskedImage
 
 from ..catalog import ingest_injection_catalog
 from ..provenance import record_isr_flat
-from ..sim import BAND_PARAMETERS, make_flat, photometric_scaling_njy_per_electron, simulate_exposure
+from ..sim import (
+    BAND_PARAMETERS,
+    SimulatedExposure,
+    make_flat,
+    photometric_scaling_njy_per_electron,
+    simulate_exposure,
+)
 from ..sim.camera import COMCAM_FULL_WELL_ELECTRONS, amplifier_boxes
 from ..sim.isr import AB_MAG_OF_ONE_NJY
 from .repo import (
@@ -80,6 +86,8 @@ class DemoRepo:
     """``"old"``/``"new"`` → RUN holding those flats."""
     catalog: Table
     """The injection catalog of every band (column ``band``)."""
+    seed: int = 0
+    """Seed of the simulation (`simulate_truth` re-simulates the same pixels from it)."""
 
     def save(self) -> None:
         """Write ``demo.json`` and ``demo_catalog.ecsv`` into the repository root."""
@@ -89,7 +97,7 @@ class DemoRepo:
             "do_illumination_correction": self.do_illumination_correction, "visits": self.visits,
             "visit_begin": {b: t.isot for b, t in self.visit_begin.items()},
             "physical_filters": self.physical_filters, "flat_switch": self.flat_switch.isot,
-            "flat_runs": self.flat_runs,
+            "flat_runs": self.flat_runs, "seed": self.seed,
         }
         (self.root / "demo.json").write_text(json.dumps(meta, indent=1))
         self.catalog.write(self.root / "demo_catalog.ecsv", overwrite=True)
@@ -119,7 +127,7 @@ def load_demo_repo(root: str | os.PathLike[str]) -> DemoRepo:
         visits={b: int(v) for b, v in meta["visits"].items()},
         visit_begin={b: Time(t, scale="tai") for b, t in meta["visit_begin"].items()},
         physical_filters=meta["physical_filters"], flat_switch=Time(meta["flat_switch"], scale="tai"),
-        flat_runs=meta["flat_runs"], catalog=Table.read(root / "demo_catalog.ecsv"),
+        flat_runs=meta["flat_runs"], catalog=Table.read(root / "demo_catalog.ecsv"), seed=int(meta.get("seed", 0)),
     )
 
 
@@ -188,6 +196,47 @@ def _sources(
     )
 
 
+def _flats_and_seed(
+    seed: int, b_index: int, band: str, detector: int, shape: tuple[int, int], amp_boxes: Sequence[Box]
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
+    """The old and new flats ``(f, V_f)`` of a band × detector and the seed of its exposure."""
+    child = np.random.SeedSequence([seed, b_index, detector])
+    flat_seed, sim_seed = (int(s.generate_state(1)[0]) for s in child.spawn(2))
+    rng_flat = np.random.default_rng(flat_seed)
+    flats = {epoch: make_flat(shape, band=band, amp_boxes=amp_boxes, rng=rng_flat) for epoch in ("old", "new")}
+    return flats, sim_seed
+
+
+def _simulate(*, d_index: int, shape: tuple[int, int], **kwargs: Any) -> SimulatedExposure:
+    """`simulate_exposure` with the demo's camera, sky and pointing."""
+    return simulate_exposure(
+        shape=shape, exposure_time_s=EXPOSURE_TIME_S, pixel_scale_arcsec=PIXEL_SCALE_ARCSEC,
+        ra_dec_center=_detector_center(kwargs["detector"], shape, d_index), **kwargs,
+    )
+
+
+def simulate_truth(demo: DemoRepo, band: str, detector: int) -> SimulatedExposure:
+    """The demo's exposure of ``band`` × ``detector`` with its injection catalog put in *physically*.
+
+    The same seed, flat and scene as the ``visit_image`` in the repository,
+    plus the catalog's sources drawn by the simulator into the pre-flat
+    electrons (photons through the true flat, Poisson noise, saturation,
+    then ISR): `isrinject.sim.simulate_exposure` with ``sources=``, which
+    gives pixels identical to the visit image's except for the added
+    photons.  This is what an ISR-consistent injection must reproduce in
+    distribution.
+    """
+    b_index, d_index = demo.bands.index(band), demo.detectors.index(detector)
+    flats, sim_seed = _flats_and_seed(demo.seed, b_index, band, detector, demo.shape, amplifier_boxes(demo.shape))
+    sources = demo.catalog[demo.catalog["band"] == band]
+    return _simulate(
+        band=band, visit=demo.visits[band], detector=detector, d_index=d_index, shape=demo.shape, seed=sim_seed,
+        units=demo.units, do_illumination_correction=demo.do_illumination_correction,
+        instrument=demo.layout.instrument, flat=flats[demo.flat_epoch(band)], obs_time=demo.visit_begin[band],
+        sources=sources,
+    )
+
+
 def build_demo_repo(
     root: str | os.PathLike[str],
     *,
@@ -200,6 +249,7 @@ def build_demo_repo(
     source_types: Sequence[str] = ("Star", "Sersic"),
     seed: int = 0,
     layout: RepoLayout | None = None,
+    faint_snr: float = 10.0,
 ) -> DemoRepo:
     """Create a local SQLite repository with simulated visits, flats and an injection catalog.
 
@@ -227,6 +277,9 @@ def build_demo_repo(
         Seeds flats, scenes, noise and the catalog.
     layout
         Collection names (default `RepoLayout`).
+    faint_snr
+        S/N of the faintest injected sources (`magnitude_range`); below ≈ 5
+        the catalog reaches past the detection limit (completeness < 1).
 
     Returns
     -------
@@ -263,20 +316,16 @@ def build_demo_repo(
     visits = {band: 1000 + 10 * i for i, band in enumerate(bands)}
     catalogs = []
     for b_index, band in enumerate(bands):
-        bright, faint = magnitude_range(band)
+        bright, faint = magnitude_range(band, faint_snr=faint_snr)
         sims = {}
         regions = {}
         for d_index, detector in enumerate(detectors):
-            child = np.random.SeedSequence([seed, b_index, detector])
-            flat_seed, sim_seed = (int(s.generate_state(1)[0]) for s in child.spawn(2))
-            rng_flat = np.random.default_rng(flat_seed)
-            flats = {epoch: make_flat(shape, band=band, amp_boxes=amp_boxes, rng=rng_flat) for epoch in ("old", "new")}
+            flats, sim_seed = _flats_and_seed(seed, b_index, band, detector, shape, amp_boxes)
             epoch = "old" if begin[band] < switch else "new"
-            sim = simulate_exposure(
-                band=band, visit=visits[band], detector=detector, shape=shape, seed=sim_seed, units=units,
-                do_illumination_correction=do_illumination_correction, instrument=layout.instrument,
-                flat=flats[epoch], obs_time=begin[band], exposure_time_s=EXPOSURE_TIME_S,
-                pixel_scale_arcsec=PIXEL_SCALE_ARCSEC, ra_dec_center=_detector_center(detector, shape, d_index),
+            sim = _simulate(
+                band=band, visit=visits[band], detector=detector, d_index=d_index, shape=shape, seed=sim_seed,
+                units=units, do_illumination_correction=do_illumination_correction, instrument=layout.instrument,
+                flat=flats[epoch], obs_time=begin[band],
             )
             sims[detector] = sim
             vi = sim.visit_image
@@ -329,7 +378,7 @@ def build_demo_repo(
     demo = DemoRepo(
         root=root, layout=layout, bands=bands, detectors=detectors, shape=shape, units=units,
         do_illumination_correction=do_illumination_correction, visits=visits, visit_begin=begin,
-        physical_filters=filters, flat_switch=switch, flat_runs=flat_runs, catalog=catalog,
+        physical_filters=filters, flat_switch=switch, flat_runs=flat_runs, catalog=catalog, seed=seed,
     )
     demo.save()
     return demo

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["add_parser", "main", "summary_table"]
+__all__ = ["add_parser", "catalog_table", "main", "summary_table"]
 
 import argparse
 import shutil
@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..diagnostics.stats import RATIO_TOLERANCE, SLOPE_TOLERANCE, InjectionStatistics
+from ..diagnostics import verdict as rule
+from ..diagnostics.results import VisitDiagnosis
+from ..diagnostics.stats import InjectionStatistics
+from ..diagnostics.verdict import Verdict
 
 _DESCRIPTION = """\
 Build a local butler repository of simulated Rubin visit images (one visit per
@@ -26,10 +29,18 @@ would, and check every band:
                           model from a noise-free re-run)
   KS p                    two-sample KS test of the per-pixel slope residuals,
                           real vs injected (same flux range)
+  relation rms            RMS of (V − V₀)/ΔV_ISR − 1 of injected pixels: each
+                          against the ISR relation of its own pixel
 
-A band PASSes when the slopes agree within 2 % and the noise ratio is
-1.00 ± 0.03; the exit code is 0 only if every band passes.  One PNG per band
-(flux–variance before/after injection) is written to the output directory.
+The verdict is `isrinject.diagnostics.verdict` (the same as `isrinject
+diagnose`): a band PASSes when every check passes (thresholds below the
+table); the exit code is 0 only if every band passes.  The same checks of a
+flux/gain injection of the same sources must FAIL.  At catalog level it
+prints the forced-PSF-photometry pulls and the detected fraction of the
+isolated injected stars in the isrinject run, in the simulator's physical
+injection of the same catalog (the truth) and in the flux/gain injection.
+The diagnose PNGs (flux–variance, maps, completeness, pulls) and JSON of
+every band are written to the output directory.
 """
 
 
@@ -60,31 +71,57 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--source-types", nargs="+", default=["Star", "Sersic"], metavar="TYPE",
                         help="Source types, cycled (default: %(default)s).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the simulation (default: %(default)s).")
+    parser.add_argument("--faint-snr", type=float, default=10.0,
+                        help="S/N of the faintest injected sources; below ≈ 5 the completeness curve drops "
+                             "(default: %(default)s).")
     parser.add_argument("--keep", action="store_true",
                         help="Keep the temporary repository (printed) instead of deleting it.")
     parser.set_defaults(func=main)
     return parser
 
 
-def summary_table(results: dict[str, InjectionStatistics]) -> str:
-    """Fixed-width per-band table with PASS/FAIL."""
-    header = f"{'band':<5}{'slope real':>12}{'slope inj':>12}{'Δslope':>9}{'noise ratio':>17}{'KS p':>10}{'pixels r/i':>13}  result"
+def summary_table(results: dict[str, tuple[InjectionStatistics, Verdict]]) -> str:
+    """Fixed-width per-band table of the statistics and the verdict."""
+    header = (f"{'band':<5}{'slope real':>11}{'slope inj':>11}{'Δslope':>9}{'noise ratio':>16}{'KS p':>10}"
+              f"{'relation':>10}{'pixels r/i':>13}  result")
     lines = [header, "-" * len(header)]
-    for band, s in results.items():
-        ok = s.passed(SLOPE_TOLERANCE, RATIO_TOLERANCE)
+    for band, (s, result) in results.items():
         lines.append(
-            f"{band:<5}{s.slope_real:>12.5f}{s.slope_injected:>12.5f}{100 * (s.slope_ratio - 1):>8.2f}%"
-            f"{s.noise_ratio:>10.3f}±{s.noise_ratio_error:<6.3f}{s.ks_pvalue:>10.3g}"
-            f"{f'{s.n_real}/{s.n_injected}':>13}  {'PASS' if ok else 'FAIL'}"
+            f"{band:<5}{s.slope_real:>11.5f}{s.slope_injected:>11.5f}{100 * (s.slope_ratio - 1):>8.2f}%"
+            f"{s.noise_ratio:>9.3f}±{s.noise_ratio_error:<6.3f}{s.ks_pvalue:>10.3g}{s.relation_rms:>10.2g}"
+            f"{f'{s.n_real}/{s.n_injected}':>13}  {result.status}"
         )
     return "\n".join(lines)
+
+
+def catalog_table(visits: dict[str, VisitDiagnosis]) -> str:
+    """Per band and method: forced-photometry pulls of the isolated injected stars and their detection."""
+    header = f"{'band':<5}{'method':<11}{'stars':>6}{'pull mean':>15}{'pull std':>14}{'detected':>10}"
+    lines = [header, "-" * len(header)]
+    for band, visit in visits.items():
+        for k, label in enumerate(("isrinject", "truth", "flux/gain")):
+            c = visit.catalog_checks.get(label)
+            if c is None:
+                continue
+            p, comp = c.pulls, c.completeness
+            lines.append(
+                f"{band if k == 0 else '':<5}{label:<11}{p.n:>6}{p.mean:>+9.3f}±{p.mean_error:<5.3f}"
+                f"{p.std:>8.3f}±{p.std_error:<5.3f}{f'{int(comp.n_detected.sum())}/{int(comp.n_injected.sum())}':>10}"
+            )
+    return "\n".join(lines)
+
+
+def _tables(visits: dict[str, VisitDiagnosis]) -> tuple[str, str, str]:
+    isr = summary_table({band: (v.statistics, v.verdict) for band, v in visits.items()})
+    gain = summary_table({band: (v.gain_only, v.gain_only_verdict) for band, v in visits.items()
+                          if v.gain_only is not None and v.gain_only_verdict is not None})
+    return isr, gain, catalog_table(visits)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the demo; return 0 if every band passes."""
     from .build import build_demo_repo, load_demo_repo
-    from .run import band_statistics, run_pipetask
-    from ..diagnostics.plots import plot_flux_variance
+    from .run import diagnose_demo, run_pipetask
 
     start = time.monotonic()
     temporary = args.repo is None
@@ -99,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
             demo = build_demo_repo(
                 root, bands=args.bands, detectors=args.detectors, shape=(args.size, args.size), units=args.units,
                 do_illumination_correction=args.illumination, n_sources=args.n_sources,
-                source_types=args.source_types, seed=args.seed,
+                source_types=args.source_types, seed=args.seed, faint_snr=args.faint_snr,
             )
             print(f"  built in {time.monotonic() - start:.1f} s", flush=True)
         print("Running pipetask ...", flush=True)
@@ -111,26 +148,31 @@ def main(args: argparse.Namespace) -> int:
             print(f"pipetask failed with exit code {result.returncode}.", file=sys.stderr)
             return 1
         print(f"  {result.wall_time:.1f} s; output RUN {result.output_run}", flush=True)
-        stats = band_statistics(demo, result.output_run)
         args.output.mkdir(parents=True, exist_ok=True)
-        table = summary_table({band: s for band, (s, _, _) in stats.items()})
-        for band, (s, gain_only, unit) in stats.items():
-            png = plot_flux_variance(
-                s, args.output / f"flux_variance_{band}.png", band=band, unit=f"{unit:unicode}",
-                passed=s.passed(SLOPE_TOLERANCE, RATIO_TOLERANCE), gain_only=gain_only,
-                title=f"{len(demo.detectors)} detector(s) {demo.shape[1]}×{demo.shape[0]} px, units {demo.units}"
-                      + (", illumination-corrected" if demo.do_illumination_correction else ""),
-            )
-            print(f"  wrote {png}")
-        (args.output / "summary.txt").write_text(table + "\n")
+        diagnosis = diagnose_demo(demo, result.output_run, output_dir=args.output)
+        visits = {band: diagnosis.by_band()[band] for band in demo.bands}
+        for path in diagnosis.paths:
+            if path.suffix == ".png":
+                print(f"  wrote {path}")
+        table, gain_table, stars_table = _tables(visits)
+        (args.output / "summary.txt").write_text(
+            f"isrinject\n{table}\n\nflux/gain injection of the same sources\n{gain_table}\n\n{rule.criteria_text()}\n"
+            f"\nforced PSF photometry and detection of the isolated injected stars\n{stars_table}\n"
+        )
         print()
         print(table)
-        print("\nFor comparison, a flux/gain injection (one gain per amplifier) of the same sources:")
-        print(summary_table({band: g for band, (_, g, _) in stats.items()}))
-        n_pass = sum(s.passed(SLOPE_TOLERANCE, RATIO_TOLERANCE) for s, _, _ in stats.values())
-        print(f"\n{n_pass}/{len(stats)} bands pass (slopes within {SLOPE_TOLERANCE:.0%}, noise ratio "
-              f"1.00 ± {RATIO_TOLERANCE:.2f}); total {time.monotonic() - start:.1f} s.")
-        return 0 if n_pass == len(stats) else 1
+        print("\nFor comparison, a flux/gain injection (one gain per amplifier) of the same sources (must FAIL):")
+        print(gain_table)
+        print("\nCatalog level: forced PSF photometry (pull = (F_PSF − F_catalog)/σ_F) and detection of the "
+              "isolated injected stars, in the isrinject run, in the simulator's physical injection of the same "
+              "catalog (truth: what a correct injection must match) and in the flux/gain injection:")
+        print(stars_table)
+        n_pass = sum(v.passed for v in visits.values())
+        n_gain_fail = sum(v.gain_only_verdict is not None and not v.gain_only_verdict.passed for v in visits.values())
+        print(f"\n{rule.criteria_text()}.")
+        print(f"isrinject: {n_pass}/{len(visits)} bands pass; flux/gain: {n_gain_fail}/{len(visits)} bands fail; "
+              f"total {time.monotonic() - start:.1f} s.")
+        return 0 if n_pass == len(visits) and n_gain_fail == len(visits) else 1
     finally:
         if temporary and not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -6,16 +6,16 @@
         --output-run u/demo/inject/<UTC time> -p pipelines/inject.yaml --register-dataset-types \\
         [-c inject_visit:do_illumination_correction=True]
 
-(each run writes a new RUN, so re-running is safe).  `band_statistics`
-evaluates every band with `isrinject.diagnostics.diagnose` (the same reader
-and statistics as ``isrinject diagnose``).
+(each run writes a new RUN, so re-running is safe).  `diagnose_demo`
+evaluates every band with `isrinject.diagnostics.diagnose` (the same reader,
+statistics, verdict and figures as ``isrinject diagnose``).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "PipetaskResult",
-    "band_statistics",
+    "diagnose_demo",
     "find_pipeline",
     "find_pipetask",
     "run_pipetask",
@@ -31,13 +31,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import astropy.units
 from lsst.daf.butler import Butler
+from lsst.images import VisitImage
 
 from ..diagnostics.diagnose import diagnose
-from ..diagnostics.stats import InjectionStatistics
+from ..diagnostics.results import DiagnosisResult
 from ..pipeline_tools import find_pipeline
-from .build import DemoRepo
+from .build import DemoRepo, simulate_truth
+
 
 @dataclasses.dataclass
 class PipetaskResult:
@@ -98,23 +99,31 @@ def run_pipetask(
     )
 
 
-def band_statistics(
-    demo: DemoRepo, output_run: str, *, seed: int = 0
-) -> dict[str, tuple[InjectionStatistics, InjectionStatistics, astropy.units.UnitBase]]:
-    """Statistics of every band (detectors pooled), of a flux/gain injection of
-    the same sources for comparison, and the image unit.
+def diagnose_demo(
+    demo: DemoRepo,
+    output_run: str,
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    with_truth: bool = True,
+) -> DiagnosisResult:
+    """`isrinject.diagnostics.diagnose.diagnose` on every visit of the demo.
 
-    This is `isrinject.diagnostics.diagnose` on the demo's visits: the flat of
-    the visit's time, the run's own config for the noise-free re-run, and a
-    flux/gain injection with one gain per amplifier.
-
-    Returns
-    -------
-    results
-        band → (statistics, gain-only statistics, image unit).
+    The same reader, statistics, verdict and figures as ``isrinject
+    diagnose``: the flat of the visit's time, the run's own config for the
+    noise-free re-run, and a flux/gain injection (one gain per amplifier) of
+    the same model for comparison.  With ``with_truth`` the catalog-level
+    checks (forced photometry, completeness) also run on the simulator's
+    physical injection of the same catalog (`simulate_truth`).  With
+    ``output_dir`` the PNGs and JSON are written there.
     """
+    band_of_visit = {visit: band for band, visit in demo.visits.items()}
+
+    def truth(visit: int, detector: int) -> VisitImage:
+        return simulate_truth(demo, band_of_visit[visit], detector).visit_image
+
     butler = Butler.from_config(str(demo.root))
-    diagnosis = diagnose(
+    return diagnose(
         butler,
         visit=[demo.visits[band] for band in demo.bands],
         detector=list(demo.detectors),
@@ -122,11 +131,8 @@ def band_statistics(
         input_collections=[demo.layout.inputs],
         instrument=demo.layout.instrument,
         compare_gain_only=True,
-        figures=False,
+        output_dir=output_dir,
+        figures=output_dir is not None,
+        truth=truth if with_truth else None,
         seed=seed,
     )
-    by_band = diagnosis.by_band()
-    return {
-        band: (by_band[band].statistics, by_band[band].gain_only, astropy.units.Unit(by_band[band].unit))
-        for band in demo.bands
-    }

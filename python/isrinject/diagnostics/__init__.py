@@ -1,8 +1,12 @@
-"""Diagnostics: flux–variance statistics and plots that check an injection.
+"""Diagnostics: statistics, verdict, catalog-level checks and figures of an injection.
 
-`isrinject.diagnostics.stats` works on plain arrays; `isrinject.diagnostics.plots`
-draws the flux–variance relation (matplotlib, Agg).  Import the submodules
-directly (this package imports nothing heavy).
+- `isrinject.diagnostics.stats`: flux–variance statistics on plain arrays;
+- `isrinject.diagnostics.verdict`: the one PASS/FAIL rule and its thresholds;
+- `isrinject.diagnostics.results`: the result dataclasses;
+- `isrinject.diagnostics.diagnose`: ``isrinject diagnose`` (butler in, JSON and PNG out);
+- `isrinject.diagnostics.figures`: every figure (matplotlib, Agg), one palette.
+
+Import the submodules directly (this package imports nothing heavy).
 """
 
 __all__: list[str] = []

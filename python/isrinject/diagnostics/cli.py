@@ -7,6 +7,11 @@ __all__ = ["add_parser", "run"]
 import argparse
 import sys
 
+from .verdict import MIN_REAL_PIXELS, criteria_text
+
+#: Side of the ``--around`` cutouts [pixels]: the 128×128 view of one injected star.
+DEFAULT_CUTOUT_SIZE = 128
+
 
 def _split(values: list[str] | None) -> list[str] | None:
     if not values:
@@ -23,7 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "Read injected_visit_image, injected_visit_image_catalog, visit_image, the flat valid at each "
             "visit's time (and illuminationCorrection when the run used one) and the run's task config; "
             "write per visit a flux–variance PNG, per detector a flat/effective-gain/footprint PNG and a JSON "
-            "file of statistics (slopes, KS test of residuals, realized-noise ratio, flux recovery). "
+            "file of statistics (per-pixel relation residual, realized-noise ratio, slopes and KS test of "
+            "real vs injected pixels, flux recovery), and the catalog-level checks of the injected stars "
+            "(forced PSF photometry pulls, detection completeness; JSON and completeness/pull PNGs). With fewer than "
+            f"{MIN_REAL_PIXELS} real pixels above 5σ (a sparse field) the real-vs-injected comparisons are "
+            "reported as not available and the verdict uses the checks that ran. " + criteria_text() + ". "
             "Exit code 0: every visit passed; 1: some visit failed; 2: a dataset is missing or bad input."
         ),
     )
@@ -36,8 +45,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--detector", nargs="+", default=None, help="Detector ID(s) (default: all with outputs).")
     parser.add_argument("--band", nargs="+", default=None, help="Only visits in these band(s).")
     parser.add_argument("--instrument", default=None, help="Instrument (needed only if the repo has several).")
-    parser.add_argument("--cutout", nargs=4, type=int, metavar=("X0", "Y0", "W", "H"), default=None,
-                        help="Region of the maps [absolute pixels]; statistics use whole detectors.")
+    parser.add_argument("--cutout", nargs=4, type=int, metavar=("X0", "Y0", "W", "H"), action="append", default=None,
+                        help="Diagnose only this region of every detector [absolute pixels]; repeat for several "
+                             "(pooled). Statistics and maps use the cutouts.")
+    parser.add_argument("--around", nargs=2, type=float, metavar=("X", "Y"), action="append", default=None,
+                        help="Diagnose a --cutout-size square cutout centred on this pixel position; repeatable.")
+    parser.add_argument("--cutout-size", type=int, default=DEFAULT_CUTOUT_SIZE,
+                        help="Side of the --around cutouts [pixels] (default: %(default)s).")
     parser.add_argument("--output", "-o", default="isrinject_diagnose", help="Output directory.")
     parser.add_argument("--compare-gain-only", action="store_true",
                         help="Also show what a flux/gain injection of the same model would look like.")
@@ -45,6 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="Dataset holding the run's task config (<label>_config).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the KS subsample and gain-only noise.")
     parser.add_argument("--no-figures", action="store_true", help="Write only the JSON files.")
+    parser.add_argument("--no-catalog-checks", action="store_true",
+                        help="Skip the forced PSF photometry and detection completeness of the injected stars.")
     parser.set_defaults(func=run)
     return parser
 
@@ -53,13 +69,19 @@ def run(args: argparse.Namespace) -> int:
     """Run the diagnosis; return the exit code."""
     from lsst.daf.butler import Butler
 
-    from .diagnose import MissingDatasetError, diagnose
+    from .diagnose import MissingDatasetError, boxes_around, diagnose
 
     try:
         visits = [int(v) for v in _split(args.visit)] if args.visit else None
         detectors = [int(d) for d in _split(args.detector)] if args.detector else None
     except ValueError as err:
         print(f"isrinject diagnose: error: visit and detector IDs must be integers ({err}).", file=sys.stderr)
+        return 2
+    try:
+        cutouts = [tuple(box) for box in args.cutout or []]
+        cutouts += boxes_around([tuple(xy) for xy in args.around or []], args.cutout_size)
+    except ValueError as err:
+        print(f"isrinject diagnose: error: {err}", file=sys.stderr)
         return 2
     try:
         butler = Butler.from_config(args.repo)
@@ -69,10 +91,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = diagnose(
             butler, visit=visits, detector=detectors, collections=_split(args.collections),
-            input_collections=_split(args.input_collections), cutout=tuple(args.cutout) if args.cutout else None,
+            input_collections=_split(args.input_collections), cutout=cutouts or None,
             output_dir=args.output, compare_gain_only=args.compare_gain_only, instrument=args.instrument,
             bands=_split(args.band), config_dataset=args.config_dataset, seed=args.seed,
-            figures=not args.no_figures, progress=lambda line: print(line, flush=True),
+            figures=not args.no_figures, catalog_checks=not args.no_catalog_checks, progress=lambda line: print(line, flush=True),
         )
     except MissingDatasetError as err:
         print(f"isrinject diagnose: error: {err}", file=sys.stderr)

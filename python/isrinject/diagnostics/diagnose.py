@@ -12,67 +12,78 @@ For every visit (pooling its detectors) this reads from the butler
 re-renders the noiseless model ``M`` and its expected variance ``ΔV`` by
 running `isrinject.inject.inject_sources` on the original image with the run's
 configuration and ``add_noise=False`` on the output catalog's rows, and
-computes with `isrinject.diagnostics.stats`:
+computes with `isrinject.diagnostics.stats`, on whole detectors or on
+cutouts (``cutout``, `boxes_around`):
 
-- the slopes of the flat-normalised ``(x, y) = (I·g, V·g²)`` relation of
-  real and injected pixels (1 for ISR),
-- the KS test of the per-pixel residuals ``r = (y − b̂ − q̂)/x − 1``,
+- the per-pixel relation residual ``(V − V₀)/ΔV_ISR − 1`` of the injected
+  pixels against the ISR relation of their own pixel (no real pixels needed),
 - the realized-noise ratio ``var(ΔI − M)/E[ΔV]`` of the injected pixels,
+- the slopes of the flat-normalised ``(x, y) = (I·g, V·g²)`` relation of
+  real and injected pixels (1 for ISR) and the KS test of their per-pixel
+  residuals ``r = (y − b̂ − q̂)/x − 1``, where there are enough real pixels,
 - per-source flux recovery (realized vs model flux, and its pull
-  ``(F − F_model)/√(F_model/g)``).
+  ``(F − F_model)/√(F_model/g)``),
+
+and decides PASS/FAIL with `isrinject.diagnostics.verdict.verdict` (checks
+that cannot run are reported as not available with the reason).  With
+``catalog_checks`` it measures the isolated injected stars with photutils
+(`isrinject.diagnostics.photometry`: forced PSF photometry pulls, detection
+completeness against magnitude).
 
 With ``compare_gain_only`` the same is computed for what a flux/gain
 injection (`stats.gain_only_injection`, one mean gain per amplifier) would
-have produced from the same model on the same image.
+have produced from the same model on the same image; with ``truth`` (for
+simulations) the catalog-level checks also run on the same catalog put into
+the pre-flat electrons by the simulator.
 
 Outputs (per visit, in ``output_dir``): ``<stem>_flux_variance.png``,
-``<stem>_maps_d<detector>.png`` and ``<stem>.json``, plus
-``diagnose_summary.json`` over all visits.
+``<stem>_maps_d<detector>.png``, ``<stem>_completeness.png``,
+``<stem>_pulls.png`` and ``<stem>.json``, plus ``diagnose_summary.json``
+over all visits.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "DiagnosisResult",
     "MissingDatasetError",
-    "VisitDiagnosis",
+    "boxes_around",
     "diagnose",
+    "statistics_dict",
 ]
 
 import dataclasses
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import astropy.units as u
 import numpy as np
-from astropy.table import Table
+from astropy.table import Table, vstack
+from lsst.images import Box
 
-from ..calibration import amplifier_index
 from ..catalog import compose_catalog
 from ..flags import FATAL_FLAGS
 from ..inject import INJECTION_RESULT_COLUMNS, inject_sources
 from ..masks import mask_bits
 from ..task import VisitInjectConfig
+from .results import CatalogChecks, DiagnosisResult, RegionData, VisitDiagnosis
 from .stats import (
-    RATIO_TOLERANCE,
-    SLOPE_TOLERANCE,
     DetectorPixels,
     InjectionStatistics,
     gain_only_injection,
     injection_statistics,
     mean_gain,
 )
+from .verdict import Verdict, criteria, verdict
 
 _LOG = logging.getLogger(__name__)
 
 #: Columns the task adds to the injection catalog (dropped before re-rendering).
 _OUTPUT_COLUMNS = ("x", "y", *INJECTION_RESULT_COLUMNS)
-#: KS p-value below which the residuals of real and injected pixels differ.
-KS_PVALUE_MIN = 0.01
 
 
 class MissingDatasetError(LookupError):
@@ -87,64 +98,6 @@ class MissingDatasetError(LookupError):
         if hint:
             message += " " + hint
         super().__init__(message)
-
-
-@dataclasses.dataclass
-class DetectorData:
-    """The arrays and metadata of one visit/detector (internal, kept for figures)."""
-
-    detector: int
-    pixels: DetectorPixels
-    gain_only_pixels: DetectorPixels | None
-    bbox: Any
-    unit: str
-    mean_gain: np.ndarray
-    sources: Table
-    flat_ref: Any
-
-
-@dataclasses.dataclass
-class VisitDiagnosis:
-    """The diagnosis of one visit (its detectors pooled)."""
-
-    visit: int
-    band: str
-    detectors: list[int]
-    unit: str
-    statistics: InjectionStatistics
-    """Statistics of the injection as run (isrinject)."""
-    gain_only: InjectionStatistics | None
-    """Statistics of a flux/gain injection of the same model (``compare_gain_only``)."""
-    sources: Table
-    """Per-source flux recovery (all detectors)."""
-    summary: dict[str, Any]
-    """What ``<stem>.json`` holds."""
-    paths: list[Path] = dataclasses.field(default_factory=list)
-    """Files written."""
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.summary["isrinject"]["passed"])
-
-
-@dataclasses.dataclass
-class DiagnosisResult:
-    """Result of `diagnose`."""
-
-    visits: list[VisitDiagnosis]
-    paths: list[Path]
-    """Every file written (figures, per-visit JSON, the summary JSON)."""
-    summary: dict[str, Any]
-    """What ``diagnose_summary.json`` holds."""
-
-    @property
-    def passed(self) -> bool:
-        """True when every visit passed."""
-        return all(v.passed for v in self.visits)
-
-    def by_band(self) -> dict[str, VisitDiagnosis]:
-        """band → diagnosis (the last visit of each band)."""
-        return {v.band: v for v in self.visits}
 
 
 # --------------------------------------------------------------------------- butler access
@@ -244,11 +197,6 @@ def _data_ids(
 # --------------------------------------------------------------------------- one detector
 
 
-def _amp_index(visit_image: Any) -> np.ndarray:
-    amps = list(getattr(visit_image.detector, "amplifiers", None) or [])
-    return amplifier_index([amp.bbox for amp in amps], visit_image.bbox)
-
-
 def _rerender_catalog(catalog: Table) -> Table:
     """The output catalog's rows as the task composed them (before drawing)."""
     table = Table(catalog, copy=True)
@@ -258,7 +206,51 @@ def _rerender_catalog(catalog: Table) -> Table:
     return compose_catalog([table])
 
 
-def _detector_data(
+def boxes_around(
+    positions: Sequence[tuple[float, float]], size: int
+) -> list[tuple[int, int, int, int]]:
+    """``(x0, y0, width, height)`` of ``size``×``size`` cutouts centred on pixel positions ``(x, y)``.
+
+    Raises
+    ------
+    ValueError
+        If ``size`` < 16 (too few background pixels for the baseline fit).
+    """
+    if size < 16:
+        raise ValueError(f"Cutout size must be at least 16 pixels; got {size!r}.")
+    return [(round(x) - size // 2, round(y) - size // 2, size, size) for x, y in positions]
+
+
+def _as_cutouts(
+    cutout: tuple[int, int, int, int] | Sequence[tuple[int, int, int, int]] | None,
+) -> list[tuple[int, int, int, int]] | None:
+    """One ``(x0, y0, width, height)`` or a list of them → a list (`None` for none)."""
+    if cutout is None or len(cutout) == 0:
+        return None
+    boxes = [cutout] if isinstance(cutout[0], (int, np.integer)) else cutout
+    return [(int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in boxes]  # type: ignore[arg-type, index]
+
+
+def _region_boxes(bbox: Box, cutouts: Sequence[tuple[int, int, int, int]] | None, detector: int) -> list[Box]:
+    """The detector's bbox, or every cutout clipped to it."""
+    if not cutouts:
+        return [bbox]
+    boxes = []
+    for x0, y0, width, height in cutouts:
+        if width <= 0 or height <= 0:
+            raise ValueError(f"Cutout (x0, y0, width, height) = {(x0, y0, width, height)} has no pixels.")
+        ys = (max(y0, bbox.y.start), min(y0 + height, bbox.y.stop))
+        xs = (max(x0, bbox.x.start), min(x0 + width, bbox.x.stop))
+        if ys[1] <= ys[0] or xs[1] <= xs[0]:
+            raise ValueError(
+                f"Cutout (x0, y0, width, height) = {(x0, y0, width, height)} does not overlap detector {detector} "
+                f"(bbox {bbox})."
+            )
+        boxes.append(Box.factory[ys[0] : ys[1], xs[0] : xs[1]])
+    return boxes
+
+
+def _detector_regions(
     butler: Any,
     data_id: Any,
     *,
@@ -266,8 +258,11 @@ def _detector_data(
     input_collections: Sequence[str],
     config: VisitInjectConfig,
     compare_gain_only: bool,
+    cutouts: Sequence[tuple[int, int, int, int]] | None,
     seed: int,
-) -> DetectorData:
+    catalog_checks: bool,
+    truth: Callable[[int, int], Any] | None,
+) -> list[RegionData]:
     injected, _ = _get(butler, "injected_visit_image", data_id, collections)
     catalog, _ = _get(butler, "injected_visit_image_catalog", data_id, collections)
     original, _ = _get(butler, "visit_image", data_id, input_collections)
@@ -277,6 +272,7 @@ def _detector_data(
     if config.do_illumination_correction:
         illumination, _ = _get(butler, "illuminationCorrection", data_id, input_collections, timespan=timespan)
     visit_id, detector_id = int(data_id["visit"]), int(data_id["detector"])
+    boxes = _region_boxes(original.bbox, cutouts, detector_id)
 
     # Noiseless re-render with the run's configuration.
     noiseless_config = config.copy()
@@ -296,18 +292,20 @@ def _detector_data(
     bbox = original.bbox
     # The planes and c the noiseless injection used (the run's configuration).
     used = noiseless.planes
-    flat_image, flat_variance, illum_image = used.flat, used.flat_variance, used.illumination
     scaling = used.calibration.image_per_electron_on(bbox)
-    amp_index = _amp_index(original)
+    grid = bbox.meshgrid()
+    read_noise, _ = used.calibration.amplifier_terms_at(grid.x, grid.y)
+    amp_index = used.calibration.layout.index_on(bbox)  # the amplifiers the injection used
     injected_mask = np.asarray(injected.mask.get(config.mask_plane_name), bool)
     bad = mask_bits(injected, config.bad_mask_names) | mask_bits(original, config.bad_mask_names)
     pixels = DetectorPixels(
         original_image=i0, original_variance=v0,
         image=np.asarray(injected.image.array, np.float64), variance=np.asarray(injected.variance.array, np.float64),
-        flat=flat_image, flat_variance=flat_variance, scaling=scaling, injected=injected_mask,
-        model=model, expected_variance=expected_variance, illumination=illum_image, bad=bad, amp_index=amp_index,
+        flat=used.flat, flat_variance=used.flat_variance, scaling=scaling, injected=injected_mask,
+        model=model, expected_variance=expected_variance, illumination=used.illumination, bad=bad,
+        amp_index=amp_index, read_noise=np.nan_to_num(read_noise),
     )
-    g_bar = mean_gain(flat_image, scaling, illum_image, amp_index)
+    g_bar = mean_gain(used.flat, scaling, used.illumination, amp_index)
     gain_only_pixels = None
     if compare_gain_only:
         injected_model = np.where(injected_mask, model, 0.0)
@@ -317,10 +315,75 @@ def _detector_data(
             expected_variance=np.clip(injected_model, 0.0, None) / g_bar,
         )
     sources = _source_table(catalog, noiseless.catalog, visit_id, detector_id)
-    return DetectorData(
-        detector=detector_id, pixels=pixels, gain_only_pixels=gain_only_pixels, bbox=bbox,
-        unit=str(original.unit), mean_gain=g_bar, sources=sources, flat_ref=flat_ref,
-    )
+    regions = []
+    for box in boxes:
+        sl = box.slice_within(bbox)
+        local = (sl.y, sl.x)
+        regions.append(RegionData(
+            detector=detector_id, bbox=box, pixels=_cut(pixels, local),
+            gain_only_pixels=None if gain_only_pixels is None else _cut(gain_only_pixels, local),
+            unit=str(original.unit), mean_gain=g_bar[local], sources=sources, flat_ref=flat_ref,
+        ))
+    if catalog_checks:
+        truth_image = truth(visit_id, detector_id) if truth is not None else None
+        for region in regions:
+            region.measurements = _measure_region(region, original.psf, used.calibration, truth_image)
+    return regions
+
+
+def _catalog_checks(regions: Sequence[RegionData]) -> dict[str, CatalogChecks]:
+    """label → pull statistics and completeness of the regions' stars (pooled, common magnitude bins)."""
+    from .photometry import magnitude_edges, summarise
+
+    labels = list(dict.fromkeys(label for r in regions for label in r.measurements))
+    tables = {label: vstack([r.measurements[label] for r in regions if label in r.measurements]) for label in labels}
+    if not tables:
+        return {}
+    edges = magnitude_edges(np.asarray(tables[labels[0]]["mag"], np.float64))
+    return {label: summarise(label, table, edges) for label, table in tables.items()}
+
+
+def _measure_region(region: RegionData, psf: Any, calibration: Any, truth_image: Any | None) -> dict[str, Table]:
+    """Forced photometry and detection of the region's isolated injected stars in every image compared."""
+    from . import photometry
+
+    src = region.sources
+    box = region.bbox
+    x, y = np.asarray(src["x"], np.float64), np.asarray(src["y"], np.float64)
+    injected = np.asarray(src["injected"], bool)
+    inside = (x >= box.x.start - 0.5) & (x < box.x.stop - 0.5) & (y >= box.y.start - 0.5) & (y < box.y.stop - 0.5)
+    point = np.isin(np.asarray(src["source_type"]).astype(str), photometry.POINT_SOURCE_TYPES)
+    pick = injected & inside & point & np.isfinite(np.asarray(src["catalog_flux_njy"], np.float64))
+    stars = Table({
+        "visit": src["visit"][pick], "detector": src["detector"][pick], "injection_id": src["injection_id"][pick],
+        "x": x[pick], "y": y[pick], "mag": np.asarray(src["mag"], np.float64)[pick],
+        "flux": np.asarray(src["catalog_flux_njy"], np.float64)[pick]
+        * np.asarray(calibration.image_units_per_njy_at(x[pick], y[pick]), np.float64),
+        "fwhm": [photometry.psf_fwhm(psf, xi, yi) for xi, yi in zip(x[pick], y[pick])],
+    })
+    p = region.pixels
+    original_segments = photometry.detect(p.original_image, p.original_variance, p.bad,
+                                          float(np.median(stars["fwhm"])) if len(stars) else 1.0)
+    keep = photometry.isolated(np.asarray(stars["x"]), np.asarray(stars["y"]), x[injected], y[injected],
+                               np.asarray(stars["fwhm"]), original_segments, box)
+    stars = stars[keep]
+    images = {"isrinject": (p.image, p.variance)}
+    if region.gain_only_pixels is not None:
+        images["flux/gain"] = (region.gain_only_pixels.image, region.gain_only_pixels.variance)
+    if truth_image is not None:
+        sl = box.slice_within(truth_image.bbox)
+        images["truth"] = (np.asarray(truth_image.image.array, np.float64)[sl.y, sl.x],
+                           np.asarray(truth_image.variance.array, np.float64)[sl.y, sl.x])
+    return {label: photometry.measure_stars(image, variance, p.bad, psf, box, stars)
+            for label, (image, variance) in images.items()}
+
+
+def _cut(pixels: DetectorPixels, local: tuple[slice, slice]) -> DetectorPixels:
+    """The same arrays on a region (views); scalars stay scalars."""
+    return DetectorPixels(**{
+        f.name: value[local] if isinstance(value := getattr(pixels, f.name), np.ndarray) and value.ndim == 2 else value
+        for f in dataclasses.fields(pixels)
+    })
 
 
 def _source_table(catalog: Table, noiseless: Table, visit: int, detector: int) -> Table:
@@ -381,30 +444,28 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _fmt(value: float | None, spec: str = ".3f") -> str:
-    return "nan" if value is None else format(value, spec)
+def _json_ready(value: Any) -> Any:
+    """Nested dicts/lists with NaN/inf → None and numpy scalars → Python (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return _finite(value)
 
 
-def _passed(s: InjectionStatistics) -> dict[str, bool]:
-    checks = {
-        "ks_passed": bool(np.isfinite(s.ks_pvalue) and s.ks_pvalue > KS_PVALUE_MIN),
-        "noise_ratio_passed": s.noise_ratio_passed(RATIO_TOLERANCE),
-        "slopes_passed": s.slopes_passed(SLOPE_TOLERANCE),
-    }
-    checks["passed"] = all(checks.values())
-    return checks
-
-
-def statistics_dict(s: InjectionStatistics) -> dict[str, Any]:
-    """The scalar statistics of `InjectionStatistics` with pass/fail (JSON-able)."""
+def statistics_dict(s: InjectionStatistics, result: Verdict) -> dict[str, Any]:
+    """The scalar statistics of `InjectionStatistics` and their `Verdict` (JSON-able)."""
     out = {
         name: _finite(getattr(s, name))
         for name in (
             "slope_real", "slope_injected", "slope_ratio", "noise_ratio", "noise_ratio_error",
-            "ks_statistic", "ks_pvalue", "n_real", "n_injected", "n_ks", "n_noise",
+            "ks_statistic", "ks_pvalue", "relation_rms", "relation_max",
+            "n_real", "n_injected", "n_ks", "n_noise", "n_relation",
         )
     }
-    out.update(_passed(s))
+    checks = result.as_dict()
+    out["checks"] = {name: {k: _finite(v) for k, v in c.items()} for name, c in checks["checks"].items()}
+    out["passed"] = checks["passed"]
     return out
 
 
@@ -441,8 +502,8 @@ def diagnose(
     visit: int | Sequence[int] | None,
     detector: int | Sequence[int] | None,
     collections: str | Sequence[str],
-    cutout: tuple[int, int, int, int] | None = None,
-    output_dir: str | Path | None = None,
+    cutout: tuple[int, int, int, int] | Sequence[tuple[int, int, int, int]] | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
     compare_gain_only: bool = False,
     config: VisitInjectConfig | None = None,
     input_collections: str | Sequence[str] | None = None,
@@ -451,6 +512,8 @@ def diagnose(
     config_dataset: str = "inject_visit_config",
     seed: int = 0,
     figures: bool = True,
+    catalog_checks: bool = True,
+    truth: Callable[[int, int], Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> DiagnosisResult:
     """Diagnose injected visit images against the ISR flux–variance relation.
@@ -466,8 +529,11 @@ def diagnose(
         Where the run's outputs (``injected_visit_image``, its catalog and
         ``<label>_config``) are; the ``pipetask -o`` chain also reaches the inputs.
     cutout
-        ``(x0, y0, width, height)`` [absolute pixels] of the maps; default the whole detector.
-        Statistics always use whole detectors (the baseline fit needs the sky).
+        ``(x0, y0, width, height)`` [absolute pixels], or a list of them
+        (e.g. from `boxes_around`): statistics and maps use only these
+        regions of every detector (pooled, each with its own baseline fit);
+        default the whole detectors.  Overlapping cutouts count their
+        shared pixels twice.
     output_dir
         Where to write PNGs and JSON; `None` writes nothing.
     compare_gain_only
@@ -485,6 +551,15 @@ def diagnose(
         Seeds the KS subsample and the gain-only noise.
     figures
         Write the PNGs (with ``output_dir``).
+    catalog_checks
+        Forced PSF photometry and detection completeness of the injected
+        stars (`isrinject.diagnostics.photometry`) in the injected image and,
+        with ``compare_gain_only``, in the flux/gain injection.
+    truth
+        For simulations: ``(visit, detector) → VisitImage`` of the same
+        catalog put physically into the pre-flat electrons (e.g.
+        `isrinject.demo.build.simulate_truth`); its catalog-level checks are
+        reported as ``truth`` beside isrinject's.
     progress
         Called with one line per visit (e.g. `print`).
 
@@ -510,83 +585,105 @@ def diagnose(
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+    cutouts = _as_cutouts(cutout)
     say = progress or (lambda line: None)
     results: list[VisitDiagnosis] = []
     all_paths: list[Path] = []
     n_visits = len(targets)
     for k, (visit_id, data_ids) in enumerate(targets.items(), start=1):
         band = str(data_ids[0]["band"])
-        data = [
-            _detector_data(butler, did, collections=collections, input_collections=input_collections, config=config,
-                           compare_gain_only=compare_gain_only, seed=seed)
+        regions = [
+            region
             for did in data_ids
+            for region in _detector_regions(
+                butler, did, collections=collections, input_collections=input_collections, config=config,
+                compare_gain_only=compare_gain_only, cutouts=cutouts, seed=seed,
+                catalog_checks=catalog_checks, truth=truth,
+            )
         ]
-        stats_isr = injection_statistics([d.pixels for d in data], seed=seed)
-        stats_gain = (
-            injection_statistics([d.gain_only_pixels for d in data], seed=seed) if compare_gain_only else None
-        )
-        sources = Table(np.concatenate([np.asarray(d.sources) for d in data])) if len(data) > 1 else data[0].sources
+        detectors = sorted({r.detector for r in regions})
+        stats_isr = injection_statistics([r.pixels for r in regions], seed=seed)
+        verdict_isr = verdict(stats_isr)
+        stats_gain: InjectionStatistics | None = None
+        verdict_gain: Verdict | None = None
+        if compare_gain_only:
+            stats_gain = injection_statistics(
+                [r.gain_only_pixels for r in regions if r.gain_only_pixels is not None], seed=seed
+            )
+            verdict_gain = verdict(stats_gain)
+        per_detector = {r.detector: r for r in regions}.values()
+        sources = Table(np.concatenate([np.asarray(r.sources) for r in per_detector]))
         summary: dict[str, Any] = {
-            "visit": visit_id, "band": band, "instrument": instrument, "detectors": [d.detector for d in data],
-            "unit": data[0].unit, "collections": collections, "input_collections": input_collections,
-            "flats": {str(d.detector): {"run": d.flat_ref.run, "id": str(d.flat_ref.id)} for d in data},
+            "visit": visit_id, "band": band, "instrument": instrument, "detectors": detectors,
+            "unit": regions[0].unit, "collections": collections, "input_collections": input_collections,
+            "cutouts": cutouts,
+            "flats": {str(r.detector): {"run": r.flat_ref.run, "id": str(r.flat_ref.id)} for r in per_detector},
             "config": {"dataset": config_dataset, "add_noise": config.add_noise, "noise_seed": config.noise_seed,
                        "scaling_source": config.scaling_source,
                        "include_flat_variance": config.include_flat_variance,
                        "do_illumination_correction": config.do_illumination_correction},
-            "criteria": {"ks_pvalue_min": KS_PVALUE_MIN, "noise_ratio_tolerance": RATIO_TOLERANCE,
-                         "slope_ratio_tolerance": SLOPE_TOLERANCE},
-            "isrinject": statistics_dict(stats_isr),
+            "criteria": criteria(),
+            "isrinject": statistics_dict(stats_isr, verdict_isr),
             "flux_recovery": _sources_summary(sources),
             "sources": _source_records(sources),
         }
-        if stats_gain is not None:
-            summary["gain_only"] = statistics_dict(stats_gain)
+        if stats_gain is not None and verdict_gain is not None:
+            summary["gain_only"] = statistics_dict(stats_gain, verdict_gain)
+        checks = _catalog_checks(regions) if catalog_checks else {}
+        if checks:
+            summary["catalog_checks"] = _json_ready({label: c.as_dict() for label, c in checks.items()})
         diagnosis = VisitDiagnosis(
-            visit=visit_id, band=band, detectors=[d.detector for d in data], unit=data[0].unit,
-            statistics=stats_isr, gain_only=stats_gain, sources=sources, summary=summary,
+            visit=visit_id, band=band, detectors=detectors, unit=regions[0].unit,
+            statistics=stats_isr, verdict=verdict_isr, gain_only=stats_gain, gain_only_verdict=verdict_gain,
+            sources=sources, summary=summary, catalog_checks=checks,
         )
         if out_dir is not None:
             stem = f"diagnose_{visit_id}_{band}"
             if figures:
-                from .figures import plot_flux_variance, plot_maps
+                from .figures import (
+                    plot_completeness,
+                    plot_flux_variance,
+                    plot_maps,
+                    plot_pulls,
+                )
 
                 diagnosis.paths.append(plot_flux_variance(diagnosis, out_dir / f"{stem}_flux_variance.png"))
-                for d in data:
-                    diagnosis.paths.append(plot_maps(d, out_dir / f"{stem}_maps_d{d.detector}.png",
-                                                     visit=visit_id, band=band, cutout=cutout,
-                                                     compare_gain_only=compare_gain_only))
+                if checks:
+                    title = f"visit {visit_id}, band {band}"
+                    diagnosis.paths.append(plot_completeness(checks, out_dir / f"{stem}_completeness.png",
+                                                             title=title))
+                    diagnosis.paths.append(plot_pulls(checks, out_dir / f"{stem}_pulls.png", title=title))
+                for i, region in enumerate(regions):
+                    suffix = f"_{i}" if cutouts and len(cutouts) > 1 else ""
+                    diagnosis.paths.append(plot_maps(region, out_dir / f"{stem}_maps_d{region.detector}{suffix}.png",
+                                                     visit=visit_id, band=band, compare_gain_only=compare_gain_only))
             json_path = out_dir / f"{stem}.json"
             summary["paths"] = [str(p) for p in diagnosis.paths] + [str(json_path)]
             json_path.write_text(json.dumps(summary, indent=1))
             diagnosis.paths.append(json_path)
             all_paths.extend(diagnosis.paths)
         results.append(diagnosis)
-        s = summary["isrinject"]
-        line = (
-            f"[{k}/{n_visits}] visit {visit_id} band {band} detectors {diagnosis.detectors}: "
-            f"slope inj/real {_fmt(s['slope_ratio'])}, noise ratio {_fmt(s['noise_ratio'])}"
-            f"±{_fmt(s['noise_ratio_error'])}, KS p {_fmt(s['ks_pvalue'], '.3g')} → "
-            f"{'PASS' if s['passed'] else 'FAIL'}"
-        )
-        if stats_gain is not None:
-            gs = summary["gain_only"]
-            line += (
-                f" | gain-only: slope {_fmt(gs['slope_ratio'])}, KS p {_fmt(gs['ks_pvalue'], '.3g')} → "
-                f"{'PASS' if gs['passed'] else 'FAIL'}"
-            )
+        line = f"[{k}/{n_visits}] visit {visit_id} band {band} detectors {detectors}: isrinject {verdict_isr.describe()}"
+        if verdict_gain is not None:
+            line += f" | flux/gain: {verdict_gain.describe()}"
+        for label, c in checks.items():
+            line += (f" | {label}: pulls {c.pulls.mean:+.2f}±{c.pulls.mean_error:.2f}, std {c.pulls.std:.2f}"
+                     f"±{c.pulls.std_error:.2f} ({c.pulls.n} stars), detected "
+                     f"{int(c.completeness.n_detected.sum())}/{int(c.completeness.n_injected.sum())}")
         say(line)
-    overall = {
-        "passed": all(v.passed for v in results),
-        "visits": [
-            {"visit": v.visit, "band": v.band, "detectors": v.detectors, "isrinject": v.summary["isrinject"],
-             **({"gain_only": v.summary["gain_only"]} if "gain_only" in v.summary else {}),
-             "flux_recovery": v.summary["flux_recovery"]}
-            for v in results
-        ],
-    }
+    records: list[dict[str, Any]] = []
+    for v in results:
+        record = {"visit": v.visit, "band": v.band, "detectors": v.detectors, "isrinject": v.summary["isrinject"],
+                  **({"gain_only": v.summary["gain_only"]} if "gain_only" in v.summary else {}),
+                  "flux_recovery": v.summary["flux_recovery"]}
+        if "catalog_checks" in v.summary:
+            record["catalog_checks"] = {label: {k: c[k] for k in ("pulls", "completeness")}
+                                        for label, c in v.summary["catalog_checks"].items()}
+        records.append(record)
+    overall = {"passed": all(v.passed for v in results), "criteria": criteria(), "visits": records}
     if out_dir is not None:
         summary_path = out_dir / "diagnose_summary.json"
         summary_path.write_text(json.dumps(overall, indent=1))
         all_paths.append(summary_path)
     return DiagnosisResult(visits=results, paths=all_paths, summary=overall)
+

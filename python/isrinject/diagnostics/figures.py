@@ -1,188 +1,260 @@
-"""Figures of ``isrinject diagnose`` (matplotlib, Agg backend).
+"""Figures of ``isrinject diagnose`` and the demo (matplotlib, Agg backend), one palette.
 
 `plot_flux_variance`: per visit, one row per injection method (isrinject, and
-gain-only with ``compare_gain_only``) of three panels — the raw variance vs
-flux of real and injected pixels with the expected relation ``V = I/g + V_sky``
-for the flat's range of ``g = f·R/c``; the flat-normalised relation where ISR
-puts every pixel on slope 1; the histogram of the residual
-``r = (V − V_expected(I)) / (V_expected(I) − V_sky)`` of both groups.
+the flux/gain comparison with ``compare_gain_only``) of four panels:
 
-`plot_maps`: per detector (optionally a cutout), the flat ``f``, the effective
-gain ``g = f·R/c`` with the injected footprint, ``ΔI = I − I₀`` and, with
-``compare_gain_only``, ``g/ḡ`` (the per-pixel error of a one-gain injection).
+1. variance V against flux I of real and injected pixels with the expected
+   relation ``V = I/g + V_sky`` for the range of ``g = f·R/c``;
+2. each pixel's flat-normalised slope ``(y − b̂ − q̂)/x`` against
+   ``x = I·g`` [pre-flat e⁻] (`isrinject.diagnostics.stats`): ISR puts
+   every pixel at 1, a flux/gain injection scatters as ``g/ḡ``;
+3. the histogram of that slope residual for real and injected pixels (the
+   KS comparison);
+4. the histogram of the per-pixel relation residual ``(V − V₀)/ΔV_ISR − 1``
+   of the injected pixels (`stats.relation_residual`; needs no real pixels).
+
+`plot_maps`: per detector or cutout, the flat ``f``, the effective gain
+``g = f·R/c`` with the injected footprint, ``ΔI = I − I₀`` and, with
+``compare_gain_only``, ``g/ḡ``.
+
+`plot_completeness` and `plot_pulls`: the catalog-level checks
+(`isrinject.diagnostics.photometry`) of isrinject, the flux/gain injection
+and, on simulations, the truth.
+
+Every axis range follows the data it shows.
 """
 
 from __future__ import annotations
 
-__all__ = ["plot_flux_variance", "plot_maps"]
+__all__ = [
+    "PALETTE",
+    "histogram_bins",
+    "plot_completeness",
+    "plot_flux_variance",
+    "plot_maps",
+    "plot_pulls",
+    "thin",
+]
 
+import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import numpy.typing as npt
 
-if TYPE_CHECKING:
-    from .diagnose import DetectorData, VisitDiagnosis
-    from .stats import InjectionStatistics
+from .results import CatalogChecks, RegionData, VisitDiagnosis
+from .stats import InjectionStatistics
+from .verdict import Verdict
 
-_REAL = "#6b6b6b"
-_INJECTED = {"isrinject": "#1f77b4", "gain-only": "#d62728"}
+#: Colours of the pixel populations and injection methods (every figure uses these).
+PALETTE: dict[str, str] = {
+    "real": "#6b6b6b",
+    "isrinject": "#1f77b4",
+    "flux/gain": "#d62728",
+    "truth": "#2ca02c",
+}
 
 
-def _thin(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
+def thin(n: int, limit: int, rng: np.random.Generator) -> npt.NDArray[np.intp]:
+    """Indices of at most ``limit`` of ``n`` points (random, sorted), for scatter plots."""
     return np.arange(n) if n <= limit else np.sort(rng.choice(n, limit, replace=False))
 
 
-def _row(axes: Any, s: InjectionStatistics, method: str, unit: str, summary: dict[str, Any], rng: np.random.Generator) -> None:
-    ax_raw, ax_norm, ax_hist = axes
-    colour = _INJECTED[method]
+def histogram_bins(
+    values: Sequence[npt.NDArray[np.float64]], n_bins: int = 40
+) -> tuple[npt.NDArray[np.float64], int]:
+    """Bin edges that fit the data, in units of 10^e so the axis needs no offset text.
+
+    The range is the 0.5–99.5 percentile span of all finite values, padded by
+    5 % (values outside belong in the edge bins), so a narrow distribution
+    (e.g. relation residuals of 10⁻⁷) is resolved into many bins instead of
+    falling into one.
+
+    Returns
+    -------
+    edges, exponent
+        ``n_bins + 1`` edges of the values divided by ``10**exponent``.
+    """
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
+    peak = float(np.max(np.abs(finite))) if len(finite) else 0.0
+    exponent = 0 if peak == 0 or 1e-2 <= peak < 1e3 else math.floor(math.log10(peak))
+    scaled = finite / 10.0**exponent
+    lo, hi = np.percentile(scaled, [0.5, 99.5]) if len(scaled) else (-1.0, 1.0)
+    if not hi > lo:
+        half = max(abs(lo) * 1e-3, 1e-12)
+        lo, hi = lo - half, hi + half
+    pad = 0.05 * (hi - lo)
+    return np.linspace(lo - pad, hi + pad, n_bins + 1), exponent
+
+
+def _histograms(
+    ax: Any, samples: Sequence[tuple[npt.NDArray[np.float64], str, str, bool]], xlabel: str
+) -> None:
+    """Fraction-per-bin histograms of ``(values, label, colour, filled)`` on `histogram_bins`."""
+    samples = [(v[np.isfinite(v)], label, colour, filled) for v, label, colour, filled in samples]
+    samples = [s for s in samples if len(s[0])]
+    if not samples:
+        ax.text(0.5, 0.5, "no pixels", transform=ax.transAxes, ha="center", va="center")
+        ax.set_xlabel(xlabel)
+        return
+    edges, exponent = histogram_bins([s[0] for s in samples])
+    smallest = 1.0
+    for values, label, colour, filled in samples:
+        clipped = np.clip(values / 10.0**exponent, edges[0], edges[-1])
+        weights = np.full(len(clipped), 1.0 / len(clipped))
+        counts, _, _ = ax.hist(
+            clipped, bins=edges, weights=weights, color=colour,
+            label=f"{label} ({len(values)}), rms {np.sqrt(np.mean(values**2)):.2g}",
+            **({"histtype": "stepfilled", "alpha": 0.45} if filled else {"histtype": "step", "lw": 1.8}),
+        )
+        smallest = min(smallest, float(np.min(counts[counts > 0])))
+    ax.set_yscale("log")
+    ax.set_ylim(smallest / 2, 1.5)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel(xlabel + (f"  [$\\times 10^{{{exponent}}}$]" if exponent else ""))
+    ax.set_ylabel("fraction of pixels per bin")
+    ax.legend(fontsize=7)
+
+
+def _check_text(result: Verdict, names: Sequence[str]) -> str:
+    parts = []
+    for name in names:
+        c = result[name]
+        value = "" if c.value is None else f" {c.value:.3g}"
+        parts.append(f"{name}{value}: {c.status}")
+    return ", ".join(parts)
+
+
+def _row(axes: Sequence[Any], s: InjectionStatistics, result: Verdict, method: str, unit: str,
+         rng: np.random.Generator) -> None:
+    ax_raw, ax_norm, ax_ks, ax_rel = axes
+    colour = PALETTE[method]
     real, inj = s.real, s.injected
-    verdict = "PASS" if summary["passed"] else "FAIL"
-    # (a) raw V against I.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        g_real = real.x / real.image
-    ir = _thin(len(real.x), 6000, rng)
-    ii = _thin(len(inj.x), 6000, rng)
-    # Real pixels are fewer: draw them on top so they stay visible.
-    ax_raw.scatter(inj.image[ii], inj.variance[ii], s=3, c=colour, alpha=0.6, lw=0,
+    ir, ii = thin(len(real.x), 6000, rng), thin(len(inj.x), 6000, rng)
+    # (1) raw V against I; real pixels are fewer: on top so they stay visible.
+    ax_raw.scatter(inj.image[ii], inj.variance[ii], s=3, color=colour, alpha=0.6, lw=0, rasterized=True,
                    label=f"injected pixels ({len(inj.x)})")
-    ax_raw.scatter(real.image[ir], real.variance[ir], s=4, c=_REAL, alpha=0.8, lw=0, zorder=3,
-                   label=f"real pixels ({len(real.x)})")
-    finite_g = g_real[np.isfinite(g_real) & (g_real > 0)]
-    if len(finite_g) and len(real.image):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            v_sky = float(np.nanmedian((real.y - real.excess) / g_real**2))
-        lo, hi = np.nanpercentile(np.concatenate([real.image, inj.image]), [0.5, 100])
+    ax_raw.scatter(real.image[ir], real.variance[ir], s=4, color=PALETTE["real"], alpha=0.8, lw=0, zorder=3,
+                   rasterized=True, label=f"real pixels ({len(real.x)})")
+    images = np.concatenate([real.image, inj.image])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gains = np.concatenate([real.x, inj.x]) / images
+        v_sky = np.concatenate([(real.y - real.excess), (inj.y - inj.excess)]) / gains**2
+    usable = np.isfinite(gains) & (gains > 0) & (images > 0)
+    if usable.any():
+        sky = float(np.nanmedian(v_sky[usable]))
+        lo, hi = np.percentile(images[usable], [0.5, 100])
         grid = np.geomspace(max(lo, 1e-3 * hi), hi, 100)
         for pct, style in ((5, ":"), (50, "-"), (95, "--")):
-            g = float(np.percentile(finite_g, pct))
-            ax_raw.plot(grid, grid / g + v_sky, "k", ls=style, lw=1,
-                        label=f"expected V = I/g + V_sky, g at flat's {pct}th pct ({g:.3g} e⁻/{unit})")
+            g = float(np.percentile(gains[usable], pct))
+            ax_raw.plot(grid, grid / g + sky, "k", ls=style, lw=1,
+                        label=f"V = I/g + V_sky, g at {pct}th pct ({g:.3g} e⁻/{unit})")
     ax_raw.set_xscale("log")
     ax_raw.set_yscale("log")
     ax_raw.set_xlabel(f"flux I [{unit}]")
     ax_raw.set_ylabel(f"variance V [{unit}²]")
-    ax_raw.set_title(f"{method}: variance vs flux")
+    ax_raw.set_title(f"{method}: variance vs flux (each pixel has slope 1/g)", fontsize=10)
     ax_raw.legend(fontsize=6.5, loc="upper left", markerscale=3)
-    # (b) flat-normalised: every ISR pixel on slope 1.
-    ax_norm.scatter(inj.x[ii], inj.excess[ii], s=3, c=colour, alpha=0.6, lw=0, label="injected")
-    ax_norm.scatter(real.x[ir], real.excess[ir], s=4, c=_REAL, alpha=0.8, lw=0, zorder=3, label="real")
-    xs = np.concatenate([real.x, inj.x])
-    xs = xs[xs > 0]
-    if len(xs):
-        line = np.geomspace(xs.min(), xs.max(), 50)
-        ax_norm.plot(line, line, "k-", lw=1, label="ISR: slope 1")
+    # (2) per-pixel flat-normalised slope: 1 for ISR.
+    slopes = []
+    for sample, idx, c, label, size in ((inj, ii, colour, "injected", 3), (real, ir, PALETTE["real"], "real", 4)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope = sample.excess[idx] / sample.x[idx]
+        slopes.append(slope)
+        ax_norm.scatter(sample.x[idx], slope, s=size, color=c, alpha=0.6, lw=0, rasterized=True, label=label,
+                        zorder=3 if label == "real" else 2)
+    ax_norm.axhline(1.0, color="k", lw=1, ls="--", label="ISR: slope 1")
+    every = np.concatenate(slopes)
+    every = every[np.isfinite(every)]
+    if len(every):
+        lo, hi = np.percentile(every, [1, 99])
+        lo, hi = min(lo, 1.0), max(hi, 1.0)
+        pad = max(0.1 * (hi - lo), 1e-3)
+        ax_norm.set_ylim(lo - pad, hi + pad)
     ax_norm.set_xscale("log")
-    ax_norm.set_yscale("log")
     ax_norm.set_xlabel("x = I·g  [pre-flat e⁻]")
-    ax_norm.set_ylabel("y − b̂ − q̂ = V·g² − baseline  [e⁻²]")
-    ax_norm.set_title(
-        f"slope real {summary['slope_real']:.4f}, injected {summary['slope_injected']:.4f}"
-        if summary["slope_real"] is not None and summary["slope_injected"] is not None else "slopes: n/a"
-    )
-    ax_norm.legend(fontsize=7, loc="upper left", markerscale=3)
-    # (c) residual histogram.
-    rr, ri = real.residual, inj.residual
-    both = np.concatenate([rr, ri])
-    both = both[np.isfinite(both)]
-    if len(both):
-        lo, hi = np.percentile(both, [0.5, 99.5])
-        span = max(hi - lo, 1e-3)
-        bins = np.linspace(lo - 0.05 * span, hi + 0.05 * span, 50)
-        for values, kwargs in (
-            (rr[np.isfinite(rr)], {"histtype": "stepfilled", "color": _REAL, "alpha": 0.5, "label": f"real ({len(rr)})"}),
-            (ri[np.isfinite(ri)], {"histtype": "step", "color": colour, "lw": 1.8, "label": f"injected ({len(ri)})"}),
-        ):
-            if len(values):
-                ax_hist.hist(values, bins=bins, weights=np.full(len(values), 1.0 / len(values)), **kwargs)
-        ax_hist.set_yscale("log")
-        # A fixed range keeps decade ticks even when every pixel is in one bin.
-        ax_hist.set_ylim(1e-4, 1.5)
-    ax_hist.axvline(0, color="k", lw=0.8)
-    ax_hist.set_xlabel("residual r = (V − V_expected(I)) / (V_expected(I) − V_sky)")
-    ax_hist.set_ylabel("fraction of pixels per bin")
-    ks_p = summary["ks_pvalue"]
-    ratio = summary["noise_ratio"]
-    ax_hist.set_title(
-        f"KS p = {ks_p:.2g}, noise ratio = {ratio:.3f} → {verdict}" if ks_p is not None and ratio is not None
-        else f"→ {verdict}",
-        color="green" if summary["passed"] else "red",
-    )
-    ax_hist.legend(fontsize=7)
+    ax_norm.set_ylabel("per-pixel slope (V·g² − b̂ − q̂) / (I·g)")
+    ax_norm.set_title(_check_text(result, ("slopes",)), fontsize=10)
+    ax_norm.legend(fontsize=7, loc="upper right", markerscale=3)
+    # (3) slope residuals, real vs injected (KS).
+    _histograms(ax_ks, [(real.residual, "real", PALETTE["real"], True), (inj.residual, "injected", colour, False)],
+                "slope residual (V·g² − b̂ − q̂)/(I·g) − 1")
+    ax_ks.set_title(_check_text(result, ("ks",)), fontsize=10)
+    # (4) per-pixel relation residual of the injected pixels.
+    _histograms(ax_rel, [(s.relation, "injected", colour, False)], "relation residual (V − V₀)/ΔV_ISR − 1")
+    ax_rel.set_title(f"{_check_text(result, ('relation', 'noise_ratio'))} → {result.status}", fontsize=10,
+                     color="green" if result.passed else "red")
 
 
 def plot_flux_variance(diagnosis: VisitDiagnosis, path: str | os.PathLike[str], *, seed: int = 0) -> Path:
-    """Write the flux–variance PNG of one visit (rows: isrinject, gain-only)."""
-    rows = [("isrinject", diagnosis.statistics, diagnosis.summary["isrinject"])]
-    if diagnosis.gain_only is not None:
-        rows.append(("gain-only", diagnosis.gain_only, diagnosis.summary["gain_only"]))
-    fig, axes = plt.subplots(len(rows), 3, figsize=(16, 4.8 * len(rows)), squeeze=False)
+    """Write the flux–variance PNG of one visit (rows: isrinject, flux/gain)."""
+    rows = [("isrinject", diagnosis.statistics, diagnosis.verdict)]
+    if diagnosis.gain_only is not None and diagnosis.gain_only_verdict is not None:
+        rows.append(("flux/gain", diagnosis.gain_only, diagnosis.gain_only_verdict))
+    fig, axes = plt.subplots(len(rows), 4, figsize=(21, 4.9 * len(rows)), squeeze=False)
     rng = np.random.default_rng(seed)
-    for ax_row, (method, s, summary) in zip(axes, rows):
-        _row(ax_row, s, method, diagnosis.unit, summary, rng)
+    for ax_row, (method, s, result) in zip(axes, rows):
+        _row(ax_row, s, result, method, diagnosis.unit, rng)
     if len(rows) > 1:
-        for col in range(3):
-            lims = [ax.get_xlim() for ax in axes[:, col]]
-            for ax in axes[:, col]:
-                ax.set_xlim(min(l[0] for l in lims), max(l[1] for l in lims))
-            if col < 2:
-                lims = [ax.get_ylim() for ax in axes[:, col]]
+        # Same ranges in both rows for the scatter panels (the histograms follow their own data).
+        for col in range(2):
+            for get, put in ((lambda a: a.get_xlim(), lambda a, v: a.set_xlim(v)),
+                             (lambda a: a.get_ylim(), lambda a, v: a.set_ylim(v))):
+                lims = [get(ax) for ax in axes[:, col]]
                 for ax in axes[:, col]:
-                    ax.set_ylim(min(l[0] for l in lims), max(l[1] for l in lims))
+                    put(ax, (min(l[0] for l in lims), max(l[1] for l in lims)))
+    where = ", cutouts" if diagnosis.summary.get("cutouts") else ""
     fig.suptitle(
-        f"visit {diagnosis.visit}, band {diagnosis.band}, detector(s) {', '.join(map(str, diagnosis.detectors))}: "
-        "injected vs real pixels on the ISR flux–variance relation"
+        f"visit {diagnosis.visit}, band {diagnosis.band}, detector(s) {', '.join(map(str, diagnosis.detectors))}"
+        f"{where}: injected vs real pixels on the ISR flux–variance relation"
     )
     fig.tight_layout()
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
 
 def plot_maps(
-    data: DetectorData,
+    region: RegionData,
     path: str | os.PathLike[str],
     *,
     visit: int,
     band: str,
-    cutout: tuple[int, int, int, int] | None = None,
     compare_gain_only: bool = False,
 ) -> Path:
-    """Write the flat / effective gain / injected footprint maps of one detector."""
-    bbox = data.bbox
-    y0, x0 = bbox.y.start, bbox.x.start
-    ny, nx = bbox.shape
-    if cutout is None:
-        cx0, cy0, w, h = x0, y0, nx, ny
-    else:
-        cx0, cy0, w, h = (int(v) for v in cutout)
-    lx0, ly0 = max(cx0 - x0, 0), max(cy0 - y0, 0)
-    lx1, ly1 = min(cx0 - x0 + w, nx), min(cy0 - y0 + h, ny)
-    if lx1 <= lx0 or ly1 <= ly0:
-        raise ValueError(f"Cutout {cutout} does not overlap detector {data.detector} (bbox {bbox}).")
-    sl = (slice(ly0, ly1), slice(lx0, lx1))
-    extent = (x0 + lx0 - 0.5, x0 + lx1 - 0.5, y0 + ly0 - 0.5, y0 + ly1 - 0.5)
-    p = data.pixels
-    gain = p.gain[sl]
-    stamps = np.asarray(p.injected, bool)[sl]
+    """Write the flat / effective gain / injected footprint maps of one detector or cutout."""
+    box = region.bbox
+    extent = (box.x.start - 0.5, box.x.stop - 0.5, box.y.start - 0.5, box.y.stop - 0.5)
+    p = region.pixels
+    gain = p.gain
+    stamps = np.asarray(p.injected, bool)
     # The footprint: where the noiseless model exceeds the original 1σ noise.
     with np.errstate(invalid="ignore"):
-        footprint = (np.nan_to_num(p.model) > np.sqrt(p.original_variance))[sl] if p.model is not None else stamps
-    delta = (p.image - p.original_image)[sl]
-    panels: list[tuple[str, np.ndarray, str, str]] = [
-        ("flat f", p.flat[sl], "viridis", "f (dimensionless)"),
-        ("effective gain g = f·R/c", gain, "magma", f"g [e⁻/{data.unit}]"),
-        ("injected ΔI = I − I₀", delta, "gray_r", f"ΔI [{data.unit}]"),
+        footprint = np.nan_to_num(p.model) > np.sqrt(p.original_variance) if p.model is not None else stamps
+    delta = p.image - p.original_image
+    panels: list[tuple[str, npt.NDArray[np.float64], str, str]] = [
+        ("flat f", np.asarray(p.flat, np.float64), "viridis", "f (dimensionless)"),
+        ("effective gain g = f·R/c", gain, "magma", f"g [e⁻/{region.unit}]"),
+        ("injected ΔI = I − I₀", delta, "gray_r", f"ΔI [{region.unit}]"),
     ]
     if compare_gain_only:
-        panels.append(("g/ḡ: slope error of a flux/gain injection", gain / data.mean_gain[sl], "coolwarm", "g/ḡ"))
+        panels.append(("g/ḡ: slope error of a flux/gain injection", gain / region.mean_gain, "coolwarm", "g/ḡ"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    src = region.sources
+    inside = (np.asarray(src["injected"], bool)
+              & (np.asarray(src["x"]) >= extent[0]) & (np.asarray(src["x"]) <= extent[1])
+              & (np.asarray(src["y"]) >= extent[2]) & (np.asarray(src["y"]) <= extent[3]))
     for ax, (title, array, cmap, label) in zip(axes[0], panels):
         finite = array[np.isfinite(array)]
         if "ΔI" in title:
@@ -195,14 +267,12 @@ def plot_maps(
             vmin, vmax = (np.percentile(finite, [0.5, 99.5]) if len(finite) else (0, 1))
         im = ax.imshow(array, origin="lower", extent=extent, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         if footprint.any() and "flat f" not in title:
-            ax.contour(footprint.astype(float), levels=[0.5], colors="tab:cyan" if "ΔI" not in title else "tab:blue",
-                       linewidths=0.8, extent=extent, origin="lower")
+            ax.contour(footprint.astype(float), levels=[0.5], colors=PALETTE["isrinject"], linewidths=0.8,
+                       extent=extent, origin="lower")
         if "ΔI" in title:
-            src = data.sources
-            ok = np.asarray(src["injected"], bool)
-            ax.plot(np.asarray(src["x"])[ok], np.asarray(src["y"])[ok], "+", color="tab:orange", ms=6,
-                    label="catalog positions")
-            ax.plot([], [], color="tab:blue", lw=0.8, label="footprint: model M > √V₀")
+            ax.plot(np.asarray(src["x"])[inside], np.asarray(src["y"])[inside], "+", color=PALETTE["flux/gain"],
+                    ms=6, label="catalog positions")
+            ax.plot([], [], color=PALETTE["isrinject"], lw=0.8, label="footprint: model M > √V₀")
             ax.plot([], [], " ", label=f"INJECTED stamps: {stamps.mean():.0%} of pixels")
             ax.legend(fontsize=7, loc="upper left")
             ax.set_xlim(extent[:2])
@@ -211,8 +281,59 @@ def plot_maps(
         ax.set_xlabel("x [pixel]")
         ax.set_ylabel("y [pixel]")
         fig.colorbar(im, ax=ax, label=label, shrink=0.85)
-    where = "" if cutout is None else f", cutout x={cx0}..{cx0 + w - 1}, y={cy0}..{cy0 + h - 1}"
-    fig.suptitle(f"visit {visit}, band {band}, detector {data.detector}{where}")
+    fig.suptitle(f"visit {visit}, band {band}, detector {region.detector}, "
+                 f"x={box.x.start}..{box.x.stop - 1}, y={box.y.start}..{box.y.stop - 1}")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_completeness(checks: Mapping[str, CatalogChecks], path: str | os.PathLike[str], *, title: str = "") -> Path:
+    """Completeness against magnitude (binomial error bars) of every method in ``checks``."""
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    offsets = np.linspace(-0.04, 0.04, max(len(checks), 1))
+    for offset, (label, c) in zip(offsets, checks.items()):
+        keep = c.completeness.n_injected > 0
+        ax.errorbar(c.completeness.centres[keep] + offset, c.completeness.fraction[keep],
+                    yerr=c.completeness.error[keep], fmt="o-", ms=4, capsize=2, color=PALETTE[label],
+                    label=f"{label} ({int(c.completeness.n_detected.sum())}/{int(c.completeness.n_injected.sum())})")
+    ax.set_xlabel("injected magnitude [AB]")
+    ax.set_ylabel("fraction detected")
+    ax.set_ylim(-0.05, 1.05)
+    threshold = next(iter(checks.values())).completeness.threshold if checks else math.nan
+    ax.set_title(f"detection completeness ({threshold:g}σ on image/√variance){': ' + title if title else ''}",
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_pulls(checks: Mapping[str, CatalogChecks], path: str | os.PathLike[str], *, title: str = "") -> Path:
+    """Histograms of the forced-photometry flux pulls with the N(0, 1) they should follow."""
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    every = np.concatenate([c.pulls.pulls for c in checks.values()]) if checks else np.zeros(0)
+    every = every[np.isfinite(every)]
+    lo, hi = (np.percentile(every, [0.5, 99.5]) if len(every) else (-4.0, 4.0))
+    lo, hi = min(lo, -4.0), max(hi, 4.0)
+    # ≈ 2√n bins: enough stars per bin for the shape to show.
+    edges = np.linspace(lo, hi, int(np.clip(2 * math.sqrt(max(len(every), 1) / max(len(checks), 1)), 8, 40)) + 1)
+    for label, c in checks.items():
+        values = np.clip(c.pulls.pulls[np.isfinite(c.pulls.pulls)], edges[0], edges[-1])
+        ax.hist(values, bins=edges.tolist(), density=True, histtype="step", lw=1.8, color=PALETTE[label],
+                label=f"{label}: mean {c.pulls.mean:+.3f}±{c.pulls.mean_error:.3f}, "
+                      f"std {c.pulls.std:.3f}±{c.pulls.std_error:.3f} ({c.pulls.n})")
+    grid = np.linspace(edges[0], edges[-1], 200)
+    ax.plot(grid, np.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi), "k--", lw=1, label="N(0, 1)")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel("flux pull (F_PSF − F_true) / σ_F")
+    ax.set_ylabel("density")
+    ax.set_title(f"forced PSF photometry of injected stars{': ' + title if title else ''}", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=90)

@@ -21,8 +21,9 @@ the local Jacobian) on an even N × N periodic grid (N ≥ stamp side)::
 
     M = IDFT[ ĝ(k) · K̂(k) · exp(−i k·(c + δ)) ]
 
-ĝ(k) = ∫ g(x) e^{−i k·x} d²x from GalSim's analytic ``drawKImage`` at the
-N grid's frequencies k = 2π·(p, q)/N (``|k| ≤ π``, the Nyquist band of the
+ĝ(k) = ∫ g(x) e^{−i k·x} d²x from GalSim's analytic ``drawKImage`` (for a
+Sérsic: from the shipped table of `isrinject.draw.sersic_table`, which needs
+no per-index Hankel transform) at the N grid's frequencies k = 2π·(p, q)/N (``|k| ≤ π``, the Nyquist band of the
 pixel grid), K̂ the DFT of the kernel (cached per PSF cell and N) and the
 phase factor places the profile centre at c + δ.  Because K is the pixelized
 PSF, ĝ·K̂ is the spectrum of the pixel-sampled convolved image up to the
@@ -41,6 +42,8 @@ import functools
 import galsim
 import numpy as np
 import scipy.fft
+
+from .sersic_table import k_image as sersic_k_image
 
 _QUINTIC = galsim.Quintic()
 
@@ -141,19 +144,25 @@ def fft_stamp(
     """
     n = spectrum.shape[0]
     half = n // 2
-    # Single precision: the stamp ends in a float32 image, and pocketfft's
-    # complex64 transforms are several times faster at these sizes.
-    k_image = galsim.ImageCF(galsim.BoundsI(0, half, -half, half - 1))
     # Centre the stamp in the grid: the guard band N − size is split between
-    # both sides, so wings beyond the period fold back symmetrically.  GalSim
-    # applies the shift's phases while it draws the k-image.
-    profile.shift(half + dx, half + dy).drawKImage(image=k_image, scale=2.0 * np.pi / n, recenter=False)
-    # GalSim's rows run over k_y = −N/2 … N/2−1 and FFT order starts at
-    # k_y = 0: multiply the halves crosswise instead of rotating a copy.
-    profile_spectrum = k_image.array
-    product = np.empty_like(spectrum)
-    np.multiply(profile_spectrum[half:], spectrum[:half], out=product[:half])
-    np.multiply(profile_spectrum[:half], spectrum[half:], out=product[half:])
+    # both sides, so wings beyond the period fold back symmetrically.  The
+    # shift's phases are applied while the k-image is drawn.
+    shifted = profile.shift(half + dx, half + dy)
+    # A Sérsic comes from the shipped table (no per-index Hankel transform).
+    product = sersic_k_image(shifted, n)
+    if product is not None:
+        product *= spectrum
+    else:
+        # Single precision: the stamp ends in a float32 image, and pocketfft's
+        # complex64 transforms are several times faster at these sizes.
+        k_image = galsim.ImageCF(galsim.BoundsI(0, half, -half, half - 1))
+        shifted.drawKImage(image=k_image, scale=2.0 * np.pi / n, recenter=False)
+        # GalSim's rows run over k_y = −N/2 … N/2−1 and FFT order starts at
+        # k_y = 0: multiply the halves crosswise instead of rotating a copy.
+        profile_spectrum = k_image.array
+        product = np.empty_like(spectrum)
+        np.multiply(profile_spectrum[half:], spectrum[:half], out=product[:half])
+        np.multiply(profile_spectrum[:half], spectrum[half:], out=product[half:])
     start = half - size // 2
     stamp = scipy.fft.irfft2(product, s=(n, n))[start : start + size, start : start + size]
     return stamp.astype(np.float64)

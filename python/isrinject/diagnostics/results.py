@@ -1,0 +1,169 @@
+"""Result dataclasses of ``isrinject diagnose`` (shared by `diagnose`, `figures` and the demo).
+
+They live in their own module so that the figure module and the diagnosis
+both import them and not each other.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CatalogChecks",
+    "Completeness",
+    "DiagnosisResult",
+    "PullSummary",
+    "RegionData",
+    "VisitDiagnosis",
+]
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from astropy.table import Table
+from lsst.images import Box
+
+from .stats import DetectorPixels, InjectionStatistics
+from .verdict import Verdict
+
+
+@dataclasses.dataclass
+class RegionData:
+    """The arrays of one detector, or of one cutout of it, as diagnosed."""
+
+    detector: int
+    bbox: Box
+    """The region [absolute pixels]: the detector or a cutout."""
+    pixels: DetectorPixels
+    gain_only_pixels: DetectorPixels | None
+    """What a flux/gain injection of the same model gives (``compare_gain_only``)."""
+    unit: str
+    mean_gain: npt.NDArray[np.float64]
+    """ḡ, the flux/gain injection's one gain per amplifier, as a map [e⁻ per image unit]."""
+    sources: Table
+    """Per-source flux recovery of the detector (all its sources)."""
+    flat_ref: Any
+    """The butler reference of the flat used."""
+    measurements: dict[str, Table] = dataclasses.field(default_factory=dict)
+    """label → forced photometry and detection of the isolated injected stars
+    (`isrinject.diagnostics.photometry.measure_stars`; ``catalog_checks=True``)."""
+
+
+@dataclasses.dataclass
+class PullSummary:
+    """Forced PSF photometry of injected stars: flux pulls ``(F̂ − F)/σ_F̂``."""
+
+    n: int
+    """Stars measured."""
+    mean: float
+    mean_error: float
+    """Standard error of the mean, std/√n."""
+    std: float
+    std_error: float
+    """Standard error of the std, std/√(2(n − 1))."""
+    pulls: npt.NDArray[np.float64]
+
+
+@dataclasses.dataclass
+class Completeness:
+    """Detection completeness in magnitude bins."""
+
+    edges: npt.NDArray[np.float64]
+    """Bin edges [AB mag]."""
+    n_injected: npt.NDArray[np.int64]
+    n_detected: npt.NDArray[np.int64]
+    threshold: float
+    """Detection threshold on image/√variance [σ]."""
+
+    @property
+    def fraction(self) -> npt.NDArray[np.float64]:
+        """n_detected/n_injected (NaN in empty bins)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.n_detected / self.n_injected
+
+    @property
+    def error(self) -> npt.NDArray[np.float64]:
+        """Binomial standard error √(p(1 − p)/n), at least 1/(2n) (so p = 0 or 1 has one)."""
+        p = self.fraction
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.maximum(np.sqrt(p * (1 - p) / self.n_injected), 0.5 / self.n_injected)
+
+    @property
+    def centres(self) -> npt.NDArray[np.float64]:
+        return 0.5 * (self.edges[1:] + self.edges[:-1])
+
+
+@dataclasses.dataclass
+class CatalogChecks:
+    """Catalog-level checks of one injection (one band): forced photometry and completeness."""
+
+    label: str
+    """``isrinject``, ``flux/gain`` or ``truth``."""
+    pulls: PullSummary
+    completeness: Completeness
+    stars: Table
+    """Per injected star: position, mag, true and measured flux, error, pull, detected."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "pulls": {k: v for k, v in dataclasses.asdict(self.pulls).items() if k != "pulls"},
+            "completeness": {
+                "edges": self.completeness.edges.tolist(), "n_injected": self.completeness.n_injected.tolist(),
+                "n_detected": self.completeness.n_detected.tolist(), "threshold": self.completeness.threshold,
+            },
+            "stars": [
+                {name: (value.item() if hasattr(value, "item") else value) for name, value in zip(row.colnames, row)}
+                for row in self.stars
+            ],
+        }
+
+
+@dataclasses.dataclass
+class VisitDiagnosis:
+    """The diagnosis of one visit (its detectors or cutouts pooled)."""
+
+    visit: int
+    band: str
+    detectors: list[int]
+    unit: str
+    statistics: InjectionStatistics
+    """Statistics of the injection as run (isrinject)."""
+    verdict: Verdict
+    """`isrinject.diagnostics.verdict.verdict` of ``statistics``."""
+    gain_only: InjectionStatistics | None
+    """Statistics of a flux/gain injection of the same model (``compare_gain_only``)."""
+    gain_only_verdict: Verdict | None
+    sources: Table
+    """Per-source flux recovery (all detectors)."""
+    summary: dict[str, Any]
+    """What ``<stem>.json`` holds."""
+    catalog_checks: dict[str, CatalogChecks] = dataclasses.field(default_factory=dict)
+    """label → forced photometry and completeness (``catalog_checks=True``)."""
+    paths: list[Path] = dataclasses.field(default_factory=list)
+    """Files written."""
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed
+
+
+@dataclasses.dataclass
+class DiagnosisResult:
+    """Result of `isrinject.diagnostics.diagnose.diagnose`."""
+
+    visits: list[VisitDiagnosis]
+    paths: list[Path]
+    """Every file written (figures, per-visit JSON, the summary JSON)."""
+    summary: dict[str, Any]
+    """What ``diagnose_summary.json`` holds."""
+
+    @property
+    def passed(self) -> bool:
+        """True when every visit passed."""
+        return all(v.passed for v in self.visits)
+
+    def by_band(self) -> dict[str, VisitDiagnosis]:
+        """band → diagnosis (the last visit of each band)."""
+        return {v.band: v for v in self.visits}
