@@ -49,10 +49,6 @@ highlight_language = "none"
 # outside isrinject is accepted as plain code by doc/_ext/isrinject_docs.py,
 # one to a name that exists nowhere fails.
 nitpicky = True
-nitpick_ignore_regex = [
-    # Internal class in a public signature (figures.plot_maps), not in diagnose's __all__.
-    ("py:class", "DetectorData"),
-]
 
 # tests/README.md and bps/README.md are included from their middle (their first
 # heading is H2 or H3); MyST's check that a document starts at H1 does not apply.

@@ -14,6 +14,7 @@
   own ``doc`` instead of pipe_base's class docstring.
 - ``.. isrinject-source-types::`` prints the catalog's source types as
   ``isrinject show-source-types`` does.
+- ``.. isrinject-verdict::`` states the one PASS rule from its code.
 - ``.. isrinject-reexports::`` lists a package's re-exported names, linked.
 - `command_parser` hands sphinx-argparse the command's parser with ``--help``
   layouts kept.
@@ -368,6 +369,20 @@ class SourceTypesDirective(Directive):
         return [nodes.literal_block(text, text)]
 
 
+# --- the verdict -------------------------------------------------------------------------------
+
+
+class VerdictDirective(Directive):
+    """``.. isrinject-verdict::``: the PASS rule as `isrinject.diagnostics.verdict.criteria_text`
+    states it (the same words ``isrinject diagnose --help`` prints)."""
+
+    def run(self) -> list[nodes.Node]:
+        from isrinject.diagnostics.verdict import criteria_text
+
+        text = criteria_text()
+        return [nodes.block_quote("", nodes.paragraph(text, text))]
+
+
 # --- a package's re-exports --------------------------------------------------------------------
 
 
@@ -553,6 +568,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("isrinject-flags", FlagsDirective)
     app.add_directive("isrinject-reexports", ReexportsDirective)
     app.add_directive("isrinject-source-types", SourceTypesDirective)
+    app.add_directive("isrinject-verdict", VerdictDirective)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 

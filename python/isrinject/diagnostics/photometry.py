@@ -98,7 +98,7 @@ def _fit_size(fwhm: float) -> int:
 
 
 def detect(image: FloatArray, variance: FloatArray, bad: npt.NDArray[np.bool_] | None, fwhm: float) -> npt.NDArray[np.int64]:
-    """Segmentation map (0: no source) of `DETECTION_THRESHOLD`σ matched-filter detections.
+    """Segmentation map (0: no source) of `DETECTION_THRESHOLD`-σ matched-filter detections.
 
     Parameters
     ----------

@@ -53,9 +53,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # only its attributes are read; keeps ``isrinject --help`` free of scipy
     from .stats import InjectionStatistics
 
-#: Tolerance of |slope_injected/slope_real − 1|.
+#: Tolerance of ``|slope_injected/slope_real − 1|``.
 SLOPE_TOLERANCE = 0.02
-#: Tolerance of |noise ratio − 1| (widened to NOISE_RATIO_SIGMAS standard errors when larger).
+#: Tolerance of ``|noise ratio − 1|`` (widened to NOISE_RATIO_SIGMAS standard errors when larger).
 RATIO_TOLERANCE = 0.03
 #: Standard errors of the noise ratio always allowed.
 NOISE_RATIO_SIGMAS = 3.0

@@ -165,7 +165,7 @@ class SersicFourierTable:
             kᵀ·Q·k is k² in units of the half-light radius.
         k_x, k_y
             Frequencies of the columns and rows [radians per pixel]; the
-            grid's nonzero |k| lie between the smallest nonzero |k_x|, |k_y|
+            grid's nonzero ``|k|`` lie between the smallest nonzero ``|k_x|``, ``|k_y|``
             and √(max k_x² + max k_y²).
 
         Raises
