@@ -62,7 +62,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_pages_exist(site: Path) -> None:
-    for page in ("index", "isrinject/getting-started", "isrinject/pixel-model", "isrinject/catalogs", "isrinject/checking",
+    for page in ("index", "isrinject/getting-started", "isrinject/pixel-model", "isrinject/catalogs",
+                 "isrinject/checking",
                  "isrinject/coming-from-source-injection", "isrinject/real-data", "isrinject/at-scale",
                  "isrinject/bad-inputs", "isrinject/_generated/tutorial", "isrinject/design",
                  "isrinject/scripts/isrinject",
