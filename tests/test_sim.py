@@ -14,6 +14,8 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.table import Table
+from lsst.images import VisitImage
+
 from isrinject.sim import (
     BAND_PARAMETERS,
     amplifier_boxes,
@@ -29,7 +31,6 @@ from isrinject.sim import (
     true_flat,
     vignetting,
 )
-from lsst.images import VisitImage
 
 SHAPE = (256, 256)
 
@@ -168,8 +169,10 @@ def test_make_flat_bands_and_errors():
     f_y, _ = make_flat(SHAPE, band="y", amp_boxes=boxes, rng=np.random.default_rng(2))
     assert not np.allclose(f_u, f_y)
     # PRNU: u has more pixel-scale structure than y.
-    hp = lambda a: np.std(a[:, 1:] - a[:, :-1])
-    assert hp(f_u) > hp(f_y)
+    def pixel_step_rms(a: np.ndarray) -> float:
+        return float(np.std(a[:, 1:] - a[:, :-1]))
+
+    assert pixel_step_rms(f_u) > pixel_step_rms(f_y)
     with pytest.raises(ValueError, match="'w'"):
         make_flat(SHAPE, band="w", amp_boxes=boxes, rng=rng)
     with pytest.raises(ValueError, match="0"):

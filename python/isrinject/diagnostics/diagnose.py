@@ -58,13 +58,16 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import astropy.units as u
 import numpy as np
 from astropy.table import Table, vstack
-from lsst.images import Box
+from lsst.daf.butler import Butler, DataCoordinate, DataId, DatasetRef
+from lsst.images import Box, MaskedImage
+from lsst.images.psfs import PointSpreadFunction
 
+from ..calibration import PixelCalibration
 from ..catalog import compose_catalog
 from ..flags import FATAL_FLAGS
 from ..inject import INJECTION_RESULT_COLUMNS, inject_sources
@@ -89,7 +92,7 @@ _OUTPUT_COLUMNS = ("x", "y", *INJECTION_RESULT_COLUMNS)
 class MissingDatasetError(LookupError):
     """A dataset needed by the diagnosis is not in the given collections."""
 
-    def __init__(self, dataset_type: str, data_id: Any, collections: Sequence[str], hint: str = "") -> None:
+    def __init__(self, dataset_type: str, data_id: DataId, collections: Sequence[str], hint: str = "") -> None:
         self.dataset_type = dataset_type
         self.data_id = dict(data_id.required) if hasattr(data_id, "required") else dict(data_id)
         self.collections = list(collections)
@@ -112,8 +115,8 @@ def _as_list(value: int | Iterable[int] | None) -> list[int] | None:
 
 
 def _find(
-    butler: Any, dataset_type: str, data_id: Any, collections: Sequence[str], hint: str = "", **kwargs: Any
-) -> Any:
+    butler: Butler, dataset_type: str, data_id: DataId, collections: Sequence[str], hint: str = "", **kwargs: Any
+) -> DatasetRef:
     """Resolve a dataset or raise `MissingDatasetError` naming it."""
     try:
         ref = butler.find_dataset(dataset_type, data_id, collections=list(collections), **kwargs)
@@ -126,12 +129,14 @@ def _find(
     return ref
 
 
-def _get(butler: Any, dataset_type: str, data_id: Any, collections: Sequence[str], **kwargs: Any) -> tuple[Any, Any]:
+def _get(
+    butler: Butler, dataset_type: str, data_id: DataId, collections: Sequence[str], **kwargs: Any
+) -> tuple[Any, DatasetRef]:
     ref = _find(butler, dataset_type, data_id, collections, **kwargs)
     return butler.get(ref), ref
 
 
-def _instrument(butler: Any, instrument: str | None) -> str:
+def _instrument(butler: Butler, instrument: str | None) -> str:
     if instrument:
         return instrument
     names = sorted(rec.name for rec in butler.registry.queryDimensionRecords("instrument"))
@@ -141,15 +146,15 @@ def _instrument(butler: Any, instrument: str | None) -> str:
 
 
 def _data_ids(
-    butler: Any,
+    butler: Butler,
     instrument: str,
     visits: list[int] | None,
     detectors: list[int] | None,
     bands: list[str] | None,
     collections: Sequence[str],
-) -> dict[int, list[Any]]:
+) -> dict[int, list[DataCoordinate]]:
     """visit → expanded data IDs (one per detector) to diagnose."""
-    result: dict[int, list[Any]] = {}
+    result: dict[int, list[DataCoordinate]] = {}
     if visits is None or detectors is None:
         # Whatever the run wrote, restricted by the given visits/detectors/bands.
         try:
@@ -170,7 +175,7 @@ def _data_ids(
                 continue
             result.setdefault(int(did["visit"]), []).append(did)
         if not result:
-            what = {"instrument": instrument}
+            what: dict[str, object] = {"instrument": instrument}
             if visits:
                 what["visit"] = visits
             if detectors:
@@ -251,8 +256,8 @@ def _region_boxes(bbox: Box, cutouts: Sequence[tuple[int, int, int, int]] | None
 
 
 def _detector_regions(
-    butler: Any,
-    data_id: Any,
+    butler: Butler,
+    data_id: DataCoordinate,
     *,
     collections: Sequence[str],
     input_collections: Sequence[str],
@@ -261,7 +266,7 @@ def _detector_regions(
     cutouts: Sequence[tuple[int, int, int, int]] | None,
     seed: int,
     catalog_checks: bool,
-    truth: Callable[[int, int], Any] | None,
+    truth: Callable[[int, int], MaskedImage] | None,
 ) -> list[RegionData]:
     injected, _ = _get(butler, "injected_visit_image", data_id, collections)
     catalog, _ = _get(butler, "injected_visit_image_catalog", data_id, collections)
@@ -275,7 +280,7 @@ def _detector_regions(
     boxes = _region_boxes(original.bbox, cutouts, detector_id)
 
     # Noiseless re-render with the run's configuration.
-    noiseless_config = config.copy()
+    noiseless_config = cast(VisitInjectConfig, config.copy())
     noiseless_config.add_noise = False
     noiseless_config.inject_variance = True
     rows = _rerender_catalog(catalog)
@@ -343,7 +348,9 @@ def _catalog_checks(regions: Sequence[RegionData]) -> dict[str, CatalogChecks]:
     return {label: summarise(label, table, edges) for label, table in tables.items()}
 
 
-def _measure_region(region: RegionData, psf: Any, calibration: Any, truth_image: Any | None) -> dict[str, Table]:
+def _measure_region(
+    region: RegionData, psf: PointSpreadFunction, calibration: PixelCalibration, truth_image: MaskedImage | None
+) -> dict[str, Table]:
     """Forced photometry and detection of the region's isolated injected stars in every image compared."""
     from . import photometry
 
@@ -497,7 +504,7 @@ def _source_records(sources: Table) -> list[dict[str, Any]]:
 
 
 def diagnose(
-    butler: Any,
+    butler: Butler,
     *,
     visit: int | Sequence[int] | None,
     detector: int | Sequence[int] | None,
@@ -513,7 +520,7 @@ def diagnose(
     seed: int = 0,
     figures: bool = True,
     catalog_checks: bool = True,
-    truth: Callable[[int, int], Any] | None = None,
+    truth: Callable[[int, int], MaskedImage] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> DiagnosisResult:
     """Diagnose injected visit images against the ISR flux–variance relation.

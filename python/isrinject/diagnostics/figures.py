@@ -211,7 +211,7 @@ def plot_flux_variance(diagnosis: VisitDiagnosis, path: str | os.PathLike[str], 
                              (lambda a: a.get_ylim(), lambda a, v: a.set_ylim(v))):
                 lims = [get(ax) for ax in axes[:, col]]
                 for ax in axes[:, col]:
-                    put(ax, (min(l[0] for l in lims), max(l[1] for l in lims)))
+                    put(ax, (min(low for low, _ in lims), max(high for _, high in lims)))
     where = ", cutouts" if diagnosis.summary.get("cutouts") else ""
     fig.suptitle(
         f"visit {diagnosis.visit}, band {diagnosis.band}, detector(s) {', '.join(map(str, diagnosis.detectors))}"
