@@ -271,7 +271,8 @@ def _detector_regions(
     injected, _ = _get(butler, "injected_visit_image", data_id, collections)
     catalog, _ = _get(butler, "injected_visit_image_catalog", data_id, collections)
     original, _ = _get(butler, "visit_image", data_id, input_collections)
-    timespan = data_id.records["visit"].timespan if data_id.hasRecords() else None
+    visit_record = data_id.records["visit"] if data_id.hasRecords() else None
+    timespan = visit_record.timespan if visit_record is not None else None
     flat, flat_ref = _get(butler, "flat", data_id, input_collections, timespan=timespan)
     illumination = None
     if config.do_illumination_correction:
