@@ -569,6 +569,75 @@ def _truth_table(rows: list[dict[str, Any]], wcs: WCS) -> Table:
     )
 
 
+def _isr(
+    s: np.ndarray,
+    f_meas: np.ndarray,
+    var_f: np.ndarray,
+    r_map: np.ndarray,
+    background: np.ndarray,
+    read_noise_map: np.ndarray,
+    c: float,
+    no_data: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What ISR and calibration make of the pre-flat electrons ``S`` (DESIGN.md):
+
+        I = c · (S/f − B) / R
+        V = (c/R)² · [ (S + σ_a²)/f²  +  (S/f)² · V_f/f² ]
+
+    NaN where no photons were collected (``NO_DATA``).
+    """
+    image = c * (s / f_meas - background) / r_map
+    variance = (c / r_map) ** 2 * (
+        (s + read_noise_map**2) / f_meas**2 + (s / f_meas) ** 2 * var_f / f_meas**2
+    )
+    image[no_data] = np.nan
+    variance[no_data] = np.nan
+    return image, variance
+
+
+def _visit_and_flat_images(
+    image: np.ndarray,
+    variance: np.ndarray,
+    f_meas: np.ndarray,
+    var_f: np.ndarray,
+    *,
+    masks: dict[str, np.ndarray],
+    unit: u.UnitBase,
+    wcs: WCS,
+    detector: Detector,
+    psf_sigma_pixels: float,
+    njy_per_electron: float,
+    band: str,
+    obs_info: ObservationInfo,
+) -> tuple[VisitImage, MaskedImage]:
+    """The float32 `VisitImage` (masks, TAN projection, Gaussian PSF, constant
+    photometric scaling c0 [nJy/e⁻]) and the measured flat as a `MaskedImage`."""
+    ny, nx = image.shape
+    bbox = Box.factory[0:ny, 0:nx]
+    schema = _mask_schema()
+    mask = Mask(schema=schema, bbox=bbox)
+    for name, plane in masks.items():
+        mask.set(name, plane)
+    stamp_size = 2 * math.ceil(5 * psf_sigma_pixels) + 1
+    visit_image = VisitImage(
+        Image(image.astype(np.float32), bbox=bbox, unit=unit),
+        mask=mask,
+        variance=Image(variance.astype(np.float32), bbox=bbox, unit=unit**2),
+        sky_projection=SkyProjection.from_fits_wcs(wcs, detector.frame, pixel_bounds=bbox),
+        obs_info=obs_info,
+        photometric_scaling=ChebyshevField(bbox, np.array([[njy_per_electron]]), unit=u.nJy / u.electron),
+        psf=GaussianPointSpreadFunction(psf_sigma_pixels, bounds=bbox, stamp_size=stamp_size),
+        detector=detector,
+        band=band,
+    )
+    flat_image = MaskedImage(
+        Image(f_meas.astype(np.float32), bbox=bbox),
+        variance=Image(var_f.astype(np.float32), bbox=bbox),
+        mask_schema=schema,
+    )
+    return visit_image, flat_image
+
+
 def simulate_exposure(
     *,
     band: str,
@@ -678,7 +747,7 @@ def simulate_exposure(
     no_data, bad = _defect_masks(shape, defects, rng_defects)
     response = np.where(no_data, 0.0, f_true * r_map)
 
-    # Pre-flat electrons.
+    # Pre-flat electrons: λ from the scene, then Poisson photons and read noise.
     lam_base = response * (sky_electrons + scene.background_model / c0)
     lam_added = response * np.maximum(scene.added_model, 0.0) / c0
     if add_noise:
@@ -692,28 +761,13 @@ def simulate_exposure(
     saturated = s > saturation_map
     s = np.where(saturated, saturation_map, s)
 
-    # ISR.
     background = sky_electrons * r_map
-    image = c * (s / f_meas - background) / r_map
-    variance = (c / r_map) ** 2 * (
-        (s + read_noise_map**2) / f_meas**2 + (s / f_meas) ** 2 * var_f / f_meas**2
-    )
-    image[no_data] = np.nan
-    variance[no_data] = np.nan
-
-    bbox = Box.factory[0 : shape[0], 0 : shape[1]]
-    schema = _mask_schema()
-    mask = Mask(schema=schema, bbox=bbox)
-    mask.set("SATURATED", saturated)
-    mask.set("NO_DATA", no_data)
-    mask.set("BAD", bad)
-    unit = u.nJy if units == "nJy" else u.electron
-    stamp_size = 2 * math.ceil(5 * psf_sigma_pixels) + 1
-    visit_image = VisitImage(
-        Image(image.astype(np.float32), bbox=bbox, unit=unit),
-        mask=mask,
-        variance=Image(variance.astype(np.float32), bbox=bbox, unit=unit**2),
-        sky_projection=SkyProjection.from_fits_wcs(wcs, detector_obj.frame, pixel_bounds=bbox),
+    image, variance = _isr(s, f_meas, var_f, r_map, background, read_noise_map, c, no_data)
+    visit_image, flat_image = _visit_and_flat_images(
+        image, variance, f_meas, var_f,
+        masks={"SATURATED": saturated, "NO_DATA": no_data, "BAD": bad},
+        unit=u.nJy if units == "nJy" else u.electron,
+        wcs=wcs, detector=detector_obj, psf_sigma_pixels=psf_sigma_pixels, njy_per_electron=c0, band=band,
         obs_info=_obs_info(
             instrument=instrument,
             band=band,
@@ -723,15 +777,6 @@ def simulate_exposure(
             obs_time=obs_time,
             ra_dec=ra_dec_center,
         ),
-        photometric_scaling=ChebyshevField(bbox, np.array([[c0]]), unit=u.nJy / u.electron),
-        psf=GaussianPointSpreadFunction(psf_sigma_pixels, bounds=bbox, stamp_size=stamp_size),
-        detector=detector_obj,
-        band=band,
-    )
-    flat_image = MaskedImage(
-        Image(f_meas.astype(np.float32), bbox=bbox),
-        variance=Image(var_f.astype(np.float32), bbox=bbox),
-        mask_schema=schema,
     )
     return SimulatedExposure(
         visit_image=visit_image,
