@@ -436,7 +436,7 @@ def _obs_info(
     )
 
 
-def _checked_geometry(
+def _checked_settings(
     band: str,
     units: str,
     shape: tuple[int, int],
@@ -716,7 +716,7 @@ def simulate_exposure(
     ValueError
         Unknown band/units, bad shapes or source rows (the message quotes the value).
     """
-    shape, psf_sigma_pixels, sky_electrons = _checked_geometry(
+    shape, psf_sigma_pixels, sky_electrons = _checked_settings(
         band, units, shape, pixel_scale_arcsec, psf_sigma_pixels, sky_electrons, exposure_time_s
     )
     c0 = photometric_scaling_njy_per_electron(band, exposure_time_s)
