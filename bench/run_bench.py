@@ -253,7 +253,7 @@ def simulated(shape: tuple[int, int], seed: int):
                              n_background_galaxies=10, flat=flat)
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--small", type=int, nargs=2, default=(2000, 2000), metavar=("NY", "NX"),
@@ -268,7 +268,40 @@ def main() -> None:
     parser.add_argument("--flat", help=argparse.SUPPRESS)
     parser.add_argument("--catalog", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _write_inputs(tmp: str, small: tuple[int, int], large: tuple[int, int]) -> dict[str, str]:
+    """Simulate the two visit images, write them, their flats and the catalogs into ``tmp``; return the paths."""
+    paths: dict[str, str] = {}
+    for name, shape, seed in (("small", small, 14), ("large", large, 6)):
+        sim = simulated(shape, seed)
+        paths[name] = os.path.join(tmp, f"visit_{name}.fits")
+        paths[name + "_flat"] = os.path.join(tmp, f"flat_{name}.fits")
+        sim.visit_image.write(paths[name])
+        sim.flat.write(paths[name + "_flat"])
+        if name == "small":
+            cats = {"issue": catalog(sim.visit_image, 2000, np.random.default_rng(14))}
+        else:
+            rng = np.random.default_rng(6)
+            cats.update({
+                "completeness": catalog(sim.visit_image, 10000, np.random.default_rng(7), mag=(20.0, 26.0),
+                                        half_light_radius=(0.1, 0.8), sersic_n=(0.5, 6.0)),
+                "completeness-n4": catalog(sim.visit_image, 10000, np.random.default_rng(7), mag=(20.0, 26.0),
+                                           half_light_radius=(0.1, 0.8), sersic_n=(0.5, 4.0)),
+                "quantum": catalog(sim.visit_image, 2000, rng),
+                "1k": catalog(sim.visit_image, 1000, rng),
+                "10k": catalog(sim.visit_image, 10000, rng),
+            })
+        del sim
+    for name, table in cats.items():
+        paths[name] = os.path.join(tmp, f"catalog_{name}.ecsv")
+        table.write(paths[name])
+    return paths
+
+
+def main() -> None:
+    args = _arguments()
     if args.child:
         child(args)
         return
@@ -281,31 +314,8 @@ def main() -> None:
 
     header_machine = machine()
     with tempfile.TemporaryDirectory() as tmp:
-        paths: dict[str, str] = {}
         t0 = time.perf_counter()
-        for name, shape, seed in (("small", tuple(args.small), 14), ("large", tuple(args.large), 6)):
-            sim = simulated(shape, seed)
-            paths[name] = os.path.join(tmp, f"visit_{name}.fits")
-            paths[name + "_flat"] = os.path.join(tmp, f"flat_{name}.fits")
-            sim.visit_image.write(paths[name])
-            sim.flat.write(paths[name + "_flat"])
-            if name == "small":
-                cats = {"issue": catalog(sim.visit_image, 2000, np.random.default_rng(14))}
-            else:
-                rng = np.random.default_rng(6)
-                cats.update({
-                    "completeness": catalog(sim.visit_image, 10000, np.random.default_rng(7), mag=(20.0, 26.0),
-                                            half_light_radius=(0.1, 0.8), sersic_n=(0.5, 6.0)),
-                    "completeness-n4": catalog(sim.visit_image, 10000, np.random.default_rng(7), mag=(20.0, 26.0),
-                                               half_light_radius=(0.1, 0.8), sersic_n=(0.5, 4.0)),
-                    "quantum": catalog(sim.visit_image, 2000, rng),
-                    "1k": catalog(sim.visit_image, 1000, rng),
-                    "10k": catalog(sim.visit_image, 10000, rng),
-                })
-            del sim
-        for name, table in cats.items():
-            paths[name] = os.path.join(tmp, f"catalog_{name}.ecsv")
-            table.write(paths[name])
+        paths = _write_inputs(tmp, (args.small[0], args.small[1]), (args.large[0], args.large[1]))
         say(f"setup: simulated {args.small[0]}x{args.small[1]} and {args.large[0]}x{args.large[1]} nJy visit images "
             f"(flat of ones) and wrote the inputs in {time.perf_counter() - t0:.1f} s")
 

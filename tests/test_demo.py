@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.time import TimeDelta
+from lsst.daf.butler import Butler, Timespan
+
 from isrinject.demo.build import EXPOSURE_TIME_S, build_demo_repo
 from isrinject.demo.cli import catalog_table, summary_table
 from isrinject.demo.run import diagnose_demo, run_pipetask
-from lsst.daf.butler import Butler, Timespan
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lsst.daf.butler import Butler
+
 from isrinject.demo.build import build_demo_repo
 from isrinject.diagnostics.diagnose import MissingDatasetError, diagnose
-from lsst.daf.butler import Butler
 
 pytestmark = pytest.mark.slow
 

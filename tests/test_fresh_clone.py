@@ -69,6 +69,6 @@ def test_demo_runs_in_a_fresh_clone(clone: Path) -> None:
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "2/2 bands pass" in demo.stdout
     for band in ("u", "g"):
-        png = output / f"flux_variance_{band}.png"
+        (png,) = output.glob(f"diagnose_*_{band}_flux_variance.png")
         assert png.read_bytes()[:8] == PNG_SIGNATURE, png
         assert png.stat().st_size > 20_000, png.stat().st_size

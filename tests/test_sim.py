@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import astropy.units as u
 import numpy as np
 import pytest
 from astropy.table import Table
+from lsst.images import VisitImage
+
 from isrinject.sim import (
     BAND_PARAMETERS,
     amplifier_boxes,
@@ -29,7 +32,6 @@ from isrinject.sim import (
     true_flat,
     vignetting,
 )
-from lsst.images import VisitImage
 
 SHAPE = (256, 256)
 
@@ -41,6 +43,21 @@ def _design_variance(exp) -> np.ndarray:
     vf = exp.flat.variance.array.astype(float)
     r = exp.illumination_or_ones
     return (exp.scaling / r) ** 2 * ((s + exp.read_noise_map**2) / f**2 + (s / f) ** 2 * vf / f**2)
+
+
+def _noiseless_empty_field(band: str, shape: tuple[int, int], *, seed: int, **kwargs: Any) -> dict[str, Any]:
+    """`simulate_exposure` arguments of a noiseless detector with no background scene."""
+    return {
+        "band": band,
+        "visit": 1,
+        "detector": 8,
+        "shape": shape,
+        "seed": seed,
+        "add_noise": False,
+        "n_background_stars": 0,
+        "n_background_galaxies": 0,
+        **kwargs,
+    }
 
 
 def _star(x: float, y: float, mag: float) -> Table:
@@ -168,8 +185,10 @@ def test_make_flat_bands_and_errors():
     f_y, _ = make_flat(SHAPE, band="y", amp_boxes=boxes, rng=np.random.default_rng(2))
     assert not np.allclose(f_u, f_y)
     # PRNU: u has more pixel-scale structure than y.
-    hp = lambda a: np.std(a[:, 1:] - a[:, :-1])
-    assert hp(f_u) > hp(f_y)
+    def pixel_step_rms(a: np.ndarray) -> float:
+        return float(np.std(a[:, 1:] - a[:, :-1]))
+
+    assert pixel_step_rms(f_u) > pixel_step_rms(f_y)
     with pytest.raises(ValueError, match="'w'"):
         make_flat(SHAPE, band="w", amp_boxes=boxes, rng=rng)
     with pytest.raises(ValueError, match="0"):
@@ -251,18 +270,7 @@ def test_realised_noise_matches_variance_including_flat_term(units):
 @pytest.mark.parametrize("units", ["nJy", "electron"])
 @pytest.mark.parametrize("illumination", [False, True])
 def test_flux_bookkeeping_noiseless(units, illumination):
-    kw = {
-        "band": "r",
-        "visit": 1,
-        "detector": 8,
-        "shape": SHAPE,
-        "seed": 21,
-        "units": units,
-        "add_noise": False,
-        "do_illumination_correction": illumination,
-        "n_background_stars": 0,
-        "n_background_galaxies": 0,
-    }
+    kw = _noiseless_empty_field("r", SHAPE, seed=21, units=units, do_illumination_correction=illumination)
     star = _star(128.3, 120.7, 18.0)
     with_star = simulate_exposure(sources=star, **kw)
     without = simulate_exposure(**kw)
@@ -292,16 +300,7 @@ def test_added_sources_only_change_their_pixels_and_conserve_flux():
 
 
 def test_star_matches_visit_image_psf():
-    kw = {
-        "band": "i",
-        "visit": 1,
-        "detector": 8,
-        "shape": (64, 64),
-        "seed": 2,
-        "add_noise": False,
-        "n_background_stars": 0,
-        "n_background_galaxies": 0,
-    }
+    kw = _noiseless_empty_field("i", (64, 64), seed=2)
     x, y = 31.4, 30.8
     exp = simulate_exposure(sources=_star(x, y, 20.0), **kw)
     model = exp.source_model_njy
@@ -313,16 +312,7 @@ def test_star_matches_visit_image_psf():
 
 
 def test_sources_by_ra_dec_match_pixel_positions():
-    kw = {
-        "band": "z",
-        "visit": 1,
-        "detector": 8,
-        "shape": (64, 64),
-        "seed": 2,
-        "add_noise": False,
-        "n_background_stars": 0,
-        "n_background_galaxies": 0,
-    }
+    kw = _noiseless_empty_field("z", (64, 64), seed=2)
     by_xy = simulate_exposure(sources=_star(20.2, 40.6, 19.0), **kw)
     ra, dec = by_xy.truth_catalog["ra"][0], by_xy.truth_catalog["dec"][0]
     sky = by_xy.visit_image.sky_projection.pixel_to_sky(x=np.array([20.2]), y=np.array([40.6]))
@@ -347,17 +337,7 @@ def test_galaxy_sources_are_drawn():
             "beta": [30.0, 100.0, 0.0],
         }
     )
-    exp = simulate_exposure(
-        band="r",
-        visit=1,
-        detector=8,
-        shape=SHAPE,
-        seed=1,
-        sources=table,
-        add_noise=False,
-        n_background_stars=0,
-        n_background_galaxies=0,
-    )
+    exp = simulate_exposure(sources=table, **_noiseless_empty_field("r", SHAPE, seed=1))
     total = exp.source_model_njy.sum()
     expected = np.sum(10 ** (-0.4 * (np.array([19.0, 19.5, 20.0]) - 31.4)))
     assert total == pytest.approx(expected, rel=0.02)  # profile tails beyond the stamps

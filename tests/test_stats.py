@@ -8,6 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 from astropy.table import Table
+from lsst.images import XY
+
 from isrinject import VisitInjectConfig
 from isrinject.catalog import compose_catalog
 from isrinject.diagnostics.stats import (
@@ -22,10 +24,8 @@ from isrinject.diagnostics.stats import (
     relation_residual,
 )
 from isrinject.diagnostics.verdict import verdict
-from isrinject.sim import amplifier_index_map, simulate_exposure
-from lsst.images import XY
-
 from isrinject.inject import inject_sources
+from isrinject.sim import amplifier_index_map, simulate_exposure
 
 SHAPE = (256, 256)
 

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lsst.pipe.base import Pipeline
+    from lsst.pipe.base.pipeline_graph import PipelineGraph
 
 _LOG = logging.getLogger(__name__)
 
@@ -227,28 +228,13 @@ def make_injection_pipeline(
         ``injected_`` subset exists in both pipelines, or an override is
         malformed or names an unknown task.
     """
-    # pipe_base is imported here, not at module level, so that the command
-    # line's --help (which reads DEFAULT_EXCLUDED_TASKS) stays fast.
-    from lsst.pipe.base import LabelSpecifier, Pipeline
-
     if not prefix:
         raise ValueError("prefix must not be empty: the injected datasets would overwrite the originals.")
     pipeline = _load(reference_pipeline)
     overrides = [parse_config_override(c) for c in ([config] if isinstance(config, str) else config or [])]
     if instrument:
         pipeline.addInstrument(instrument)
-
-    # Excluded tasks go first; EDIT keeps their subsets (without them).
-    excluded = _as_set(excluded_tasks)
-    labels = set(pipeline.task_labels)
-    # Most pipelines lack some of the default exclusions: only report the others.
-    if missing := sorted(excluded - labels - DEFAULT_EXCLUDED_TASKS):
-        _LOG.warning("Tasks marked for exclusion are not in the reference pipeline: %s.", ", ".join(missing))
-    pipeline = pipeline.subsetFromLabels(LabelSpecifier(labels=labels - excluded), Pipeline.PipelineSubsetCtrl.EDIT)
-    for subset, members in list(pipeline.subsets.items()):
-        if not members:
-            _LOG.warning("Removed the subset %r: all its tasks were excluded.", subset)
-            pipeline.removeLabeledSubset(subset)
+    pipeline = _exclude_tasks(pipeline, _as_set(excluded_tasks))
 
     # Overrides of reference tasks take effect before the graph is read, so a
     # renamed connection is prefixed under its configured name.
@@ -262,6 +248,52 @@ def make_injection_pipeline(
             f"Dataset type {dataset_type_name!r} is not a connection of any task in the reference pipeline; "
             "nothing would read the injected data."
         )
+    downstream = _rename_downstream(pipeline, graph, dataset_type_name, prefix)
+    injection_label = _merge_injection_task(pipeline, injection_pipeline, dataset_type_name, prefix)
+    if not exclude_subsets:
+        _add_to_neighbour_subsets(pipeline, graph, dataset_type_name, injection_label)
+    _add_injected_subsets(pipeline, downstream | {injection_label})
+    additional_tasks = _merge_additional_pipelines(pipeline, additional_pipelines, subset_names, subset_description)
+
+    # The remaining overrides name the injection task, an added task, or nothing.
+    for label, key, value in overrides:
+        if label == injection_label or label in additional_tasks:
+            pipeline.addConfigOverride(label, key, value)
+        elif label not in pipeline.task_labels:
+            raise ValueError(
+                f"Config override {label}:{key}={value} names task {label!r}, which is not in the output "
+                f"pipeline (tasks: {', '.join(sorted(pipeline.task_labels))})."
+            )
+
+    _remove_violated_contracts(pipeline)
+    _LOG.info(
+        "Injection pipeline: %d tasks, %d downstream of %r read injected data.",
+        len(pipeline.task_labels), len(downstream), dataset_type_name,
+    )
+    return pipeline
+
+
+def _exclude_tasks(pipeline: Pipeline, excluded: set[str]) -> Pipeline:
+    """Remove the ``excluded`` tasks (EDIT keeps their subsets, without them) and the subsets left empty."""
+    # pipe_base is imported here, not at module level, so that the command
+    # line's --help (which reads DEFAULT_EXCLUDED_TASKS) stays fast.
+    from lsst.pipe.base import LabelSpecifier, Pipeline
+
+    labels = set(pipeline.task_labels)
+    # Most pipelines lack some of the default exclusions: only report the others.
+    if missing := sorted(excluded - labels - DEFAULT_EXCLUDED_TASKS):
+        _LOG.warning("Tasks marked for exclusion are not in the reference pipeline: %s.", ", ".join(missing))
+    pipeline = pipeline.subsetFromLabels(LabelSpecifier(labels=labels - excluded), Pipeline.PipelineSubsetCtrl.EDIT)
+    for subset, members in list(pipeline.subsets.items()):
+        if not members:
+            _LOG.warning("Removed the subset %r: all its tasks were excluded.", subset)
+            pipeline.removeLabeledSubset(subset)
+    return pipeline
+
+
+def _rename_downstream(pipeline: Pipeline, graph: PipelineGraph, dataset_type_name: str, prefix: str) -> set[str]:
+    """Point every task downstream of ``dataset_type_name`` at ``prefix`` + the
+    names of it and of everything made from it; return those tasks' labels."""
     downstream = graph.select_tasks(f">D:{dataset_type_name}")
     injected_types = {dataset_type_name}
     for label in downstream:
@@ -283,8 +315,17 @@ def make_injection_pipeline(
                 )
                 continue
             pipeline.addConfigOverride(label, f"connections.{edge.connection_name}", prefix + edge.dataset_type_name)
+    return downstream
 
-    # The injection task.
+
+def _merge_injection_task(
+    pipeline: Pipeline,
+    injection_pipeline: Pipeline | str | os.PathLike[str] | None,
+    dataset_type_name: str,
+    prefix: str,
+) -> str:
+    """Merge the one-task injection pipeline, its connections pointed at
+    ``dataset_type_name`` and the prefixed outputs; return its label."""
     if injection_pipeline is None:
         injection_pipeline = _infer_injection_pipeline(dataset_type_name)
         _LOG.info("Injection pipeline for %r: %s", dataset_type_name, injection_pipeline)
@@ -310,18 +351,25 @@ def make_injection_pipeline(
         pipeline.addConfigOverride(
             injection_label, f"connections.{connection}", template.format(name=dataset_type_name, prefix=prefix)
         )
-    if not exclude_subsets:
-        # The injection runs with the task making the dataset type; when the
-        # reference pipeline only reads it, with the tasks reading it.
-        producer = graph.producer_of(dataset_type_name)
-        if producer is not None:
-            neighbours = [producer.label]
-        else:
-            neighbours = [node.label for node in graph.consumers_of(dataset_type_name)]
-        for subset in set().union(*(pipeline.findSubsetsWithLabel(label) for label in neighbours)):
-            pipeline.addLabelToSubset(subset, injection_label)
+    return injection_label
 
-    touched = downstream | {injection_label}
+
+def _add_to_neighbour_subsets(
+    pipeline: Pipeline, graph: PipelineGraph, dataset_type_name: str, injection_label: str
+) -> None:
+    """Add the injection task to the subsets of the task making the dataset
+    type or, when the reference pipeline only reads it, of the tasks reading it."""
+    producer = graph.producer_of(dataset_type_name)
+    if producer is not None:
+        neighbours = [producer.label]
+    else:
+        neighbours = [node.label for node in graph.consumers_of(dataset_type_name)]
+    for subset in set().union(*(pipeline.findSubsetsWithLabel(label) for label in neighbours)):
+        pipeline.addLabelToSubset(subset, injection_label)
+
+
+def _add_injected_subsets(pipeline: Pipeline, touched: set[str]) -> None:
+    """Add ``injected_<subset>`` with the ``touched`` tasks of every subset holding some."""
     for subset, members in list(pipeline.subsets.items()):
         injected_members = set(members) & touched
         if not injected_members:
@@ -333,6 +381,15 @@ def make_injection_pipeline(
             name, f"The tasks of subset {subset!r} that source injection touches.", injected_members
         )
 
+
+def _merge_additional_pipelines(
+    pipeline: Pipeline,
+    additional_pipelines: Sequence[Pipeline | str | os.PathLike[str]],
+    subset_names: str | Sequence[str],
+    subset_description: str,
+) -> set[str]:
+    """Merge the ``additional_pipelines`` as they are and add their tasks to
+    ``subset_names`` (created when missing); return their labels."""
     additional_tasks: set[str] = set()
     for additional in additional_pipelines:
         extra = _load(additional)
@@ -354,20 +411,4 @@ def make_injection_pipeline(
                 pipeline.addLabelToSubset(name, label)
         else:
             pipeline.addLabeledSubset(name, description or subset_description, additional_tasks)
-
-    # The remaining overrides name the injection task, an added task, or nothing.
-    for label, key, value in overrides:
-        if label == injection_label or label in additional_tasks:
-            pipeline.addConfigOverride(label, key, value)
-        elif label not in pipeline.task_labels:
-            raise ValueError(
-                f"Config override {label}:{key}={value} names task {label!r}, which is not in the output "
-                f"pipeline (tasks: {', '.join(sorted(pipeline.task_labels))})."
-            )
-
-    _remove_violated_contracts(pipeline)
-    _LOG.info(
-        "Injection pipeline: %d tasks, %d downstream of %r read injected data.",
-        len(pipeline.task_labels), len(downstream), dataset_type_name,
-    )
-    return pipeline
+    return additional_tasks

@@ -26,7 +26,8 @@ from typing import Any, Literal
 import numpy as np
 from astropy.table import Table, vstack
 from astropy.time import Time, TimeDelta
-from lsst.images import XY, Box, Image, MaskedImage
+from lsst.daf.butler import Butler
+from lsst.images import XY, Box, Image, MaskedImage, VisitImage
 
 from ..catalog import ingest_injection_catalog
 from ..provenance import record_isr_flat
@@ -237,6 +238,55 @@ def simulate_truth(demo: DemoRepo, band: str, detector: int) -> SimulatedExposur
     )
 
 
+def _certify_calibrations(
+    butler: Butler,
+    layout: RepoLayout,
+    sim: SimulatedExposure,
+    band: str,
+    data_id: dict[str, Any],
+    flats: dict[str, tuple[np.ndarray, np.ndarray]],
+    epoch: str,
+    flat_runs: dict[str, str],
+    ranges: dict[str, tuple[Time, Time | None]],
+) -> None:
+    """Certify both flat epochs of one detector (and its illumination correction, if simulated);
+    record in the visit image the flat of its own epoch."""
+    vi = sim.visit_image
+    for name, (f, var_f) in flats.items():
+        flat_image = MaskedImage(
+            Image(f.astype(np.float32), bbox=vi.bbox), variance=Image(var_f.astype(np.float32), bbox=vi.bbox),
+            mask_schema=sim.flat.mask.schema,
+        )
+        flat_ref = certify_calibration(
+            butler, "flat", flat_image, data_id=data_id, run=flat_runs[name],
+            calib_collection=layout.calib_collection, begin=ranges[name][0], end=ranges[name][1],
+        )
+        if name == epoch:
+            # As ISR does: the visit image names the flat it was divided by.
+            record_isr_flat(vi.metadata, flat_ref)
+    if sim.illumination is not None:
+        certify_calibration(
+            butler, "illuminationCorrection",
+            Image(sim.illumination.astype(np.float32), bbox=vi.bbox), data_id=data_id,
+            run=f"{layout.calib_run}/illumination/{band}", calib_collection=layout.calib_collection,
+            begin=None, end=None,
+        )
+
+
+def _band_catalog(
+    positions: Table, visit_image: VisitImage, detector: int, band: str, bright: float, faint: float
+) -> Table:
+    """The sources of one detector on the sky, with this band's magnitudes (``bright``–``faint`` by quantile)."""
+    table = positions.copy()
+    sky = visit_image.sky_projection.pixel_to_sky(XY(x=np.asarray(table["x"]), y=np.asarray(table["y"])))
+    table["ra"], table["dec"] = sky.ra.deg, sky.dec.deg
+    table["mag"] = bright + (faint - bright) * np.asarray(table["quantile"])
+    table["injection_id"] = detector * 100_000 + np.arange(len(table))
+    table["band"] = band
+    table.remove_columns(["x", "y", "quantile"])
+    return table
+
+
 def build_demo_repo(
     root: str | os.PathLike[str],
     *,
@@ -331,34 +381,8 @@ def build_demo_repo(
             vi = sim.visit_image
             regions[detector] = detector_region(vi.sky_projection, vi.bbox)
             data_id = {"instrument": layout.instrument, "detector": detector, "physical_filter": filters[band]}
-            for name, (f, var_f) in flats.items():
-                flat_image = MaskedImage(
-                    Image(f.astype(np.float32), bbox=vi.bbox), variance=Image(var_f.astype(np.float32), bbox=vi.bbox),
-                    mask_schema=sim.flat.mask.schema,
-                )
-                flat_ref = certify_calibration(
-                    butler, "flat", flat_image, data_id=data_id, run=flat_runs[name],
-                    calib_collection=layout.calib_collection, begin=ranges[name][0], end=ranges[name][1],
-                )
-                if name == epoch:
-                    # As ISR does: the visit image names the flat it was divided by.
-                    record_isr_flat(vi.metadata, flat_ref)
-            if do_illumination_correction:
-                certify_calibration(
-                    butler, "illuminationCorrection",
-                    Image(sim.illumination.astype(np.float32), bbox=vi.bbox), data_id=data_id,
-                    run=f"{layout.calib_run}/illumination/{band}", calib_collection=layout.calib_collection,
-                    begin=None, end=None,
-                )
-            # Sources of this detector on the sky, with this band's magnitudes.
-            table = positions[detector].copy()
-            sky = vi.sky_projection.pixel_to_sky(XY(x=np.asarray(table["x"]), y=np.asarray(table["y"])))
-            table["ra"], table["dec"] = sky.ra.deg, sky.dec.deg
-            table["mag"] = bright + (faint - bright) * np.asarray(table["quantile"])
-            table["injection_id"] = detector * 100_000 + np.arange(len(table))
-            table["band"] = band
-            table.remove_columns(["x", "y", "quantile"])
-            catalogs.append(table)
+            _certify_calibrations(butler, layout, sim, band, data_id, flats, epoch, flat_runs, ranges)
+            catalogs.append(_band_catalog(positions[detector], vi, detector, band, bright, faint))
         register_visit(
             butler, layout.instrument, visit=visits[band], physical_filter=filters[band], begin=begin[band],
             end=begin[band] + TimeDelta(EXPOSURE_TIME_S, format="sec"), detector_regions=regions,

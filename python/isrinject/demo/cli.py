@@ -10,7 +10,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from ..diagnostics import verdict as rule
 from ..diagnostics.results import VisitDiagnosis
@@ -44,7 +43,7 @@ every band are written to the output directory.
 """
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``demo`` sub-command."""
     parser = subparsers.add_parser(
         "demo",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from astropy.time import Time
 from lsst.daf.butler import Butler, CollectionType, DatasetRef, DatasetType, Timespan
-from lsst.images import XY, Box
+from lsst.images import XY, Box, SkyProjection, VisitImage
 from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d
 
 #: Calibration dataset types: name → (storage class, dimensions).
@@ -109,7 +109,7 @@ def register_instrument(
     return filters
 
 
-def detector_region(sky_projection: Any, bbox: Box) -> ConvexPolygon:
+def detector_region(sky_projection: SkyProjection, bbox: Box) -> ConvexPolygon:
     """The sky polygon of a detector's pixel box (for ``visit_detector_region``)."""
     xs = np.array([bbox.x.min - 0.5, bbox.x.max + 0.5, bbox.x.max + 0.5, bbox.x.min - 0.5])
     ys = np.array([bbox.y.min - 0.5, bbox.y.min - 0.5, bbox.y.max + 0.5, bbox.y.max + 0.5])
@@ -189,7 +189,9 @@ def register_dataset_types(butler: Butler, *, visit_image_storage_class: str = "
         butler.registry.registerDatasetType(dataset_type)
 
 
-def put_visit_image(butler: Butler, visit_image: Any, *, instrument: str, visit: int, detector: int, run: str) -> DatasetRef:
+def put_visit_image(
+    butler: Butler, visit_image: VisitImage, *, instrument: str, visit: int, detector: int, run: str
+) -> DatasetRef:
     """Put a visit image into ``run`` (created if needed)."""
     butler.registry.registerCollection(run, CollectionType.RUN)
     return butler.put(visit_image, "visit_image", instrument=instrument, visit=visit, detector=detector, run=run)

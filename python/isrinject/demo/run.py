@@ -1,9 +1,9 @@
-"""Run the demo: ``pipetask`` as a subprocess, then evaluate every band.
+r"""Run the demo: ``pipetask`` as a subprocess, then evaluate every band.
 
 `run_pipetask` runs exactly what a user would type::
 
-    pipetask --log-level isrinject=INFO run -b REPO -i INPUTS -o u/demo/inject \\
-        --output-run u/demo/inject/<UTC time> -p pipelines/inject.yaml --register-dataset-types \\
+    pipetask --log-level isrinject=INFO run -b REPO -i INPUTS -o u/demo/inject \
+        --output-run u/demo/inject/<UTC time> -p pipelines/inject.yaml --register-dataset-types \
         [-c inject_visit:do_illumination_correction=True]
 
 (each run writes a new RUN, so re-running is safe).  `diagnose_demo`

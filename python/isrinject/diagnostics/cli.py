@@ -13,10 +13,9 @@ from .verdict import MIN_REAL_PIXELS, criteria_text
 DEFAULT_CUTOUT_SIZE = 128
 
 
-def _split(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    return [item for value in values for item in value.split(",") if item]
+def _split(values: list[str] | None) -> list[str]:
+    """Items of space- or comma-separated arguments (empty when none were given)."""
+    return [item for value in values or [] for item in value.split(",") if item]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -72,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from .diagnose import MissingDatasetError, boxes_around, diagnose
 
     try:
-        visits = [int(v) for v in _split(args.visit)] if args.visit else None
-        detectors = [int(d) for d in _split(args.detector)] if args.detector else None
+        visits = [int(v) for v in _split(args.visit)] or None
+        detectors = [int(d) for d in _split(args.detector)] or None
     except ValueError as err:
         print(f"isrinject diagnose: error: visit and detector IDs must be integers ({err}).", file=sys.stderr)
         return 2
@@ -85,16 +84,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         butler = Butler.from_config(args.repo)
-    except Exception as err:  # noqa: BLE001 — any failure to open the repo is a user error here
+    except Exception as err:
         print(f"isrinject diagnose: error: cannot open butler repository {args.repo!r}: {err}", file=sys.stderr)
         return 2
     try:
         result = diagnose(
             butler, visit=visits, detector=detectors, collections=_split(args.collections),
-            input_collections=_split(args.input_collections), cutout=cutouts or None,
+            input_collections=_split(args.input_collections) or None, cutout=cutouts or None,
             output_dir=args.output, compare_gain_only=args.compare_gain_only, instrument=args.instrument,
-            bands=_split(args.band), config_dataset=args.config_dataset, seed=args.seed,
-            figures=not args.no_figures, catalog_checks=not args.no_catalog_checks, progress=lambda line: print(line, flush=True),
+            bands=_split(args.band) or None, config_dataset=args.config_dataset, seed=args.seed,
+            figures=not args.no_figures, catalog_checks=not args.no_catalog_checks,
+            progress=lambda line: print(line, flush=True),
         )
     except MissingDatasetError as err:
         print(f"isrinject diagnose: error: {err}", file=sys.stderr)

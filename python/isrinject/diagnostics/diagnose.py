@@ -58,13 +58,16 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import astropy.units as u
 import numpy as np
 from astropy.table import Table, vstack
-from lsst.images import Box
+from lsst.daf.butler import Butler, DataCoordinate, DataId, DatasetRef
+from lsst.images import Box, MaskedImage
+from lsst.images.psfs import PointSpreadFunction
 
+from ..calibration import PixelCalibration
 from ..catalog import compose_catalog
 from ..flags import FATAL_FLAGS
 from ..inject import INJECTION_RESULT_COLUMNS, inject_sources
@@ -89,7 +92,7 @@ _OUTPUT_COLUMNS = ("x", "y", *INJECTION_RESULT_COLUMNS)
 class MissingDatasetError(LookupError):
     """A dataset needed by the diagnosis is not in the given collections."""
 
-    def __init__(self, dataset_type: str, data_id: Any, collections: Sequence[str], hint: str = "") -> None:
+    def __init__(self, dataset_type: str, data_id: DataId, collections: Sequence[str], hint: str = "") -> None:
         self.dataset_type = dataset_type
         self.data_id = dict(data_id.required) if hasattr(data_id, "required") else dict(data_id)
         self.collections = list(collections)
@@ -112,8 +115,8 @@ def _as_list(value: int | Iterable[int] | None) -> list[int] | None:
 
 
 def _find(
-    butler: Any, dataset_type: str, data_id: Any, collections: Sequence[str], hint: str = "", **kwargs: Any
-) -> Any:
+    butler: Butler, dataset_type: str, data_id: DataId, collections: Sequence[str], hint: str = "", **kwargs: Any
+) -> DatasetRef:
     """Resolve a dataset or raise `MissingDatasetError` naming it."""
     try:
         ref = butler.find_dataset(dataset_type, data_id, collections=list(collections), **kwargs)
@@ -126,12 +129,14 @@ def _find(
     return ref
 
 
-def _get(butler: Any, dataset_type: str, data_id: Any, collections: Sequence[str], **kwargs: Any) -> tuple[Any, Any]:
+def _get(
+    butler: Butler, dataset_type: str, data_id: DataId, collections: Sequence[str], **kwargs: Any
+) -> tuple[Any, DatasetRef]:
     ref = _find(butler, dataset_type, data_id, collections, **kwargs)
     return butler.get(ref), ref
 
 
-def _instrument(butler: Any, instrument: str | None) -> str:
+def _instrument(butler: Butler, instrument: str | None) -> str:
     if instrument:
         return instrument
     names = sorted(rec.name for rec in butler.registry.queryDimensionRecords("instrument"))
@@ -141,15 +146,15 @@ def _instrument(butler: Any, instrument: str | None) -> str:
 
 
 def _data_ids(
-    butler: Any,
+    butler: Butler,
     instrument: str,
     visits: list[int] | None,
     detectors: list[int] | None,
     bands: list[str] | None,
     collections: Sequence[str],
-) -> dict[int, list[Any]]:
+) -> dict[int, list[DataCoordinate]]:
     """visit → expanded data IDs (one per detector) to diagnose."""
-    result: dict[int, list[Any]] = {}
+    result: dict[int, list[DataCoordinate]] = {}
     if visits is None or detectors is None:
         # Whatever the run wrote, restricted by the given visits/detectors/bands.
         try:
@@ -170,7 +175,7 @@ def _data_ids(
                 continue
             result.setdefault(int(did["visit"]), []).append(did)
         if not result:
-            what = {"instrument": instrument}
+            what: dict[str, object] = {"instrument": instrument}
             if visits:
                 what["visit"] = visits
             if detectors:
@@ -251,8 +256,8 @@ def _region_boxes(bbox: Box, cutouts: Sequence[tuple[int, int, int, int]] | None
 
 
 def _detector_regions(
-    butler: Any,
-    data_id: Any,
+    butler: Butler,
+    data_id: DataCoordinate,
     *,
     collections: Sequence[str],
     input_collections: Sequence[str],
@@ -261,12 +266,13 @@ def _detector_regions(
     cutouts: Sequence[tuple[int, int, int, int]] | None,
     seed: int,
     catalog_checks: bool,
-    truth: Callable[[int, int], Any] | None,
+    truth: Callable[[int, int], MaskedImage] | None,
 ) -> list[RegionData]:
     injected, _ = _get(butler, "injected_visit_image", data_id, collections)
     catalog, _ = _get(butler, "injected_visit_image_catalog", data_id, collections)
     original, _ = _get(butler, "visit_image", data_id, input_collections)
-    timespan = data_id.records["visit"].timespan if data_id.hasRecords() else None
+    visit_record = data_id.records["visit"] if data_id.hasRecords() else None
+    timespan = visit_record.timespan if visit_record is not None else None
     flat, flat_ref = _get(butler, "flat", data_id, input_collections, timespan=timespan)
     illumination = None
     if config.do_illumination_correction:
@@ -275,7 +281,7 @@ def _detector_regions(
     boxes = _region_boxes(original.bbox, cutouts, detector_id)
 
     # Noiseless re-render with the run's configuration.
-    noiseless_config = config.copy()
+    noiseless_config = cast(VisitInjectConfig, config.copy())
     noiseless_config.add_noise = False
     noiseless_config.inject_variance = True
     rows = _rerender_catalog(catalog)
@@ -343,7 +349,9 @@ def _catalog_checks(regions: Sequence[RegionData]) -> dict[str, CatalogChecks]:
     return {label: summarise(label, table, edges) for label, table in tables.items()}
 
 
-def _measure_region(region: RegionData, psf: Any, calibration: Any, truth_image: Any | None) -> dict[str, Table]:
+def _measure_region(
+    region: RegionData, psf: PointSpreadFunction, calibration: PixelCalibration, truth_image: MaskedImage | None
+) -> dict[str, Table]:
     """Forced photometry and detection of the region's isolated injected stars in every image compared."""
     from . import photometry
 
@@ -497,7 +505,7 @@ def _source_records(sources: Table) -> list[dict[str, Any]]:
 
 
 def diagnose(
-    butler: Any,
+    butler: Butler,
     *,
     visit: int | Sequence[int] | None,
     detector: int | Sequence[int] | None,
@@ -513,7 +521,7 @@ def diagnose(
     seed: int = 0,
     figures: bool = True,
     catalog_checks: bool = True,
-    truth: Callable[[int, int], Any] | None = None,
+    truth: Callable[[int, int], MaskedImage] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> DiagnosisResult:
     """Diagnose injected visit images against the ISR flux–variance relation.
@@ -569,108 +577,161 @@ def diagnose(
         If a dataset is missing (its message names the dataset type, data ID
         and collections).
     """
-    collections = [collections] if isinstance(collections, str) else list(collections)
-    if input_collections is None:
-        input_collections = collections
-    elif isinstance(input_collections, str):
-        input_collections = [input_collections]
-    else:
-        input_collections = list(input_collections)
+    outputs = _as_collections(collections)
+    inputs = outputs if input_collections is None else _as_collections(input_collections)
     instrument = _instrument(butler, instrument)
     if config is None:
-        ref = _find(butler, config_dataset, {}, collections,
+        ref = _find(butler, config_dataset, {}, outputs,
                     hint="Pass config= (or --config-dataset <label>_config) for the configuration of the run.")
         config = butler.get(ref)
-    targets = _data_ids(butler, instrument, _as_list(visit), _as_list(detector), list(bands) if bands else None, collections)
+    run = _Run(
+        butler=butler, instrument=instrument, collections=outputs, input_collections=inputs, config=config,
+        config_dataset=config_dataset, compare_gain_only=compare_gain_only, cutouts=_as_cutouts(cutout),
+        seed=seed, catalog_checks=catalog_checks, truth=truth,
+    )
+    targets = _data_ids(
+        butler, instrument, _as_list(visit), _as_list(detector), list(bands) if bands else None, outputs
+    )
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    cutouts = _as_cutouts(cutout)
-    say = progress or (lambda line: None)
     results: list[VisitDiagnosis] = []
     all_paths: list[Path] = []
-    n_visits = len(targets)
     for k, (visit_id, data_ids) in enumerate(targets.items(), start=1):
-        band = str(data_ids[0]["band"])
-        regions = [
-            region
-            for did in data_ids
-            for region in _detector_regions(
-                butler, did, collections=collections, input_collections=input_collections, config=config,
-                compare_gain_only=compare_gain_only, cutouts=cutouts, seed=seed,
-                catalog_checks=catalog_checks, truth=truth,
-            )
-        ]
-        detectors = sorted({r.detector for r in regions})
-        stats_isr = injection_statistics([r.pixels for r in regions], seed=seed)
-        verdict_isr = verdict(stats_isr)
-        stats_gain: InjectionStatistics | None = None
-        verdict_gain: Verdict | None = None
-        if compare_gain_only:
-            stats_gain = injection_statistics(
-                [r.gain_only_pixels for r in regions if r.gain_only_pixels is not None], seed=seed
-            )
-            verdict_gain = verdict(stats_gain)
-        per_detector = {r.detector: r for r in regions}.values()
-        sources = Table(np.concatenate([np.asarray(r.sources) for r in per_detector]))
-        summary: dict[str, Any] = {
-            "visit": visit_id, "band": band, "instrument": instrument, "detectors": detectors,
-            "unit": regions[0].unit, "collections": collections, "input_collections": input_collections,
-            "cutouts": cutouts,
-            "flats": {str(r.detector): {"run": r.flat_ref.run, "id": str(r.flat_ref.id)} for r in per_detector},
-            "config": {"dataset": config_dataset, "add_noise": config.add_noise, "noise_seed": config.noise_seed,
-                       "scaling_source": config.scaling_source,
-                       "include_flat_variance": config.include_flat_variance,
-                       "do_illumination_correction": config.do_illumination_correction},
-            "criteria": criteria(),
-            "isrinject": statistics_dict(stats_isr, verdict_isr),
-            "flux_recovery": _sources_summary(sources),
-            "sources": _source_records(sources),
-        }
-        if stats_gain is not None and verdict_gain is not None:
-            summary["gain_only"] = statistics_dict(stats_gain, verdict_gain)
-        checks = _catalog_checks(regions) if catalog_checks else {}
-        if checks:
-            summary["catalog_checks"] = _json_ready({label: c.as_dict() for label, c in checks.items()})
-        diagnosis = VisitDiagnosis(
-            visit=visit_id, band=band, detectors=detectors, unit=regions[0].unit,
-            statistics=stats_isr, verdict=verdict_isr, gain_only=stats_gain, gain_only_verdict=verdict_gain,
-            sources=sources, summary=summary, catalog_checks=checks,
-        )
+        diagnosis, regions = _diagnose_visit(run, visit_id, data_ids)
         if out_dir is not None:
-            stem = f"diagnose_{visit_id}_{band}"
-            if figures:
-                from .figures import (
-                    plot_completeness,
-                    plot_flux_variance,
-                    plot_maps,
-                    plot_pulls,
-                )
-
-                diagnosis.paths.append(plot_flux_variance(diagnosis, out_dir / f"{stem}_flux_variance.png"))
-                if checks:
-                    title = f"visit {visit_id}, band {band}"
-                    diagnosis.paths.append(plot_completeness(checks, out_dir / f"{stem}_completeness.png",
-                                                             title=title))
-                    diagnosis.paths.append(plot_pulls(checks, out_dir / f"{stem}_pulls.png", title=title))
-                for i, region in enumerate(regions):
-                    suffix = f"_{i}" if cutouts and len(cutouts) > 1 else ""
-                    diagnosis.paths.append(plot_maps(region, out_dir / f"{stem}_maps_d{region.detector}{suffix}.png",
-                                                     visit=visit_id, band=band, compare_gain_only=compare_gain_only))
-            json_path = out_dir / f"{stem}.json"
-            summary["paths"] = [str(p) for p in diagnosis.paths] + [str(json_path)]
-            json_path.write_text(json.dumps(summary, indent=1))
-            diagnosis.paths.append(json_path)
+            _write_visit_outputs(run, diagnosis, regions, out_dir, figures=figures)
             all_paths.extend(diagnosis.paths)
         results.append(diagnosis)
-        line = f"[{k}/{n_visits}] visit {visit_id} band {band} detectors {detectors}: isrinject {verdict_isr.describe()}"
-        if verdict_gain is not None:
-            line += f" | flux/gain: {verdict_gain.describe()}"
-        for label, c in checks.items():
-            line += (f" | {label}: pulls {c.pulls.mean:+.2f}±{c.pulls.mean_error:.2f}, std {c.pulls.std:.2f}"
-                     f"±{c.pulls.std_error:.2f} ({c.pulls.n} stars), detected "
-                     f"{int(c.completeness.n_detected.sum())}/{int(c.completeness.n_injected.sum())}")
-        say(line)
+        if progress is not None:
+            progress(_progress_line(k, len(targets), diagnosis))
+    overall = _overall_summary(results)
+    if out_dir is not None:
+        summary_path = out_dir / "diagnose_summary.json"
+        summary_path.write_text(json.dumps(overall, indent=1))
+        all_paths.append(summary_path)
+    return DiagnosisResult(visits=results, paths=all_paths, summary=overall)
+
+
+def _as_collections(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What `diagnose` was asked to compare, the same for every visit."""
+
+    butler: Butler
+    instrument: str
+    collections: list[str]
+    input_collections: list[str]
+    config: VisitInjectConfig
+    config_dataset: str
+    compare_gain_only: bool
+    cutouts: list[tuple[int, int, int, int]] | None
+    seed: int
+    catalog_checks: bool
+    truth: Callable[[int, int], MaskedImage] | None
+
+
+def _diagnose_visit(
+    run: _Run, visit_id: int, data_ids: list[DataCoordinate]
+) -> tuple[VisitDiagnosis, list[RegionData]]:
+    """Statistics, verdicts, catalog checks and JSON summary of one visit (all its detectors pooled)."""
+    band = str(data_ids[0]["band"])
+    regions = [
+        region
+        for did in data_ids
+        for region in _detector_regions(
+            run.butler, did, collections=run.collections, input_collections=run.input_collections,
+            config=run.config, compare_gain_only=run.compare_gain_only, cutouts=run.cutouts, seed=run.seed,
+            catalog_checks=run.catalog_checks, truth=run.truth,
+        )
+    ]
+    detectors = sorted({r.detector for r in regions})
+    stats_isr = injection_statistics([r.pixels for r in regions], seed=run.seed)
+    verdict_isr = verdict(stats_isr)
+    stats_gain: InjectionStatistics | None = None
+    verdict_gain: Verdict | None = None
+    if run.compare_gain_only:
+        stats_gain = injection_statistics(
+            [r.gain_only_pixels for r in regions if r.gain_only_pixels is not None], seed=run.seed
+        )
+        verdict_gain = verdict(stats_gain)
+    per_detector = {r.detector: r for r in regions}.values()
+    sources = Table(np.concatenate([np.asarray(r.sources) for r in per_detector]))
+    config = run.config
+    summary: dict[str, Any] = {
+        "visit": visit_id, "band": band, "instrument": run.instrument, "detectors": detectors,
+        "unit": regions[0].unit, "collections": run.collections, "input_collections": run.input_collections,
+        "cutouts": run.cutouts,
+        "flats": {str(r.detector): {"run": r.flat_ref.run, "id": str(r.flat_ref.id)} for r in per_detector},
+        "config": {"dataset": run.config_dataset, "add_noise": config.add_noise, "noise_seed": config.noise_seed,
+                   "scaling_source": config.scaling_source,
+                   "include_flat_variance": config.include_flat_variance,
+                   "do_illumination_correction": config.do_illumination_correction},
+        "criteria": criteria(),
+        "isrinject": statistics_dict(stats_isr, verdict_isr),
+        "flux_recovery": _sources_summary(sources),
+        "sources": _source_records(sources),
+    }
+    if stats_gain is not None and verdict_gain is not None:
+        summary["gain_only"] = statistics_dict(stats_gain, verdict_gain)
+    checks = _catalog_checks(regions) if run.catalog_checks else {}
+    if checks:
+        summary["catalog_checks"] = _json_ready({label: c.as_dict() for label, c in checks.items()})
+    diagnosis = VisitDiagnosis(
+        visit=visit_id, band=band, detectors=detectors, unit=regions[0].unit,
+        statistics=stats_isr, verdict=verdict_isr, gain_only=stats_gain, gain_only_verdict=verdict_gain,
+        sources=sources, summary=summary, catalog_checks=checks,
+    )
+    return diagnosis, regions
+
+
+def _write_visit_outputs(
+    run: _Run, diagnosis: VisitDiagnosis, regions: list[RegionData], out_dir: Path, *, figures: bool
+) -> None:
+    """Write one visit's PNGs (with ``figures``) and JSON summary; list them in ``diagnosis.paths``."""
+    visit_id, band, checks = diagnosis.visit, diagnosis.band, diagnosis.catalog_checks
+    stem = f"diagnose_{visit_id}_{band}"
+    if figures:
+        from .figures import (
+            plot_completeness,
+            plot_flux_variance,
+            plot_maps,
+            plot_pulls,
+        )
+
+        diagnosis.paths.append(plot_flux_variance(diagnosis, out_dir / f"{stem}_flux_variance.png"))
+        if checks:
+            title = f"visit {visit_id}, band {band}"
+            diagnosis.paths.append(plot_completeness(checks, out_dir / f"{stem}_completeness.png", title=title))
+            diagnosis.paths.append(plot_pulls(checks, out_dir / f"{stem}_pulls.png", title=title))
+        for i, region in enumerate(regions):
+            suffix = f"_{i}" if run.cutouts and len(run.cutouts) > 1 else ""
+            diagnosis.paths.append(plot_maps(region, out_dir / f"{stem}_maps_d{region.detector}{suffix}.png",
+                                             visit=visit_id, band=band, compare_gain_only=run.compare_gain_only))
+    json_path = out_dir / f"{stem}.json"
+    diagnosis.summary["paths"] = [str(p) for p in diagnosis.paths] + [str(json_path)]
+    json_path.write_text(json.dumps(diagnosis.summary, indent=1))
+    diagnosis.paths.append(json_path)
+
+
+def _progress_line(k: int, n_visits: int, diagnosis: VisitDiagnosis) -> str:
+    """One line per visit: both verdicts and the catalog checks."""
+    line = (f"[{k}/{n_visits}] visit {diagnosis.visit} band {diagnosis.band} detectors {diagnosis.detectors}: "
+            f"isrinject {diagnosis.verdict.describe()}")
+    if diagnosis.gain_only_verdict is not None:
+        line += f" | flux/gain: {diagnosis.gain_only_verdict.describe()}"
+    for label, c in diagnosis.catalog_checks.items():
+        line += (f" | {label}: pulls {c.pulls.mean:+.2f}±{c.pulls.mean_error:.2f}, std {c.pulls.std:.2f}"
+                 f"±{c.pulls.std_error:.2f} ({c.pulls.n} stars), detected "
+                 f"{int(c.completeness.n_detected.sum())}/{int(c.completeness.n_injected.sum())}")
+    return line
+
+
+def _overall_summary(results: list[VisitDiagnosis]) -> dict[str, Any]:
+    """``diagnose_summary.json``: the overall verdict and each visit's statistics."""
     records: list[dict[str, Any]] = []
     for v in results:
         record = {"visit": v.visit, "band": v.band, "detectors": v.detectors, "isrinject": v.summary["isrinject"],
@@ -680,10 +741,5 @@ def diagnose(
             record["catalog_checks"] = {label: {k: c[k] for k in ("pulls", "completeness")}
                                         for label, c in v.summary["catalog_checks"].items()}
         records.append(record)
-    overall = {"passed": all(v.passed for v in results), "criteria": criteria(), "visits": records}
-    if out_dir is not None:
-        summary_path = out_dir / "diagnose_summary.json"
-        summary_path.write_text(json.dumps(overall, indent=1))
-        all_paths.append(summary_path)
-    return DiagnosisResult(visits=results, paths=all_paths, summary=overall)
+    return {"passed": all(v.passed for v in results), "criteria": criteria(), "visits": records}
 

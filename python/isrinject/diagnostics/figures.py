@@ -40,7 +40,6 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -48,6 +47,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from .results import CatalogChecks, RegionData, VisitDiagnosis
 from .stats import InjectionStatistics
@@ -95,7 +96,7 @@ def histogram_bins(
 
 
 def _histograms(
-    ax: Any, samples: Sequence[tuple[npt.NDArray[np.float64], str, str, bool]], xlabel: str
+    ax: Axes, samples: Sequence[tuple[npt.NDArray[np.float64], str, str, bool]], xlabel: str
 ) -> None:
     """Fraction-per-bin histograms of ``(values, label, colour, filled)`` on `histogram_bins`."""
     samples = [(v[np.isfinite(v)], label, colour, filled) for v, label, colour, filled in samples]
@@ -109,11 +110,12 @@ def _histograms(
     for values, label, colour, filled in samples:
         clipped = np.clip(values / 10.0**exponent, edges[0], edges[-1])
         weights = np.full(len(clipped), 1.0 / len(clipped))
-        counts, _, _ = ax.hist(
-            clipped, bins=edges, weights=weights, color=colour,
+        counts = np.asarray(ax.hist(
+            clipped, bins=edges.tolist(), weights=weights, color=colour,
             label=f"{label} ({len(values)}), rms {np.sqrt(np.mean(values**2)):.2g}",
-            **({"histtype": "stepfilled", "alpha": 0.45} if filled else {"histtype": "step", "lw": 1.8}),
-        )
+            histtype="stepfilled" if filled else "step", alpha=0.45 if filled else None,
+            linewidth=None if filled else 1.8,
+        )[0])
         smallest = min(smallest, float(np.min(counts[counts > 0])))
     ax.set_yscale("log")
     ax.set_ylim(smallest / 2, 1.5)
@@ -134,7 +136,7 @@ def _check_text(result: Verdict, names: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
-def _row(axes: Sequence[Any], s: InjectionStatistics, result: Verdict, method: str, unit: str,
+def _row(axes: Sequence[Axes], s: InjectionStatistics, result: Verdict, method: str, unit: str,
          rng: np.random.Generator) -> None:
     ax_raw, ax_norm, ax_ks, ax_rel = axes
     colour = PALETTE[method]
@@ -195,6 +197,16 @@ def _row(axes: Sequence[Any], s: InjectionStatistics, result: Verdict, method: s
                      color="green" if result.passed else "red")
 
 
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Lay out, write (creating the folder) and close ``fig``; return its path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def plot_flux_variance(diagnosis: VisitDiagnosis, path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     """Write the flux–variance PNG of one visit (rows: isrinject, flux/gain)."""
     rows = [("isrinject", diagnosis.statistics, diagnosis.verdict)]
@@ -211,18 +223,13 @@ def plot_flux_variance(diagnosis: VisitDiagnosis, path: str | os.PathLike[str], 
                              (lambda a: a.get_ylim(), lambda a, v: a.set_ylim(v))):
                 lims = [get(ax) for ax in axes[:, col]]
                 for ax in axes[:, col]:
-                    put(ax, (min(l[0] for l in lims), max(l[1] for l in lims)))
+                    put(ax, (min(low for low, _ in lims), max(high for _, high in lims)))
     where = ", cutouts" if diagnosis.summary.get("cutouts") else ""
     fig.suptitle(
         f"visit {diagnosis.visit}, band {diagnosis.band}, detector(s) {', '.join(map(str, diagnosis.detectors))}"
         f"{where}: injected vs real pixels on the ISR flux–variance relation"
     )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_maps(
@@ -283,11 +290,7 @@ def plot_maps(
         fig.colorbar(im, ax=ax, label=label, shrink=0.85)
     fig.suptitle(f"visit {visit}, band {band}, detector {region.detector}, "
                  f"x={box.x.start}..{box.x.stop - 1}, y={box.y.start}..{box.y.stop - 1}")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_completeness(checks: Mapping[str, CatalogChecks], path: str | os.PathLike[str], *, title: str = "") -> Path:
@@ -306,11 +309,7 @@ def plot_completeness(checks: Mapping[str, CatalogChecks], path: str | os.PathLi
     ax.set_title(f"detection completeness ({threshold:g}σ on image/√variance){': ' + title if title else ''}",
                  fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_pulls(checks: Mapping[str, CatalogChecks], path: str | os.PathLike[str], *, title: str = "") -> Path:
@@ -334,8 +333,4 @@ def plot_pulls(checks: Mapping[str, CatalogChecks], path: str | os.PathLike[str]
     ax.set_ylabel("density")
     ax.set_title(f"forced PSF photometry of injected stars{': ' + title if title else ''}", fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

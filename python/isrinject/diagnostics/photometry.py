@@ -97,7 +97,9 @@ def _fit_size(fwhm: float) -> int:
     return 2 * math.ceil(FIT_FWHM * fwhm / 2) + 1
 
 
-def detect(image: FloatArray, variance: FloatArray, bad: npt.NDArray[np.bool_] | None, fwhm: float) -> npt.NDArray[np.int64]:
+def detect(
+    image: FloatArray, variance: FloatArray, bad: npt.NDArray[np.bool_] | None, fwhm: float
+) -> npt.NDArray[np.int64]:
     """Segmentation map (0: no source) of `DETECTION_THRESHOLD`-σ matched-filter detections.
 
     Parameters

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from astropy.table import Table
+from lsst.daf.butler import DatasetRef
 from lsst.images import Box
 
 from .stats import DetectorPixels, InjectionStatistics
@@ -43,7 +44,7 @@ class RegionData:
     """ḡ, the flux/gain injection's one gain per amplifier, as a map [e⁻ per image unit]."""
     sources: Table
     """Per-source flux recovery of the detector (all its sources)."""
-    flat_ref: Any
+    flat_ref: DatasetRef
     """The butler reference of the flat used."""
     measurements: dict[str, Table] = dataclasses.field(default_factory=dict)
     """label → forced photometry and detection of the isolated injected stars

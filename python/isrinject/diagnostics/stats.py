@@ -232,13 +232,17 @@ class InjectionStatistics:
         return self.slope_injected / self.slope_real
 
 
-def flat_normalised(image: npt.ArrayLike, variance: npt.ArrayLike, gain: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+def flat_normalised(
+    image: npt.ArrayLike, variance: npt.ArrayLike, gain: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
     """Return ``x = I·g`` [e⁻] and ``y = V·g²`` [e⁻²]."""
     gain = np.asarray(gain, dtype=np.float64)
     return np.asarray(image, np.float64) * gain, np.asarray(variance, np.float64) * gain**2
 
 
-def _design(flat: FloatArray, amp_index: npt.NDArray[np.integer], labels: FloatArray, yy: FloatArray, xx: FloatArray) -> FloatArray:
+def _design(
+    flat: FloatArray, amp_index: npt.NDArray[np.integer], labels: FloatArray, yy: FloatArray, xx: FloatArray
+) -> FloatArray:
     columns = [(amp_index == label).astype(np.float64) for label in labels]
     columns += [flat, flat * xx, flat * yy, flat * xx**2, flat * yy**2, flat * xx * yy]
     return np.stack(columns, axis=-1)
@@ -324,7 +328,9 @@ def _sky(b: FloatArray, flat: FloatArray, xx: FloatArray, yy: FloatArray) -> Flo
     return flat * (b[0] + b[1] * xx + b[2] * yy + b[3] * xx**2 + b[4] * yy**2 + b[5] * xx * yy)
 
 
-def _flat_variance_term(x: FloatArray, sky: FloatArray, flat: FloatArray, flat_variance: FloatArray | None) -> FloatArray:
+def _flat_variance_term(
+    x: FloatArray, sky: FloatArray, flat: FloatArray, flat_variance: FloatArray | None
+) -> FloatArray:
     """q = S²·V_f/f² with S = x + f·B̂ [e⁻²] (0 without V_f)."""
     if flat_variance is None:
         return np.zeros_like(x)
@@ -488,8 +494,11 @@ def _samples(
     )
     baseline = fit.baseline
 
-    def population(sel: BoolArray, image: FloatArray, variance: FloatArray, x: FloatArray, y: FloatArray) -> PopulationSample:
-        q = _flat_variance_term(x[sel], fit.sky[sel], pixels.flat[sel], None if pixels.flat_variance is None else pixels.flat_variance[sel])
+    def population(
+        sel: BoolArray, image: FloatArray, variance: FloatArray, x: FloatArray, y: FloatArray
+    ) -> PopulationSample:
+        flat_variance = None if pixels.flat_variance is None else pixels.flat_variance[sel]
+        q = _flat_variance_term(x[sel], fit.sky[sel], pixels.flat[sel], flat_variance)
         return PopulationSample(
             image=np.asarray(image, np.float64)[sel],
             variance=np.asarray(variance, np.float64)[sel],

@@ -112,14 +112,14 @@ def load_comcam_amplifiers(
     if not path.is_file():
         raise FileNotFoundError(f"ComCam amplifier table {str(path)!r} does not exist.")
     rows: list[dict[str, object]] = []
-    with path.open(newline="") as stream:
-        for record in csv.DictReader(stream):
-            if record["ccd"] != ccd:
-                continue
-            gain = float(record["gain_e_per_adu"])
-            if not gain > 0:
-                raise ValueError(f"Amplifier {record['amp']!r} of {ccd} has non-positive gain {gain!r}.")
-            rows.append({"name": record["amp"], "gain": gain, "read_noise": float(record["read_noise_e"])})
+    # Traversable.open takes no ``newline``; the table is small, so read it whole.
+    for record in csv.DictReader(path.read_text(encoding="utf-8").splitlines()):
+        if record["ccd"] != ccd:
+            continue
+        gain = float(record["gain_e_per_adu"])
+        if not gain > 0:
+            raise ValueError(f"Amplifier {record['amp']!r} of {ccd} has non-positive gain {gain!r}.")
+        rows.append({"name": record["amp"], "gain": gain, "read_noise": float(record["read_noise_e"])})
     if not rows:
         raise ValueError(f"No amplifiers for ccd={ccd!r} in {str(path)!r}.")
     return sorted(rows, key=lambda r: str(r["name"]))
@@ -275,6 +275,9 @@ def make_detector(
                 name=f"C{row}{col}",
                 bbox=box,
                 readout_corner=corner,
+                # Trimmed, assembled images only: the simulator has no raw overscan layout.
+                assembled_raw_geometry=None,
+                unassembled_raw_geometry=None,
                 nominal_calibrations=AmplifierCalibrations(
                     gain=gains[i],
                     read_noise=read_noises[i],

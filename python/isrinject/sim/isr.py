@@ -81,7 +81,8 @@ from lsst.images.cameras import Detector
 from lsst.images.fields import ChebyshevField
 from lsst.images.psfs import GaussianPointSpreadFunction
 
-from .camera import amplifier_index_map, make_comcam_detector
+from ..calibration import amplifier_index, amplifier_terms
+from .camera import COMCAM_FULL_WELL_ELECTRONS, make_comcam_detector
 from .flat import measure_flat, true_flat
 
 #: AB magnitude of 1 nJy: m = −2.5 log10(F_ν / (erg s⁻¹ cm⁻² Hz⁻¹)) − 48.6 gives
@@ -435,6 +436,208 @@ def _obs_info(
     )
 
 
+def _checked_settings(
+    band: str,
+    units: str,
+    shape: tuple[int, int],
+    pixel_scale_arcsec: float,
+    psf_sigma_pixels: float | None,
+    sky_electrons: float | None,
+    exposure_time_s: float,
+) -> tuple[tuple[int, int], float, float]:
+    """Validate `simulate_exposure`'s settings; return ``(ny, nx)``, the PSF σ
+    [pixels] and the sky [e⁻] with the band's defaults filled in."""
+    params = _band(band)
+    if units not in ("electron", "nJy"):
+        raise ValueError(f"units must be 'electron' or 'nJy'; got {units!r}.")
+    ny, nx = (int(v) for v in shape)
+    if ny < 16 or nx < 16:
+        raise ValueError(f"shape must be at least 16×16; got {shape!r}.")
+    if not (math.isfinite(pixel_scale_arcsec) and pixel_scale_arcsec > 0):
+        raise ValueError(f"pixel_scale_arcsec must be finite and > 0; got {pixel_scale_arcsec!r}.")
+    if psf_sigma_pixels is None:
+        psf_sigma_pixels = (
+            params.psf_fwhm_arcsec / (2.0 * math.sqrt(2.0 * math.log(2.0))) / pixel_scale_arcsec
+        )
+    if not (math.isfinite(psf_sigma_pixels) and psf_sigma_pixels > 0):
+        raise ValueError(f"psf_sigma_pixels must be finite and > 0; got {psf_sigma_pixels!r}.")
+    if sky_electrons is None:
+        sky_electrons = params.sky_electrons * exposure_time_s / _REFERENCE_EXPOSURE_S
+    if not (math.isfinite(sky_electrons) and sky_electrons >= 0):
+        raise ValueError(f"sky_electrons must be finite and >= 0; got {sky_electrons!r}.")
+    return (ny, nx), psf_sigma_pixels, sky_electrons
+
+
+def _amplifier_maps(detector: Detector, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel read noise σ_a [e⁻] and full well ``amp_gain·saturation`` [e⁻]
+    of the detector's amplifiers, as the injection reads them (`amplifier_terms`)."""
+    terms = amplifier_terms(detector, Box.from_shape(shape))
+    amp_index = amplifier_index([t.bbox for t in terms], Box.from_shape(shape))
+    read_noise_map = np.array([t.read_noise for t in terms])[amp_index]
+    saturation_map = np.array([t.saturation for t in terms])[amp_index]
+    return read_noise_map, saturation_map
+
+
+def _flats(
+    shape: tuple[int, int],
+    band: str,
+    boxes: list[Box],
+    flat: tuple[np.ndarray, np.ndarray] | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the true throughput ``f_t`` and the measured flat ``f``, ``V_f``.
+
+    Simulated (`true_flat`, `measure_flat`) when ``flat`` is `None`;
+    otherwise ``flat`` is the measurement and ``f_t ~ Normal(f, V_f)``
+    (clipped at 10⁻³).
+    """
+    if flat is None:
+        f_true = true_flat(shape, band=band, amp_boxes=boxes, rng=rng)
+        f_meas, var_f = measure_flat(f_true, rng=rng)
+        return f_true, f_meas, var_f
+    f_meas, var_f = (np.array(a, dtype=float) for a in flat)
+    if f_meas.shape != shape or var_f.shape != shape:
+        raise ValueError(f"flat arrays must have shape {shape}; got {f_meas.shape} and {var_f.shape}.")
+    if not np.all(np.isfinite(f_meas) & (f_meas > 0)) or not np.all(np.isfinite(var_f) & (var_f >= 0)):
+        raise ValueError("flat must be finite and > 0 and its variance finite and >= 0 everywhere.")
+    f_true = np.maximum(f_meas + np.sqrt(var_f) * rng.standard_normal(shape), 1e-3)
+    return f_true, f_meas, var_f
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scene:
+    """The simulated sources: catalog rows and their noiseless images [nJy per pixel]."""
+
+    background_rows: list[dict[str, Any]]
+    added_rows: list[dict[str, Any]]
+    background_model: np.ndarray
+    added_model: np.ndarray
+
+
+def _draw_scene(
+    shape: tuple[int, int],
+    wcs: WCS,
+    psf_sigma_pixels: float,
+    sources: Table | None,
+    n_background_stars: int,
+    n_background_galaxies: int,
+    rng: np.random.Generator,
+) -> _Scene:
+    """Draw the random background scene and the added ``sources`` (PSF-convolved)."""
+    gs_wcs = _galsim_wcs(wcs)
+    background_rows = _random_background_catalog(rng, shape, n_background_stars, n_background_galaxies)
+    added_rows = _table_rows(sources, wcs) if sources is not None else []
+    for origin, rows in (("background", background_rows), ("added", added_rows)):
+        for row in rows:
+            row["flux_njy"] = float(mag_to_njy(row["mag"]))
+            row["origin"] = origin
+    background_model = _draw_rows(background_rows, shape, gs_wcs, psf_sigma_pixels)
+    added_model = _draw_rows(added_rows, shape, gs_wcs, psf_sigma_pixels) if added_rows else np.zeros(shape)
+    return _Scene(background_rows, added_rows, background_model, added_model)
+
+
+def _defect_masks(
+    shape: tuple[int, int], defects: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``NO_DATA`` (top 4 rows) and ``BAD`` (two random columns) masks; empty without ``defects``."""
+    no_data = np.zeros(shape, dtype=bool)
+    bad = np.zeros(shape, dtype=bool)
+    if defects:
+        no_data[-4:, :] = True
+        bad[:, rng.choice(shape[1], size=2, replace=False)] = True
+    return no_data, bad
+
+
+def _truth_table(rows: list[dict[str, Any]], wcs: WCS) -> Table:
+    """The truth catalog of every simulated source (NaN for absent shape parameters)."""
+    ra, dec = wcs.pixel_to_world_values([r["x"] for r in rows], [r["y"] for r in rows]) if rows else ([], [])
+    return Table(
+        {
+            "x": [r["x"] for r in rows],
+            "y": [r["y"] for r in rows],
+            "ra": np.asarray(ra, dtype=float),
+            "dec": np.asarray(dec, dtype=float),
+            "source_type": [r["source_type"] for r in rows],
+            "mag": [r["mag"] for r in rows],
+            "flux_njy": [r["flux_njy"] for r in rows],
+            "n": [r.get("n", math.nan) for r in rows],
+            "half_light_radius": [r.get("half_light_radius", math.nan) for r in rows],
+            "q": [r.get("q", math.nan) for r in rows],
+            "beta": [r.get("beta", math.nan) for r in rows],
+            "origin": [r["origin"] for r in rows],
+        }
+    )
+
+
+def _isr(
+    s: np.ndarray,
+    f_meas: np.ndarray,
+    var_f: np.ndarray,
+    r_map: np.ndarray,
+    background: np.ndarray,
+    read_noise_map: np.ndarray,
+    c: float,
+    no_data: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What ISR and calibration make of the pre-flat electrons ``S`` (DESIGN.md):
+
+        I = c · (S/f − B) / R
+        V = (c/R)² · [ (S + σ_a²)/f²  +  (S/f)² · V_f/f² ]
+
+    NaN where no photons were collected (``NO_DATA``).
+    """
+    image = c * (s / f_meas - background) / r_map
+    variance = (c / r_map) ** 2 * (
+        (s + read_noise_map**2) / f_meas**2 + (s / f_meas) ** 2 * var_f / f_meas**2
+    )
+    image[no_data] = np.nan
+    variance[no_data] = np.nan
+    return image, variance
+
+
+def _visit_and_flat_images(
+    image: np.ndarray,
+    variance: np.ndarray,
+    f_meas: np.ndarray,
+    var_f: np.ndarray,
+    *,
+    masks: dict[str, np.ndarray],
+    unit: u.UnitBase,
+    wcs: WCS,
+    detector: Detector,
+    psf_sigma_pixels: float,
+    njy_per_electron: float,
+    band: str,
+    obs_info: ObservationInfo,
+) -> tuple[VisitImage, MaskedImage]:
+    """The float32 `VisitImage` (masks, TAN projection, Gaussian PSF, constant
+    photometric scaling c0 [nJy/e⁻]) and the measured flat as a `MaskedImage`."""
+    ny, nx = image.shape
+    bbox = Box.factory[0:ny, 0:nx]
+    schema = _mask_schema()
+    mask = Mask(schema=schema, bbox=bbox)
+    for name, plane in masks.items():
+        mask.set(name, plane)
+    stamp_size = 2 * math.ceil(5 * psf_sigma_pixels) + 1
+    visit_image = VisitImage(
+        Image(image.astype(np.float32), bbox=bbox, unit=unit),
+        mask=mask,
+        variance=Image(variance.astype(np.float32), bbox=bbox, unit=unit**2),
+        sky_projection=SkyProjection.from_fits_wcs(wcs, detector.frame, pixel_bounds=bbox),
+        obs_info=obs_info,
+        photometric_scaling=ChebyshevField(bbox, np.array([[njy_per_electron]]), unit=u.nJy / u.electron),
+        psf=GaussianPointSpreadFunction(psf_sigma_pixels, bounds=bbox, stamp_size=stamp_size),
+        detector=detector,
+        band=band,
+    )
+    flat_image = MaskedImage(
+        Image(f_meas.astype(np.float32), bbox=bbox),
+        variance=Image(var_f.astype(np.float32), bbox=bbox),
+        mask_schema=schema,
+    )
+    return visit_image, flat_image
+
+
 def simulate_exposure(
     *,
     band: str,
@@ -513,25 +716,9 @@ def simulate_exposure(
     ValueError
         Unknown band/units, bad shapes or source rows (the message quotes the value).
     """
-    params = _band(band)
-    if units not in ("electron", "nJy"):
-        raise ValueError(f"units must be 'electron' or 'nJy'; got {units!r}.")
-    ny, nx = (int(v) for v in shape)
-    if ny < 16 or nx < 16:
-        raise ValueError(f"shape must be at least 16×16; got {shape!r}.")
-    shape = (ny, nx)
-    if not (math.isfinite(pixel_scale_arcsec) and pixel_scale_arcsec > 0):
-        raise ValueError(f"pixel_scale_arcsec must be finite and > 0; got {pixel_scale_arcsec!r}.")
-    if psf_sigma_pixels is None:
-        psf_sigma_pixels = (
-            params.psf_fwhm_arcsec / (2.0 * math.sqrt(2.0 * math.log(2.0))) / pixel_scale_arcsec
-        )
-    if not (math.isfinite(psf_sigma_pixels) and psf_sigma_pixels > 0):
-        raise ValueError(f"psf_sigma_pixels must be finite and > 0; got {psf_sigma_pixels!r}.")
-    if sky_electrons is None:
-        sky_electrons = params.sky_electrons * exposure_time_s / _REFERENCE_EXPOSURE_S
-    if not (math.isfinite(sky_electrons) and sky_electrons >= 0):
-        raise ValueError(f"sky_electrons must be finite and >= 0; got {sky_electrons!r}.")
+    shape, psf_sigma_pixels, sky_electrons = _checked_settings(
+        band, units, shape, pixel_scale_arcsec, psf_sigma_pixels, sky_electrons, exposure_time_s
+    )
     c0 = photometric_scaling_njy_per_electron(band, exposure_time_s)
     c = c0 if units == "nJy" else 1.0
     if obs_time is None:
@@ -540,61 +727,33 @@ def simulate_exposure(
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(7)]
     rng_flat, rng_scene, rng_illum, rng_photons, rng_read, rng_added, rng_defects = streams
 
-    detector_obj: Detector = make_comcam_detector(
+    detector_obj = make_comcam_detector(
         instrument=instrument,
         detector_id=detector,
         shape=shape,
         visit=visit,
-        **({} if full_well_electrons is None else {"full_well_electrons": full_well_electrons}),
+        full_well_electrons=COMCAM_FULL_WELL_ELECTRONS if full_well_electrons is None else full_well_electrons,
     )
+    read_noise_map, saturation_map = _amplifier_maps(detector_obj, shape)
     boxes = [a.bbox for a in detector_obj.amplifiers]
-    amp_index = amplifier_index_map(shape, boxes)
-    cal = [a.nominal_calibrations for a in detector_obj.amplifiers]
-    read_noise_map = np.array([k.read_noise for k in cal])[amp_index]
-    saturation_map = np.array([k.gain * k.saturation for k in cal])[amp_index]
-
-    # Flat: true throughput and the measured calibration.
-    if flat is None:
-        f_true = true_flat(shape, band=band, amp_boxes=boxes, rng=rng_flat)
-        f_meas, var_f = measure_flat(f_true, rng=rng_flat)
-    else:
-        f_meas, var_f = (np.array(a, dtype=float) for a in flat)
-        if f_meas.shape != shape or var_f.shape != shape:
-            raise ValueError(f"flat arrays must have shape {shape}; got {f_meas.shape} and {var_f.shape}.")
-        if not np.all(np.isfinite(f_meas) & (f_meas > 0)) or not np.all(np.isfinite(var_f) & (var_f >= 0)):
-            raise ValueError("flat must be finite and > 0 and its variance finite and >= 0 everywhere.")
-        f_true = np.maximum(f_meas + np.sqrt(var_f) * rng_flat.standard_normal(shape), 1e-3)
+    f_true, f_meas, var_f = _flats(shape, band, boxes, flat, rng_flat)
     illum = illumination_correction(shape, rng_illum) if do_illumination_correction else None
     r_map = illum if illum is not None else np.ones(shape)
 
-    # Scene.
     wcs = _make_wcs(shape, ra_dec_center, pixel_scale_arcsec)
-    gs_wcs = _galsim_wcs(wcs)
-    background_rows = _random_background_catalog(
-        rng_scene, shape, int(n_background_stars), int(n_background_galaxies)
+    scene = _draw_scene(
+        shape, wcs, psf_sigma_pixels, sources, int(n_background_stars), int(n_background_galaxies), rng_scene
     )
-    added_rows = _table_rows(sources, wcs) if sources is not None else []
-    for origin, rows in (("background", background_rows), ("added", added_rows)):
-        for row in rows:
-            row["flux_njy"] = float(mag_to_njy(row["mag"]))
-            row["origin"] = origin
-    t_background = _draw_rows(background_rows, shape, gs_wcs, psf_sigma_pixels)
-    t_added = _draw_rows(added_rows, shape, gs_wcs, psf_sigma_pixels) if added_rows else np.zeros(shape)
-
-    no_data = np.zeros(shape, dtype=bool)
-    bad = np.zeros(shape, dtype=bool)
-    if defects:
-        no_data[-4:, :] = True
-        bad[:, rng_defects.choice(nx, size=2, replace=False)] = True
+    no_data, bad = _defect_masks(shape, defects, rng_defects)
     response = np.where(no_data, 0.0, f_true * r_map)
 
-    # Pre-flat electrons.
-    lam_base = response * (sky_electrons + t_background / c0)
-    lam_added = response * np.maximum(t_added, 0.0) / c0
+    # Pre-flat electrons: λ from the scene, then Poisson photons and read noise.
+    lam_base = response * (sky_electrons + scene.background_model / c0)
+    lam_added = response * np.maximum(scene.added_model, 0.0) / c0
     if add_noise:
         s_base = rng_photons.poisson(lam_base).astype(float)
         s_base += read_noise_map * rng_read.standard_normal(shape)
-        n_added = rng_added.poisson(lam_added).astype(float) if added_rows else np.zeros(shape)
+        n_added = rng_added.poisson(lam_added).astype(float) if scene.added_rows else np.zeros(shape)
     else:
         s_base = lam_base.copy()
         n_added = lam_added.copy()
@@ -602,29 +761,13 @@ def simulate_exposure(
     saturated = s > saturation_map
     s = np.where(saturated, saturation_map, s)
 
-    # ISR.
     background = sky_electrons * r_map
-    image = c * (s / f_meas - background) / r_map
-    variance = (c / r_map) ** 2 * (
-        (s + read_noise_map**2) / f_meas**2 + (s / f_meas) ** 2 * var_f / f_meas**2
-    )
-    image[no_data] = np.nan
-    variance[no_data] = np.nan
-
-    bbox = Box.factory[0:ny, 0:nx]
-    schema = _mask_schema()
-    mask = Mask(schema=schema, bbox=bbox)
-    mask.set("SATURATED", saturated)
-    mask.set("NO_DATA", no_data)
-    mask.set("BAD", bad)
-    unit = u.nJy if units == "nJy" else u.electron
-    sky_projection = SkyProjection.from_fits_wcs(wcs, detector_obj.frame, pixel_bounds=bbox)
-    stamp_size = 2 * math.ceil(5 * psf_sigma_pixels) + 1
-    visit_image = VisitImage(
-        Image(image.astype(np.float32), bbox=bbox, unit=unit),
-        mask=mask,
-        variance=Image(variance.astype(np.float32), bbox=bbox, unit=unit**2),
-        sky_projection=sky_projection,
+    image, variance = _isr(s, f_meas, var_f, r_map, background, read_noise_map, c, no_data)
+    visit_image, flat_image = _visit_and_flat_images(
+        image, variance, f_meas, var_f,
+        masks={"SATURATED": saturated, "NO_DATA": no_data, "BAD": bad},
+        unit=u.nJy if units == "nJy" else u.electron,
+        wcs=wcs, detector=detector_obj, psf_sigma_pixels=psf_sigma_pixels, njy_per_electron=c0, band=band,
         obs_info=_obs_info(
             instrument=instrument,
             band=band,
@@ -634,38 +777,6 @@ def simulate_exposure(
             obs_time=obs_time,
             ra_dec=ra_dec_center,
         ),
-        photometric_scaling=ChebyshevField(bbox, np.array([[c0]]), unit=u.nJy / u.electron),
-        psf=GaussianPointSpreadFunction(psf_sigma_pixels, bounds=bbox, stamp_size=stamp_size),
-        detector=detector_obj,
-        band=band,
-    )
-    flat_image = MaskedImage(
-        Image(f_meas.astype(np.float32), bbox=bbox),
-        variance=Image(var_f.astype(np.float32), bbox=bbox),
-        mask_schema=schema,
-    )
-
-    all_rows = background_rows + added_rows
-    ra, dec = (
-        wcs.pixel_to_world_values([r["x"] for r in all_rows], [r["y"] for r in all_rows])
-        if all_rows
-        else ([], [])
-    )
-    truth = Table(
-        {
-            "x": [r["x"] for r in all_rows],
-            "y": [r["y"] for r in all_rows],
-            "ra": np.asarray(ra, dtype=float),
-            "dec": np.asarray(dec, dtype=float),
-            "source_type": [r["source_type"] for r in all_rows],
-            "mag": [r["mag"] for r in all_rows],
-            "flux_njy": [r["flux_njy"] for r in all_rows],
-            "n": [r.get("n", math.nan) for r in all_rows],
-            "half_light_radius": [r.get("half_light_radius", math.nan) for r in all_rows],
-            "q": [r.get("q", math.nan) for r in all_rows],
-            "beta": [r.get("beta", math.nan) for r in all_rows],
-            "origin": [r["origin"] for r in all_rows],
-        }
     )
     return SimulatedExposure(
         visit_image=visit_image,
@@ -679,7 +790,7 @@ def simulate_exposure(
         read_noise_map=read_noise_map,
         saturation_map_electrons=saturation_map,
         true_flat=f_true,
-        source_model_njy=t_background + t_added,
-        truth_catalog=truth,
+        source_model_njy=scene.background_model + scene.added_model,
+        truth_catalog=_truth_table(scene.background_rows + scene.added_rows, wcs),
         added_electrons=n_added,
     )
