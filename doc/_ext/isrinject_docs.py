@@ -6,8 +6,10 @@
   `isrinject.diagnostics.diagnose`) or that a package re-exports
   (``isrinject.catalog.compose_catalog``) links to where the object is
   documented.  A name in scope that is defined outside isrinject (lsst.images,
-  pipe_base, astropy, builtins) is accepted as plain code: their inventories are
-  not fetched (the build is offline).  Anything else stays a nitpicky warning.
+  pipe_base, astropy, builtins), or a PEP 695 type alias, is accepted as plain
+  code: the other projects' inventories are not fetched (the build is
+  offline).  Anything else stays a nitpicky warning, an isrinject constant
+  that is not documented included.
 - ``.. isrinject-connections:: module.ConnectionsClass`` renders a task's
   butler connections (dataset type, storage class, dimensions, doc) from the
   class itself; on the class's API page each connection attribute shows its
@@ -116,9 +118,11 @@ def _scopes(node: nodes.Element) -> list[Any]:
         # ``isrinject.sim.simulate_exposure``) holds the names it uses; a
         # signature inherited from a base class (pipe_base's PipelineTask)
         # names what the base's module imports.
-        classes = owner.__mro__ if isinstance(owner, type) else (owner,)
+        classes = owner.__mro__ if isinstance(owner, type) else ()
         scopes.extend(classes)
-        scopes.extend(sys.modules[c.__module__] for c in classes if getattr(c, "__module__", None) in sys.modules)
+        for defined in classes or (owner,):
+            if getattr(defined, "__module__", None) in sys.modules:
+                scopes.append(sys.modules[defined.__module__])
     if module is not None:
         scopes.append(module)
         # Sibling modules (``stats.gain_only_injection`` in isrinject.diagnostics.diagnose).
