@@ -16,8 +16,14 @@ $(STAMP): requirements.txt requirements-test.txt requirements-docs.txt pyproject
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# The end-to-end tests spend much of their time waiting on pipetask, bps,
+# parsl and Slurm subprocesses, so three workers keep two cores busy; one
+# worker per test file keeps each file's module fixtures (repositories,
+# servers) in one process.  PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 3
+
 test: $(STAMP)
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
