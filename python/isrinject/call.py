@@ -61,6 +61,13 @@ class RunInputs:
     flat: MaskedImage | Image
     """The flat ISR divided the image by."""
 
+    @property
+    def data_id(self) -> tuple[int, int]:
+        """(visit, detector) of the image, for the noise seed and messages."""
+        obs_info = self.visit_image.obs_info
+        visit_id = obs_info.visit_id if obs_info.visit_id is not None else (obs_info.exposure_id or 0)
+        return int(visit_id), int(self.visit_image.detector.id)
+
 
 def _afw_available() -> bool:
     """Whether lsst.afw imports here (it is never required)."""

@@ -327,26 +327,19 @@ class VisitInjectTask(PipelineTask):
             visit_image=visit_image, input_exposure=input_exposure, injection_catalogs=injection_catalogs,
             psf=psf, photo_calib=photo_calib, wcs=wcs, flat=flat, scaling_source=self.config.scaling_source,
         )
-        visit_image, injection_catalogs = inputs.visit_image, inputs.catalogs
-        visit_id, detector_id = _data_id_of(visit_image)
+        visit_id, detector_id = inputs.data_id
         seed = np.random.SeedSequence([self.config.noise_seed, visit_id, detector_id])
         rng = np.random.Generator(np.random.PCG64(seed))
-        catalog = compose_catalog(list(injection_catalogs))
+        catalog = compose_catalog(inputs.catalogs)
         if len(catalog) == 0 and not self.config.process_all_data_ids:
             raise NoWorkFound(
                 f"No injection catalog rows for visit {visit_id}, detector {detector_id}; "
                 "set process_all_data_ids=True to write the image anyway."
             )
+        illumination = illumination_correction if self.config.do_illumination_correction else None
         result = inject_sources(
-            visit_image,
-            catalog,
-            flat=inputs.flat,
-            illumination=illumination_correction if self.config.do_illumination_correction else None,
-            config=self.config,
-            rng=rng,
-            log=self.log,
-            visit_id=visit_id,
-            in_place=in_place,
+            inputs.visit_image, catalog, flat=inputs.flat, illumination=illumination, config=self.config,
+            rng=rng, log=self.log, visit_id=visit_id, in_place=in_place,
         )
         # Rows that all failed still produce the visit: the flagged catalog is
         # the record of what went wrong, and downstream quanta keep running.
@@ -355,9 +348,3 @@ class VisitInjectTask(PipelineTask):
             output_exposure=result.image, output_catalog=result.catalog,
         )
 
-
-def _data_id_of(visit_image: VisitImage) -> tuple[int, int]:
-    """(visit, detector) of the image, for the noise seed and messages."""
-    obs_info = visit_image.obs_info
-    visit_id = obs_info.visit_id if obs_info.visit_id is not None else (obs_info.exposure_id or 0)
-    return int(visit_id), int(visit_image.detector.id)
