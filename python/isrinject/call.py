@@ -19,6 +19,7 @@ from __future__ import annotations
 __all__ = ["MISSING_FLAT_HELP", "RunInputs", "as_visit_image", "run_inputs"]
 
 import dataclasses
+import importlib.util
 import math
 from collections.abc import Sequence
 from numbers import Real
@@ -70,12 +71,9 @@ class RunInputs:
 
 
 def _afw_available() -> bool:
-    """Whether lsst.afw imports here (it is never required)."""
-    try:
-        import lsst.afw.image  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether lsst.afw is installed here (it is never required, nor imported
+    by isrinject: lsst.images' ``from_legacy`` converters use it)."""
+    return importlib.util.find_spec("lsst.afw") is not None
 
 
 def as_visit_image(obj: Any, what: str = "visit_image") -> VisitImage:
