@@ -18,7 +18,7 @@ from typing import Any
 import galsim
 import numpy as np
 
-from isrinject.draw import SourceSpec, aperture_fraction, local_jacobian, odd_size, source_profile
+from isrinject.engine.draw import SourceSpec, aperture_fraction, local_jacobian, odd_size, source_profile
 
 
 def reference_draw(row: SourceSpec, *, x: float, y: float, flux: float, psf: Any, sky_projection: Any,

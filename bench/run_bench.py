@@ -117,7 +117,7 @@ def catalog(
 # --- fresh-process measurements ------------------------------------------------
 
 def read_flat_planes(path: str):
-    """The flat's image and variance planes, as `isrinject.inputs.read_flat`
+    """The flat's image and variance planes, as `isrinject.tasks.inputs.read_flat`
     reads them through the butler's lsst.images formatter (no mask)."""
     from lsst.images import MaskedImage, MaskSchema, serialization
 
@@ -145,8 +145,8 @@ def child(args: argparse.Namespace) -> None:
     disable_implicit_threading()  # as pipetask and BPS jobs do
     from lsst.images import VisitImage
 
-    from isrinject.memory import release_freed_memory
-    from isrinject.task import VisitInjectConfig, VisitInjectTask
+    from isrinject.engine.memory import release_freed_memory
+    from isrinject.tasks.visit import VisitInjectConfig, VisitInjectTask
 
     result: dict[str, float] = {}
     if args.output and os.path.exists(args.output):
@@ -157,8 +157,8 @@ def child(args: argparse.Namespace) -> None:
         if args.child == "reference":
             import astropy.units as u
 
-            from isrinject.catalog import source_spec
-            from isrinject.draw import RenderSettings, sky_to_pixel
+            from isrinject.engine.catalog import source_spec
+            from isrinject.engine.draw import RenderSettings, sky_to_pixel
             from reference_draw import reference_draw
 
             settings = RenderSettings()

@@ -24,7 +24,6 @@ from astropy.time import Time, TimeDelta
 from lsst.daf.butler import Butler, DatasetRef
 from lsst.images import MaskedImage
 
-from isrinject.catalog import ingest_injection_catalog
 from isrinject.demo.build import DemoRepo
 from isrinject.demo.repo import (
     RepoLayout,
@@ -36,7 +35,8 @@ from isrinject.demo.repo import (
     register_visit,
     set_input_chain,
 )
-from isrinject.flags import FATAL_FLAGS
+from isrinject.engine.catalog import ingest_injection_catalog
+from isrinject.engine.flags import FATAL_FLAGS
 from isrinject.sim import SimulatedExposure, simulate_exposure
 
 ROOT = Path(__file__).resolve().parents[1]

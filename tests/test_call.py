@@ -9,8 +9,8 @@ from lsst.images import XY, SkyProjection
 from lsst.images.psfs import GaussianPointSpreadFunction
 
 from isrinject import VisitInjectConfig, VisitInjectTask
-from isrinject.call import run_inputs
 from isrinject.sim import simulate_exposure
+from isrinject.tasks.call import run_inputs
 
 SHAPE = (128, 128)
 STAR_XY = (64.3, 60.2)

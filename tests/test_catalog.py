@@ -1,4 +1,4 @@
-"""Tests of isrinject.catalog: schema, validation, generation, ingestion, CLI."""
+"""Tests of isrinject.engine.catalog: schema, validation, generation, ingestion, CLI."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from astropy.table import MaskedColumn, QTable, Table, vstack
 from scipy.spatial import cKDTree
 
-from isrinject.catalog import (
+from isrinject.cli import main
+from isrinject.engine.catalog import (
     CatalogValidationError,
     check_catalog,
     compose_catalog,
@@ -24,8 +25,7 @@ from isrinject.catalog import (
     visit_regions,
     write_catalog,
 )
-from isrinject.cli import main
-from isrinject.flags import InjectionFlag
+from isrinject.engine.flags import InjectionFlag
 
 F = InjectionFlag
 
@@ -521,8 +521,8 @@ def test_file_formats_round_trip(tmp_path: Path, extension: str) -> None:
 
 def test_shape_checks_apply_only_to_types_that_use_them() -> None:
     """A Star row of a mixed catalog may carry hlr = 0 / q = 0: not a problem."""
-    from isrinject.catalog import check_catalog
-    from isrinject.flags import InjectionFlag
+    from isrinject.engine.catalog import check_catalog
+    from isrinject.engine.flags import InjectionFlag
 
     table = Table(
         {
@@ -546,8 +546,8 @@ def test_shape_checks_apply_only_to_types_that_use_them() -> None:
 
 
 def test_q_without_beta_is_named() -> None:
-    from isrinject.catalog import check_catalog
-    from isrinject.flags import InjectionFlag
+    from isrinject.engine.catalog import check_catalog
+    from isrinject.engine.flags import InjectionFlag
 
     table = Table(
         {"ra": [150.0, 150.001], "dec": [2.0, 2.0], "source_type": ["Exponential", "Star"], "mag": [20.0, 20.0],
@@ -559,15 +559,15 @@ def test_q_without_beta_is_named() -> None:
 
 
 def test_lazy_catalog_namespace_matches_the_submodules() -> None:
-    """`isrinject.catalog` exports exactly its submodules' public names, each
+    """`isrinject.engine.catalog` exports exactly its submodules' public names, each
     from the submodule that defines it (the lazy table must not drift)."""
     import importlib
 
-    import isrinject.catalog as catalog
+    import isrinject.engine.catalog as catalog
 
     exported = {}
     for name in catalog._SUBMODULES:
-        module = importlib.import_module(f"isrinject.catalog.{name}")
+        module = importlib.import_module(f"isrinject.engine.catalog.{name}")
         exported.update(dict.fromkeys(module.__all__, module))
     assert set(catalog.__all__) == set(exported)
     for public, module in exported.items():

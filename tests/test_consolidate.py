@@ -13,9 +13,9 @@ from astropy.table import Table
 from lsst.daf.butler import Butler
 from lsst.images import Box
 
-from isrinject.catalog.schema import read_catalog
-from isrinject.consolidate import consolidate_visit_catalogs
-from isrinject.flags import FATAL_FLAGS, InjectionFlag, flag_descriptions, flag_meanings
+from isrinject.engine.catalog.schema import read_catalog
+from isrinject.engine.flags import FATAL_FLAGS, InjectionFlag, flag_descriptions, flag_meanings
+from isrinject.tasks.consolidate import consolidate_visit_catalogs
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -142,7 +142,7 @@ def test_command_reference_matches_the_parser(site: Path) -> None:
 
 
 def test_task_page_lists_connections_and_config(site: Path) -> None:
-    from isrinject.task import VisitInjectConfig
+    from isrinject.tasks.visit import VisitInjectConfig
 
     text = _text(site / "isrinject" / "tasks" / "isrinject.VisitInjectTask.html")
     for connection, dataset_type, storage_class in (
@@ -163,7 +163,7 @@ def test_task_page_lists_connections_and_config(site: Path) -> None:
 
 
 def test_flag_table_matches_the_flags(site: Path) -> None:
-    from isrinject.flags import FATAL_FLAGS, InjectionFlag
+    from isrinject.engine.flags import FATAL_FLAGS, InjectionFlag
 
     text = _text(site / "isrinject" / "coming-from-source-injection.html")
     for flag in InjectionFlag:
@@ -172,7 +172,7 @@ def test_flag_table_matches_the_flags(site: Path) -> None:
 
 
 def test_source_types_match_the_command(site: Path) -> None:
-    from isrinject.catalog.source_types import SOURCE_TYPE_PARAMETERS
+    from isrinject.engine.catalog.source_types import SOURCE_TYPE_PARAMETERS
 
     text = _text(site / "isrinject" / "catalogs.html")
     for parameters in SOURCE_TYPE_PARAMETERS.values():
@@ -218,27 +218,32 @@ def _notebook(path: Path, code: str) -> Path:
 
 
 def test_broken_reference_fails_the_build(tmp_path: Path) -> None:
-    good = "`isrinject.model.inject_pixels` and `lsst.images.VisitImage`"
-    source = _small_site(tmp_path, f"Title\n=====\n\n.. automodule:: isrinject.model\n   :members:\n\n{good}\n")
+    good = "`isrinject.engine.model.inject_pixels` and `lsst.images.VisitImage`"
+    source = _small_site(tmp_path, f"Title\n=====\n\n.. automodule:: isrinject.engine.model\n   :members:\n\n{good}\n")
     assert _sphinx(source, tmp_path / "ok").returncode == 0
     (source / "index.rst").write_text(
         (source / "index.rst").read_text()
         # A name that exists nowhere, one that lsst.images does not have, and an
         # isrinject constant this site does not document (a str has no module of
-        # its own: it is isrinject's because isrinject.call holds it).
-        + "\n`isrinject.model.no_such_function`, `lsst.images.NoSuchImage`, `isrinject.call.MISSING_FLAT_HELP`\n"
+        # its own: it is isrinject's because isrinject.tasks.call holds it).
+        + "\n`isrinject.engine.model.no_such_function`, `lsst.images.NoSuchImage`,"
+        + " `isrinject.tasks.call.MISSING_FLAT_HELP`\n"
     )
     result = _sphinx(source, tmp_path / "broken")
     assert result.returncode != 0
     warnings = "\n".join(line for line in result.stderr.splitlines() if SPHINX_PROBLEM.search(line))
     assert warnings.count("reference target not found") == 3, result.stderr
-    for target in ("isrinject.model.no_such_function", "lsst.images.NoSuchImage", "isrinject.call.MISSING_FLAT_HELP"):
+    for target in (
+        "isrinject.engine.model.no_such_function",
+        "lsst.images.NoSuchImage",
+        "isrinject.tasks.call.MISSING_FLAT_HELP",
+    ):
         assert target in warnings
 
 
 def test_tutorial_is_executed_and_a_failing_cell_fails(tmp_path: Path) -> None:
     source = _small_site(tmp_path, "Title\n=====\n")
-    good = _notebook(tmp_path / "good.ipynb", "from isrinject.model import effective_gain\n"
+    good = _notebook(tmp_path / "good.ipynb", "from isrinject.engine.model import effective_gain\n"
                                                 "print(effective_gain([0.75], 2.0) * 1000)")
     result = _sphinx(source, tmp_path / "good", "-D", f"isrinject_tutorial={good}")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -22,9 +22,9 @@ from lsst.images import XY, Image, MaskedImage, MaskSchema, VisitImage
 from lsst.images.serialization import read_archive
 
 from isrinject import VisitInjectConfig, VisitInjectTask
-from isrinject.calibration import CalibrationError
-from isrinject.catalog import ingest_injection_catalog
-from isrinject.flags import InjectionFlag
+from isrinject.engine.calibration import CalibrationError
+from isrinject.engine.catalog import ingest_injection_catalog
+from isrinject.engine.flags import InjectionFlag
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "lsst_images_visit_image-1.0.0-dp1.json"

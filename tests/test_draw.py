@@ -11,9 +11,9 @@ from astropy.wcs import WCS
 from lsst.images import Box, DetectorFrame, SkyProjection
 from lsst.images.psfs import GaussianPointSpreadFunction
 
-from isrinject.catalog import CatalogValidationError, source_spec
-from isrinject.draw import RenderSettings, aperture_fraction, draw_source, local_jacobian, sky_to_pixel
-from isrinject.flags import InjectionFlag
+from isrinject.engine.catalog import CatalogValidationError, source_spec
+from isrinject.engine.draw import RenderSettings, aperture_fraction, draw_source, local_jacobian, sky_to_pixel
+from isrinject.engine.flags import InjectionFlag
 
 BBOX = Box.factory[0:400, 0:500]
 PIXEL_SCALE = 0.2  # arcsec
@@ -170,7 +170,7 @@ def test_local_jacobians_match_galsim_gnomonic_projection(projection) -> None:
     one-pixel steps (CelestialCoord.project), position by position."""
     from lsst.images import XY
 
-    from isrinject.draw import local_jacobians
+    from isrinject.engine.draw import local_jacobians
 
     x = np.array([3.0, 250.0, 497.5])
     y = np.array([396.0, 200.0, 1.5])
@@ -187,7 +187,7 @@ def test_star_shift_equals_galsim_real_space_draw() -> None:
     """A star is the PSF kernel shifted with GalSim's quintic interpolant:
     the same as drawing the kernel's InterpolatedImage in real space (GalSim
     tabulates the interpolant: equal to 1e-7 of the peak)."""
-    from isrinject.draw.fast import shifted_kernel_stamp
+    from isrinject.engine.draw.fast import shifted_kernel_stamp
 
     kernel = galsim.Moffat(beta=3.0, fwhm=3.5).shear(g1=0.05).drawImage(nx=25, ny=25, scale=1.0).array
     kernel /= kernel.sum()
@@ -205,7 +205,7 @@ def test_fft_stamp_matches_the_exact_convolution(sersic_n: float, hlr: float) ->
     against GalSim's high-accuracy analytic Convolve(galaxy, Gaussian, Pixel):
     better than 1e-4 of the peak (GalSim's own FFT draw with the PSF as an
     InterpolatedImage, what upstream does, is off by 4e-4 … 2e-3 here)."""
-    from isrinject.draw.fast import fft_grid_size, fft_stamp, kernel_spectrum
+    from isrinject.engine.draw.fast import fft_grid_size, fft_stamp, kernel_spectrum
 
     sigma, size, dx, dy = 1.5, 151, 0.3, -0.2
     kernel = galsim.Gaussian(sigma=sigma).drawImage(nx=21, ny=21, scale=1.0).array  # includes the pixel
@@ -234,7 +234,7 @@ def test_clipped_stamp_does_not_wrap_the_wings(projection, psf) -> None:
 
 
 def test_psf_cache_spectra_stay_within_their_memory_budget(projection, psf) -> None:
-    from isrinject.draw.psf_cache import PsfCache
+    from isrinject.engine.draw.psf_cache import PsfCache
 
     cache = PsfCache(psf, projection, spacing=64.0, max_spectra_bytes=4 * 1024**2)
     cache.prepare(np.array([100.0, 300.0]), np.array([100.0, 300.0]))
@@ -254,7 +254,7 @@ def test_kernel_spectrum_is_the_dft_of_the_centred_periodic_kernel(shape, n) -> 
     largest term)."""
     import scipy.fft
 
-    from isrinject.draw.fast import kernel_spectrum
+    from isrinject.engine.draw.fast import kernel_spectrum
 
     kernel = np.random.default_rng(7).random(shape)
     grid = np.zeros((n, n))
@@ -267,7 +267,7 @@ def test_kernel_spectrum_is_the_dft_of_the_centred_periodic_kernel(shape, n) -> 
 def test_psf_cache_isolates_a_cell_whose_sky_transform_fails(projection, psf) -> None:
     """One position the sky projection cannot transform fails its own cell
     (reported per source), not the batch of every cell prepared with it."""
-    from isrinject.draw.psf_cache import PsfCache
+    from isrinject.engine.draw.psf_cache import PsfCache
 
     class FailsRightOfX300:
         """The real projection, raising (as an AST mapping may) for x > 300."""

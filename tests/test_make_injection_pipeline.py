@@ -22,7 +22,7 @@ import pytest
 from lsst.daf.butler import Butler, DimensionUniverse
 from lsst.pipe.base import Pipeline
 
-from isrinject.pipeline_tools import make_injection_pipeline, parse_config_override
+from isrinject.tasks.pipeline_tools import make_injection_pipeline, parse_config_override
 from reference_tasks import measure_visit_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ def test_prefix_overrides_instrument_and_excluded_tasks(caplog: pytest.LogCaptur
     assert merged.getInstrument() == "reference_tasks.DemoInstrument"
     assert merged.get_data_id(DimensionUniverse())["instrument"] == "ISRSim"
 
-    with caplog.at_level(logging.WARNING, logger="isrinject.pipeline_tools"):
+    with caplog.at_level(logging.WARNING, logger="isrinject.tasks.pipeline_tools"):
         trimmed = make_injection_pipeline("visit_image", str(REFERENCE), excluded_tasks="summarize,no_such_task")
     assert "summarize" not in trimmed.task_labels
     assert "step2" not in trimmed.subsets and "injected_step2" not in trimmed.subsets
@@ -165,7 +165,7 @@ def test_violated_contract_is_removed(caplog: pytest.LogCaptureFixture) -> None:
         REFERENCE.read_text()
         + "  - contract: measure.connections.visit_image == 'visit_image'\n    msg: reads the plain image.\n"
     )
-    with caplog.at_level(logging.WARNING, logger="isrinject.pipeline_tools"):
+    with caplog.at_level(logging.WARNING, logger="isrinject.tasks.pipeline_tools"):
         merged = make_injection_pipeline("visit_image", reference)
     text = str(merged)
     assert "measure.connections.visit_image == 'visit_image'" not in text

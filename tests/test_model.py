@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from isrinject.model import PixelTerms, effective_gain, reconstruct_pre_flat_electrons, usable_flat
-from isrinject.model import inject_pixels as _inject_pixels
+from isrinject.engine.model import PixelTerms, effective_gain, reconstruct_pre_flat_electrons, usable_flat
+from isrinject.engine.model import inject_pixels as _inject_pixels
 
 N_PIXELS = 200_000
 # The ratio var(ΔI − M)/mean(ΔV) over N Poisson pixels has a relative
@@ -18,7 +18,7 @@ assert 6 * np.sqrt(2 / N_PIXELS) < RATIO_TOL
 
 
 def inject_pixels(model, *, pre_flat_electrons=None, flat_variance=None, saturation=None, **kwargs):
-    """`isrinject.model.inject_pixels` on one stamp, its per-pixel results on the stamp's shape."""
+    """`isrinject.engine.model.inject_pixels` on one stamp, its per-pixel results on the stamp's shape."""
     terms = PixelTerms(pre_flat_electrons=pre_flat_electrons, flat_variance=flat_variance, saturation=saturation)
     result = _inject_pixels(model, terms=terms, **kwargs)
     return SimpleNamespace(
@@ -198,7 +198,7 @@ def test_sparse_poisson_draw_is_exact_in_distribution() -> None:
     """draw_electrons draws faint pixels (λ < 0.1) jointly (Poisson total,
     multinomial split) and bright ones one by one: per pixel, the mean and
     variance equal λ and P(n = 0) = exp(−λ), within 5σ of 40,000 draws."""
-    from isrinject.model import draw_electrons
+    from isrinject.engine.model import draw_electrons
 
     rng = np.random.default_rng(2026)
     expected = np.array([0.002, 0.02, 0.08, 0.099, 0.1, 0.7, 3.0, 40.0])
@@ -221,7 +221,7 @@ def test_sparse_poisson_draw_is_exact_in_distribution() -> None:
 
 
 def test_no_noise_returns_every_positive_expectation() -> None:
-    from isrinject.model import draw_electrons
+    from isrinject.engine.model import draw_electrons
 
     index, electrons = draw_electrons(np.array([[0.0, 1e-9], [2.5, -1.0]]), None, add_noise=False)
     assert index.tolist() == [1, 2]

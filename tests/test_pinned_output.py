@@ -13,9 +13,11 @@ One pin was re-recorded on purpose since: ``injection_flux`` (the engine
 move computes each source's share n/g in float64; the task used to multiply
 the float32 flat and illumination first, a 1e-9 relative difference); and
 ``image``, ``variance`` and ``injection_flux`` once more when Sersic k-images
-came from the shipped table (`isrinject.draw.sersic_table`, within 1e-5 of
+came from the shipped table (`isrinject.engine.draw.sersic_table`, within 1e-5 of
 the peak of GalSim's exact profile): with the table switched off the old
-pins still held.
+pins still held.  ``catalog.meta`` once when the modules moved into
+`isrinject.engine` / `isrinject.tasks`: its ``injection_flag_doc`` string names
+the module of `~isrinject.engine.flags.InjectionFlag` (no number changed).
 
 The input is pinned as well: if the simulator changes, the input hashes fail
 first and the output hashes must be re-recorded (``ISRINJECT_PRINT_PINS=1``
@@ -75,7 +77,7 @@ OUTPUT_PINS = {
     "catalog.injection_model_flux": "2c7215a5a26a72d3e5f20baead7b892fe3b15c49a82392d96a21d070ba0c0264",
     "catalog.injection_flat": "e34f67952202e83a17b7af243189af2ac74934e42575f22f6154797778e33e37",
     "catalog.injection_effective_gain": "e09a9b188c0879ee8280d4cb8f80a13da9f0fa60ebc91863446edf63f1a4a7a0",
-    "catalog.meta": "191223c23e604eec45c10f0881581540ed6869bd6016bc434caa2250c4c6ed11",
+    "catalog.meta": "12e3ee980de1812817076ec7191f721aa8a5a3b2b2650ce11f27ef3b4edf5721",
 }
 
 
@@ -175,7 +177,7 @@ def test_the_run_exercises_every_part_of_the_engine(pinned_run) -> None:
     _, result = pinned_run
     out = result.injected_visit_image
     flags = np.asarray(result.injected_visit_image_catalog["injection_flag"])
-    from isrinject.flags import InjectionFlag
+    from isrinject.engine.flags import InjectionFlag
 
     assert flags[1] & InjectionFlag.SATURATED
     assert flags[6] & InjectionFlag.MAG_BAD

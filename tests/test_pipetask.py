@@ -12,12 +12,12 @@ from astropy.time import Time, TimeDelta
 from lsst.daf.butler import Butler
 
 from _repo import BIN, LAYOUT, add_visit, certify_flat, new_repo, run_pipetask, set_inputs
-from isrinject.catalog import ingest_injection_catalog
 from isrinject.demo.repo import create_repo
-from isrinject.flags import FATAL_FLAGS
-from isrinject.provenance import record_isr_flat
+from isrinject.engine.catalog import ingest_injection_catalog
+from isrinject.engine.flags import FATAL_FLAGS
 from isrinject.sim import make_flat, simulate_exposure
 from isrinject.sim.camera import amplifier_boxes
+from isrinject.tasks.provenance import record_isr_flat
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +138,7 @@ def test_read_flat_gives_the_stored_image_and_variance_planes_only(repo) -> None
     from lsst.daf.butler import DeferredDatasetHandle
     from lsst.images import Image, MaskedImage
 
-    from isrinject.inputs import read_flat
+    from isrinject.tasks.inputs import read_flat
 
     root, flats = repo
     butler = Butler.from_config(str(root))

@@ -25,7 +25,8 @@ from isrinject.demo.repo import (
     register_visit,
 )
 from isrinject.demo.run import run_pipetask
-from isrinject.provenance import (
+from isrinject.sim import simulate_exposure
+from isrinject.tasks.provenance import (
     FLAT_RUN_CARD,
     FLAT_UUID_CARD,
     FlatProvenanceError,
@@ -33,7 +34,6 @@ from isrinject.provenance import (
     record_isr_flat,
     recorded_flat,
 )
-from isrinject.sim import simulate_exposure
 
 SHAPE = (64, 64)
 BAND = "r"

@@ -22,10 +22,10 @@ from lsst.images.serialization import ArchiveReadError
 from lsst.pipe.base import NoWorkFound
 
 from isrinject import VisitInjectConfig, VisitInjectTask
-from isrinject.calibration import CalibrationError
-from isrinject.catalog import compose_catalog
-from isrinject.flags import FATAL_FLAGS, InjectionFlag
-from isrinject.inject import inject_sources
+from isrinject.engine.calibration import CalibrationError
+from isrinject.engine.catalog import compose_catalog
+from isrinject.engine.flags import FATAL_FLAGS, InjectionFlag
+from isrinject.engine.inject import inject_sources
 from isrinject.sim import simulate_exposure
 
 SHAPE = (128, 128)

@@ -22,9 +22,9 @@ from astropy.time import Time, TimeDelta
 from lsst.daf.butler import Butler
 
 from _repo import LAYOUT, add_visit, certify_flat, file_hashes, new_repo, run_pipetask, set_inputs
-from isrinject.catalog import ingest_injection_catalog
 from isrinject.demo.repo import RepoLayout, create_repo
-from isrinject.flags import InjectionFlag
+from isrinject.engine.catalog import ingest_injection_catalog
+from isrinject.engine.flags import InjectionFlag
 from isrinject.sim import simulate_exposure
 
 pytestmark = pytest.mark.slow

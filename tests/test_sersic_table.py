@@ -6,15 +6,15 @@ import galsim
 import numpy as np
 import pytest
 
-from isrinject.catalog import source_spec
-from isrinject.draw import (
+from isrinject.engine.catalog import source_spec
+from isrinject.engine.draw import (
     RenderSettings,
     aperture_fraction,
     draw_source,
     local_jacobian,
 )
-from isrinject.draw.fast import fft_grid_size, fft_stamp, kernel_spectrum
-from isrinject.draw.sersic_table import fourier_table, k_image
+from isrinject.engine.draw.fast import fft_grid_size, fft_stamp, kernel_spectrum
+from isrinject.engine.draw.sersic_table import fourier_table, k_image
 
 # GalSim's Sersic at its defaults is itself off by up to 1.6e-4 in T(k) at low
 # k; the reference is GalSim at the accuracy the table was built with.

@@ -48,7 +48,7 @@ from _repo import (
     registry_pairs,
 )
 from isrinject.demo.build import DemoRepo, build_demo_repo
-from isrinject.flags import FATAL_FLAGS
+from isrinject.engine.flags import FATAL_FLAGS
 
 pytestmark = pytest.mark.slow
 

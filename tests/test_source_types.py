@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from isrinject.catalog import SOURCE_TYPE_PARAMETERS, STANDARD_UNITS, check_catalog, source_type_parameters
 from isrinject.cli import main
-from isrinject.draw.profiles import SOURCE_TYPES
-from isrinject.flags import InjectionFlag
+from isrinject.engine.catalog import SOURCE_TYPE_PARAMETERS, STANDARD_UNITS, check_catalog, source_type_parameters
+from isrinject.engine.draw.profiles import SOURCE_TYPES
+from isrinject.engine.flags import InjectionFlag
 
 
 def test_table_lists_every_accepted_source_type() -> None:

@@ -20,7 +20,6 @@ from astropy.table import Table
 from lsst.images import XY
 
 from isrinject import VisitInjectConfig
-from isrinject.catalog import compose_catalog
 from isrinject.diagnostics.figures import histogram_bins, plot_flux_variance
 from isrinject.diagnostics.results import VisitDiagnosis
 from isrinject.diagnostics.stats import (
@@ -30,7 +29,8 @@ from isrinject.diagnostics.stats import (
     mean_gain,
 )
 from isrinject.diagnostics.verdict import MIN_REAL_PIXELS, RELATION_TOLERANCE, verdict
-from isrinject.inject import inject_sources
+from isrinject.engine.catalog import compose_catalog
+from isrinject.engine.inject import inject_sources
 from isrinject.sim import (
     amplifier_boxes,
     amplifier_index_map,

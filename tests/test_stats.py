@@ -11,7 +11,6 @@ from astropy.table import Table
 from lsst.images import XY
 
 from isrinject import VisitInjectConfig
-from isrinject.catalog import compose_catalog
 from isrinject.diagnostics.stats import (
     DetectorPixels,
     fit_baseline,
@@ -24,7 +23,8 @@ from isrinject.diagnostics.stats import (
     relation_residual,
 )
 from isrinject.diagnostics.verdict import verdict
-from isrinject.inject import inject_sources
+from isrinject.engine.catalog import compose_catalog
+from isrinject.engine.inject import inject_sources
 from isrinject.sim import amplifier_index_map, simulate_exposure
 
 SHAPE = (256, 256)

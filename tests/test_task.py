@@ -7,7 +7,7 @@ import pytest
 from astropy.table import Table
 
 from isrinject import VisitInjectConfig, VisitInjectTask
-from isrinject.flags import InjectionFlag
+from isrinject.engine.flags import InjectionFlag
 from isrinject.sim import simulate_exposure
 
 SHAPE = (256, 256)
@@ -258,7 +258,7 @@ def test_amplifier_lookup_equals_painting_the_boxes_in_order() -> None:
     saturation follow it (NaN and +inf outside every amplifier)."""
     from lsst.images import Box
 
-    from isrinject.calibration import AmplifierLayout, AmplifierTerms, PixelCalibration
+    from isrinject.engine.calibration import AmplifierLayout, AmplifierTerms, PixelCalibration
 
     boxes = [Box.factory[0:50, 0:30], Box.factory[0:50, 30:64], Box.factory[50:100, 0:40],
              Box.factory[60:100, 35:64]]  # a gap at y 50-59, x 40-63 and an overlap at x 35-39
@@ -287,7 +287,7 @@ def test_amplifiers_that_leave_pixels_uncovered_need_configured_constants(caplog
     them and the config fields, or one constant pseudo-amplifier when configured."""
     from lsst.images import Box
 
-    from isrinject.calibration import CalibrationError, amplifier_terms
+    from isrinject.engine.calibration import CalibrationError, amplifier_terms
     from isrinject.sim import make_detector
 
     detector = make_detector(instrument="X", detector_id=3, shape=(20, 16), gains=[1.5, 2.0],
@@ -301,7 +301,7 @@ def test_amplifiers_that_leave_pixels_uncovered_need_configured_constants(caplog
     assert "cover 160 of the 320 pixels of the image [y=10:30, x=0:16]" in message
     assert "C00 [y=0:20, x=0:8], C01 [y=0:20, x=8:16]" in message
     assert "config.read_noise" in message and "config.saturation" in message
-    with caplog.at_level("WARNING", logger="isrinject.calibration"):
+    with caplog.at_level("WARNING", logger="isrinject.engine.calibration"):
         (constant,) = amplifier_terms(detector, beyond, read_noise=6.0)
     assert (constant.name, constant.bbox, constant.read_noise, constant.saturation) == ("ALL", beyond, 6.0, np.inf)
     assert "SATURATED is never set" in caplog.text
@@ -348,7 +348,7 @@ def test_scaling_on_a_stamp_box_equals_the_field_at_each_pixel() -> None:
     from lsst.images import Box
     from lsst.images.fields import ChebyshevField
 
-    from isrinject.calibration import PixelCalibration
+    from isrinject.engine.calibration import PixelCalibration
 
     image_box = Box.factory[0:400, 0:500]
     coefficients = np.array([[0.2, 0.01, -0.004], [0.008, 0.003, 0.0], [-0.002, 0.0, 0.0]])

@@ -2,9 +2,9 @@
 
 - Cross-references are resolved the way the docstrings are written: a name
   that is in scope in the module whose docstring uses it (``standardize_columns``
-  in `isrinject.catalog.validate`, ``stats.gain_only_injection`` in
+  in `isrinject.engine.catalog.validate`, ``stats.gain_only_injection`` in
   `isrinject.diagnostics.diagnose`) or that a package re-exports
-  (``isrinject.catalog.compose_catalog``) links to where the object is
+  (``isrinject.engine.catalog.compose_catalog``) links to where the object is
   documented.  A name in scope that is defined outside isrinject (lsst.images,
   pipe_base, astropy, builtins), or a PEP 695 type alias, is accepted as plain
   code: the other projects' inventories are not fetched (the build is
@@ -185,7 +185,7 @@ def _lookup(node: nodes.Element, target: str) -> tuple[bool, Any, str]:
             except ImportError:
                 pass
     else:
-        # A dotted path from the top: ``isrinject.draw.local_jacobians``, ``lsst.images.VisitImage``.
+        # A dotted path from the top: ``isrinject.engine.draw.local_jacobians``, ``lsst.images.VisitImage``.
         found = _import_longest(target.split("."))
         if found is None:
             if hasattr(builtins, target):
@@ -272,7 +272,7 @@ def _connection_fields(cls: type) -> list[tuple[str, Any]]:
 
 
 class ConnectionsDirective(Directive):
-    """``.. isrinject-connections:: isrinject.task.VisitInjectConnections``: a table of connections."""
+    """``.. isrinject-connections:: isrinject.tasks.visit.VisitInjectConnections``: a table of connections."""
 
     required_arguments = 1
 
@@ -367,7 +367,7 @@ class SourceTypesDirective(Directive):
     table catalog validation checks rows against."""
 
     def run(self) -> list[nodes.Node]:
-        from isrinject.catalog.source_types import SOURCE_TYPE_PARAMETERS, describe_common_columns
+        from isrinject.engine.catalog.source_types import SOURCE_TYPE_PARAMETERS, describe_common_columns
 
         text = "\n".join([describe_common_columns(100), *(p.describe(100) for p in SOURCE_TYPE_PARAMETERS.values())])
         return [nodes.literal_block(text, text)]
@@ -443,7 +443,7 @@ def command_parser() -> argparse.ArgumentParser:
 
 
 class ConfigFieldsDirective(Directive):
-    """``.. isrinject-config-fields:: isrinject.task.VisitInjectConfig``: a table of the
+    """``.. isrinject-config-fields:: isrinject.tasks.visit.VisitInjectConfig``: a table of the
     config fields (name, type, default, doc; allowed values of choice fields)."""
 
     required_arguments = 1
@@ -476,10 +476,10 @@ _PIPE_BASE_CONFIG_FIELDS = frozenset({"connections", "saveLogOutput", "saveMetad
 
 
 class FlagsDirective(Directive):
-    """``.. isrinject-flags::``: the ``injection_flag`` bits of `isrinject.flags.InjectionFlag`."""
+    """``.. isrinject-flags::``: the ``injection_flag`` bits of `isrinject.engine.flags.InjectionFlag`."""
 
     def run(self) -> list[nodes.Node]:
-        from isrinject.flags import FATAL_FLAGS, InjectionFlag
+        from isrinject.engine.flags import FATAL_FLAGS, InjectionFlag
 
         # The members' docstrings are attribute docstrings: read from the source, as autodoc does.
         docs = ModuleAnalyzer.for_module(InjectionFlag.__module__).find_attr_docs()

@@ -1,9 +1,11 @@
 """isrinject: ISR-consistent synthetic source injection into Rubin visit images.
 
-Layers (imports point down only): `model` ← `draw` ← `catalog` ←
-`calibration` ← `inject` (the engine) ← `task` ← `cli`, `demo`,
-`diagnostics`, `sim`.  The task classes are imported lazily so
-that ``import isrinject.model`` stays light (no pipe_base, no GalSim).
+Subpackages, imports pointing one way: `isrinject.engine` (``model`` ←
+``draw`` ← ``catalog`` ← ``calibration`` ← ``inject``; no butler) ←
+`isrinject.tasks` (the PipelineTasks and their butler glue) ← `isrinject.cli`,
+`isrinject.demo`, `isrinject.diagnostics`, `isrinject.sim`.  The public names
+below are imported lazily so that ``import isrinject.engine.model`` stays light
+(no pipe_base, no GalSim).
 """
 
 from __future__ import annotations
@@ -25,16 +27,16 @@ __all__ = [
 ]
 
 _LAZY = {
-    "InjectionFlag": "isrinject.flags",
-    "PixelInjection": "isrinject.model",
-    "inject_pixels": "isrinject.model",
-    "VisitInjectConfig": "isrinject.task",
-    "VisitInjectConnections": "isrinject.task",
-    "VisitInjectTask": "isrinject.task",
-    "inject_sources": "isrinject.inject",
-    "find_isr_flat": "isrinject.provenance",
-    "ConsolidateVisitCatalogsTask": "isrinject.consolidate",
-    "make_injection_pipeline": "isrinject.pipeline_tools",
+    "InjectionFlag": "isrinject.engine.flags",
+    "PixelInjection": "isrinject.engine.model",
+    "inject_pixels": "isrinject.engine.model",
+    "VisitInjectConfig": "isrinject.tasks.visit",
+    "VisitInjectConnections": "isrinject.tasks.visit",
+    "VisitInjectTask": "isrinject.tasks.visit",
+    "inject_sources": "isrinject.engine.inject",
+    "find_isr_flat": "isrinject.tasks.provenance",
+    "ConsolidateVisitCatalogsTask": "isrinject.tasks.consolidate",
+    "make_injection_pipeline": "isrinject.tasks.pipeline_tools",
 }
 
 

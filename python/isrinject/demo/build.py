@@ -29,8 +29,7 @@ from astropy.time import Time, TimeDelta
 from lsst.daf.butler import Butler
 from lsst.images import XY, Box, Image, MaskedImage, VisitImage
 
-from ..catalog import ingest_injection_catalog
-from ..provenance import record_isr_flat
+from ..engine.catalog import ingest_injection_catalog
 from ..sim import (
     BAND_PARAMETERS,
     SimulatedExposure,
@@ -40,6 +39,7 @@ from ..sim import (
 )
 from ..sim.camera import COMCAM_FULL_WELL_ELECTRONS, amplifier_boxes
 from ..sim.isr import AB_MAG_OF_ONE_NJY
+from ..tasks.provenance import record_isr_flat
 from .repo import (
     RepoLayout,
     certify_calibration,

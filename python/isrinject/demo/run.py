@@ -36,7 +36,7 @@ from lsst.images import VisitImage
 
 from ..diagnostics.diagnose import diagnose
 from ..diagnostics.results import DiagnosisResult
-from ..pipeline_tools import find_pipeline
+from ..tasks.pipeline_tools import find_pipeline
 from .build import DemoRepo, simulate_truth
 
 

@@ -10,7 +10,7 @@ For every visit (pooling its detectors) this reads from the butler
   configuration of the run,
 
 re-renders the noiseless model ``M`` and its expected variance ``ΔV`` by
-running `isrinject.inject.inject_sources` on the original image with the run's
+running `isrinject.engine.inject.inject_sources` on the original image with the run's
 configuration and ``add_noise=False`` on the output catalog's rows, and
 computes with `isrinject.diagnostics.stats`, on whole detectors or on
 cutouts (``cutout``, `boxes_around`):
@@ -67,12 +67,12 @@ from lsst.daf.butler import Butler, DataCoordinate, DataId, DatasetRef
 from lsst.images import Box, MaskedImage
 from lsst.images.psfs import PointSpreadFunction
 
-from ..calibration import PixelCalibration
-from ..catalog import compose_catalog
-from ..flags import FATAL_FLAGS
-from ..inject import INJECTION_RESULT_COLUMNS, inject_sources
-from ..masks import mask_bits
-from ..task import VisitInjectConfig
+from ..engine.calibration import PixelCalibration
+from ..engine.catalog import compose_catalog
+from ..engine.flags import FATAL_FLAGS
+from ..engine.inject import INJECTION_RESULT_COLUMNS, inject_sources
+from ..engine.masks import mask_bits
+from ..tasks.visit import VisitInjectConfig
 from .results import CatalogChecks, DiagnosisResult, RegionData, VisitDiagnosis
 from .stats import (
     DetectorPixels,

@@ -76,7 +76,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from ..model import effective_gain, reconstruct_pre_flat_electrons
+from ..engine.model import effective_gain, reconstruct_pre_flat_electrons
 
 type FloatArray = npt.NDArray[np.float64]
 type BoolArray = npt.NDArray[np.bool_]
@@ -398,7 +398,7 @@ def relation_residual(
     *same* pixel are known, so the baseline is too.  With ``g = f·R/c`` and
     ``n = (I − I₀)·g`` the pre-flat electrons the image plane says were
     added, ``S`` the pre-flat signal before injection recovered from the
-    original variance plane (`isrinject.model.reconstruct_pre_flat_electrons`
+    original variance plane (`isrinject.engine.model.reconstruct_pre_flat_electrons`
     with σ_a = ``read_noise``), ISR predicts the variance increment
 
         ΔV_ISR = [n + (V_f/f²)·(2·S·n + n²)] / g²          [image units²]

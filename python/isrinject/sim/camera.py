@@ -50,7 +50,7 @@ from lsst.images.cameras import (
     ReadoutCorner,
 )
 
-from ..calibration import amplifier_index
+from ..engine.calibration import amplifier_index
 
 #: Typical full well of an LSSTCam/ComCam ITL sensor (pre-flat electrons).
 #: ITL sensors saturate at ≈100 000–150 000 e⁻; the simulated saturation in

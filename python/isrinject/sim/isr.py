@@ -81,7 +81,7 @@ from lsst.images.cameras import Detector
 from lsst.images.fields import ChebyshevField
 from lsst.images.psfs import GaussianPointSpreadFunction
 
-from ..calibration import amplifier_index, amplifier_terms
+from ..engine.calibration import amplifier_index, amplifier_terms
 from .camera import COMCAM_FULL_WELL_ELECTRONS, make_comcam_detector
 from .flat import measure_flat, true_flat
 

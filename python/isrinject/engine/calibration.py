@@ -1,6 +1,6 @@
 """What ISR and calibration did to a visit image: f, V_f, R, c, σ_a, saturation.
 
-The pixel model (`isrinject.model`) needs, per pixel, the flat ``f`` and its
+The pixel model (`isrinject.engine.model`) needs, per pixel, the flat ``f`` and its
 variance ``V_f`` (the ``flat`` calibration), the illumination correction
 ``R``, the photometric scaling ``c`` [image units per e⁻], the amplifier read
 noise ``σ_a`` [e⁻] and the amplifier saturation level [pre-flat e⁻].
@@ -85,7 +85,7 @@ class CalibrationError(ValueError):
 
 
 class CalibrationConfig(Protocol):
-    """The configuration `calibration_planes` reads (`isrinject.task.VisitInjectConfig`
+    """The configuration `calibration_planes` reads (`isrinject.tasks.visit.VisitInjectConfig`
     is one; read-only, so pex_config's field types satisfy it)."""
 
     @property
@@ -635,7 +635,7 @@ def calibration_planes(
 ) -> CalibrationPlanes:
     """The flat, illumination correction and calibration of ``visit_image``.
 
-    Shared by `isrinject.inject.inject_sources` and ``isrinject diagnose``,
+    Shared by `isrinject.engine.inject.inject_sources` and ``isrinject diagnose``,
     so both see the same planes and the same c.
     """
     bbox = visit_image.bbox

@@ -22,7 +22,7 @@ the local Jacobian) on an even N × N periodic grid (N ≥ stamp side)::
     M = IDFT[ ĝ(k) · K̂(k) · exp(−i k·(c + δ)) ]
 
 ĝ(k) = ∫ g(x) e^{−i k·x} d²x from GalSim's analytic ``drawKImage`` (for a
-Sérsic: from the shipped table of `isrinject.draw.sersic_table`, which needs
+Sérsic: from the shipped table of `isrinject.engine.draw.sersic_table`, which needs
 no per-index Hankel transform) at the N grid's frequencies k = 2π·(p, q)/N (``|k| ≤ π``, the Nyquist band of the
 pixel grid), K̂ the DFT of the kernel (cached per PSF cell and N) and the
 phase factor places the profile centre at c + δ.  Because K is the pixelized

@@ -21,7 +21,7 @@ from typing import Any
 
 def make_injection_pipeline_main(args: argparse.Namespace) -> int:
     """Run ``isrinject make-injection-pipeline``; return the exit code."""
-    from .pipeline_tools import make_injection_pipeline
+    from ..tasks.pipeline_tools import make_injection_pipeline
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.filename and os.path.exists(args.filename) and not args.overwrite:
@@ -47,7 +47,7 @@ def make_injection_pipeline_main(args: argparse.Namespace) -> int:
         if os.path.exists(args.filename):
             os.remove(args.filename)  # write_to_uri does not replace files
         pipeline.write_to_uri(args.filename)
-        logging.getLogger("isrinject.pipeline_tools").info("Wrote %s.", os.path.realpath(args.filename))
+        logging.getLogger("isrinject.tasks.pipeline_tools").info("Wrote %s.", os.path.realpath(args.filename))
     else:
         print(pipeline)
     return 0
@@ -58,9 +58,9 @@ def consolidate_catalogs_main(args: argparse.Namespace) -> int:
     import numpy as np
     from lsst.daf.butler import Butler
 
-    from .catalog.schema import write_catalog
-    from .consolidate import collect_injected_catalogs
-    from .flags import FATAL_FLAGS
+    from ..engine.catalog.schema import write_catalog
+    from ..engine.flags import FATAL_FLAGS
+    from ..tasks.consolidate import collect_injected_catalogs
 
     if os.path.exists(args.output) and not args.overwrite:
         print(f"isrinject: error: {args.output} exists; use --overwrite to replace it.", file=sys.stderr)
@@ -88,7 +88,7 @@ def consolidate_catalogs_main(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Register ``make-injection-pipeline`` and ``consolidate-catalogs``."""
-    from .pipeline_tools import DEFAULT_EXCLUDED_TASKS
+    from ..tasks.pipeline_tools import DEFAULT_EXCLUDED_TASKS
 
     parser = subparsers.add_parser(
         "make-injection-pipeline",

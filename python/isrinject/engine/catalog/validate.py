@@ -1,10 +1,10 @@
 """One validation of injection catalogs, shared by the CLI and the task.
 
 `check_catalog` never raises on bad rows: it returns a `CatalogReport` with
-per-row `~isrinject.flags.InjectionFlag` bits (the engine ORs them into
+per-row `~isrinject.engine.flags.InjectionFlag` bits (the engine ORs them into
 ``injection_flag`` and skips flagged rows), a list of `CatalogProblem`
 describing every problem with its column, rows and injection ids, and for
-every good row its `~isrinject.draw.SourceSpec` (canonical source type and
+every good row its `~isrinject.engine.draw.SourceSpec` (canonical source type and
 resolved GalSim arguments), which is what the renderer draws: rows are
 checked once, here.  Each concern (source type, magnitude, position, ids,
 draw size, shape values, constructor arguments, trails, stamps) is one
@@ -84,7 +84,7 @@ class CatalogProblem:
     column
         The column at fault (``None`` for problems not tied to a column).
     flag
-        The `~isrinject.flags.InjectionFlag` set on the affected rows.
+        The `~isrinject.engine.flags.InjectionFlag` set on the affected rows.
     message
         What is wrong, quoting the bad values.
     rows
@@ -115,14 +115,14 @@ class CatalogReport:
     Attributes
     ----------
     flags
-        Per-row `~isrinject.flags.InjectionFlag` bits (int64, 0 = good).
+        Per-row `~isrinject.engine.flags.InjectionFlag` bits (int64, 0 = good).
     problems
         Every problem found, in check order.
     source_types
         Canonical GalSim/Stamp/Trail name of every row (``Star`` →
         ``DeltaFunction``; ``""`` for unknown types).
     sources
-        The `~isrinject.draw.SourceSpec` of every row without flags (`None`
+        The `~isrinject.engine.draw.SourceSpec` of every row without flags (`None`
         for flagged rows).
     """
 
@@ -582,7 +582,7 @@ def check_catalog(
 
 def source_spec(row: Mapping[str, Any], *, stamp_prefix: str = "", max_draw_size: int = 10000) -> SourceSpec:
     """Check one row's source columns (type, shape, draw size, trail, stamp)
-    and resolve it for `isrinject.draw.draw_source`.
+    and resolve it for `isrinject.engine.draw.draw_source`.
 
     Raises
     ------

@@ -7,7 +7,7 @@ and the local Jacobian of the sky projection cost more than drawing a star.
 reuses the result for every source in the cell: the PSF and the Jacobian are
 evaluated at the cell centre (clipped to the image), the Jacobians of all
 cells in one vectorised sky transform (`PsfCache.prepare`).  The kernel's
-DFT on each FFT grid size (`isrinject.draw.fast.kernel_spectrum`) is cached
+DFT on each FFT grid size (`isrinject.engine.draw.fast.kernel_spectrum`) is cached
 too, within a memory budget.
 
 Accuracy: the kernel is always normalised to unit sum and centred, so fluxes
@@ -140,7 +140,7 @@ class PsfCache:
         return entry
 
     def spectrum(self, entry: PsfEntry, n: int) -> np.ndarray:
-        """The entry's kernel DFT on an N × N grid (`isrinject.draw.fast.kernel_spectrum`), cached."""
+        """The entry's kernel DFT on an N × N grid (`isrinject.engine.draw.fast.kernel_spectrum`), cached."""
         key = (entry.x, entry.y, n)
         spectrum = self._spectra.get(key)
         if spectrum is not None:
@@ -157,7 +157,7 @@ class PsfCache:
         """Evaluate every cell the sources at (x, y) fall in that is not cached yet.
 
         The local Jacobians of all new cells come from one vectorised sky
-        transform (`isrinject.draw.geometry.local_jacobians`), the dominant cost of a
+        transform (`isrinject.engine.draw.geometry.local_jacobians`), the dominant cost of a
         cell after the PSF itself.  A cell whose PSF cannot be evaluated is
         remembered and raises from `get`.
         """

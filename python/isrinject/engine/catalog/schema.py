@@ -115,7 +115,7 @@ def normalize_source_types(values: Any) -> np.ndarray:
     -------
     source_types
         Array of Python strings, one per row; legacy names such as ``Star``
-        are kept as given (see `isrinject.draw.canonical_source_type`).
+        are kept as given (see `isrinject.engine.draw.canonical_source_type`).
     """
     mask = np.ma.getmaskarray(values) if np.ma.isMaskedArray(values) else np.zeros(len(values), bool)
     raw = np.ma.getdata(values) if np.ma.isMaskedArray(values) else np.asarray(values, dtype=object)

@@ -18,7 +18,7 @@ import logging
 import sys
 from typing import Any
 
-_LOG = logging.getLogger("isrinject.catalog")
+_LOG = logging.getLogger("isrinject.engine.catalog")
 
 
 def _column_map(items: list[str] | None) -> dict[str, str]:
@@ -50,7 +50,7 @@ def _add_validation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(table: Any, args: argparse.Namespace) -> Any:
-    from .validate import validate_catalog
+    from ..engine.catalog.validate import validate_catalog
 
     return validate_catalog(
         table,
@@ -69,9 +69,9 @@ def _error(message: str) -> int:
 
 def generate_main(args: argparse.Namespace) -> int:
     """Run ``isrinject generate-catalog``; return the exit code."""
-    from .generate import generate_injection_catalog, visit_regions
-    from .ingest import ingest_injection_catalog
-    from .schema import write_catalog
+    from ..engine.catalog.generate import generate_injection_catalog, visit_regions
+    from ..engine.catalog.ingest import ingest_injection_catalog
+    from ..engine.catalog.schema import write_catalog
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -129,7 +129,7 @@ def generate_main(args: argparse.Namespace) -> int:
             write_catalog(table, args.output, format=args.format, overwrite=args.overwrite)
             _LOG.info("Wrote %d sources to %s.", len(table), args.output)
         if butler is not None and args.band:  # --band without -b was refused above
-            from .validate import check_catalog
+            from ..engine.catalog.validate import check_catalog
 
             check_catalog(table, check_stamps=False).raise_if_problems()
             for band in args.band:
@@ -147,9 +147,9 @@ def ingest_main(args: argparse.Namespace) -> int:
     """Run ``isrinject ingest-catalog``; return the exit code."""
     from lsst.daf.butler import Butler
 
-    from .ingest import ingest_injection_catalog
-    from .schema import read_catalog
-    from .validate import CatalogValidationError
+    from ..engine.catalog.ingest import ingest_injection_catalog
+    from ..engine.catalog.schema import read_catalog
+    from ..engine.catalog.validate import CatalogValidationError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -186,7 +186,7 @@ def show_source_types_main(args: argparse.Namespace) -> int:
     """Run ``isrinject show-source-types``; return the exit code."""
     import shutil
 
-    from .source_types import SOURCE_TYPE_PARAMETERS, describe_common_columns, source_type_parameters
+    from ..engine.catalog.source_types import SOURCE_TYPE_PARAMETERS, describe_common_columns, source_type_parameters
 
     width = int(args.wrap_width) if args.wrap_width else shutil.get_terminal_size().columns
     try:

@@ -1,7 +1,7 @@
 """`VisitInjectTask`: ISR-consistent source injection into ``visit_image``.
 
 Connections, config and task read top to bottom; ``run()`` is glue over the
-engine, `isrinject.inject.inject_sources` (catalog rows → stamps → pixel
+engine, `isrinject.engine.inject.inject_sources` (catalog rows → stamps → pixel
 model → masks and output catalog).  Class names match
 ``lsst.source.injection`` so that switching is an import change.
 """
@@ -34,15 +34,15 @@ from lsst.pipe.base import (
 )
 from lsst.pipe.base import connectionTypes as cT
 
-from .calibration import SCALING_SOURCES
+from ..engine.calibration import SCALING_SOURCES
+from ..engine.catalog import compose_catalog
+from ..engine.catalog.schema import CONFIGURABLE_COLUMNS
+from ..engine.draw import FITS_ALIGNMENTS
+from ..engine.draw.psf_cache import DEFAULT_SPACING
+from ..engine.inject import inject_sources
+from ..engine.memory import release_freed_memory
 from .call import run_inputs
-from .catalog import compose_catalog
-from .catalog.schema import CONFIGURABLE_COLUMNS
-from .draw import FITS_ALIGNMENTS
-from .draw.psf_cache import DEFAULT_SPACING
-from .inject import inject_sources
 from .inputs import read_flat
-from .memory import release_freed_memory
 from .provenance import check_recorded_flat
 
 
@@ -245,7 +245,7 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
 
 class VisitInjectTask(PipelineTask):
     """Inject synthetic sources into a ``visit_image`` as if their photons
-    had arrived before ISR (see `isrinject.model`)."""
+    had arrived before ISR (see `isrinject.engine.model`)."""
 
     ConfigClass = VisitInjectConfig
     _DefaultName = "visitInject"
@@ -288,7 +288,7 @@ class VisitInjectTask(PipelineTask):
         """Inject the catalog sources into a copy of ``visit_image``.
 
         Also accepts ``lsst.source.injection``'s call (``input_exposure``,
-        ``psf``, ``photo_calib``, ``wcs``; see `isrinject.call.run_inputs`),
+        ``psf``, ``photo_calib``, ``wcs``; see `isrinject.tasks.call.run_inputs`),
         plus the required ``flat``.
 
         Parameters

@@ -16,7 +16,7 @@ once from GalSim's own `galsim.Sersic` at tighter accuracy than its defaults
 - ln k = ln 1e-4, ln 1e-4 + 0.05, …, ln 1e4,
 
 and shipped as package data (``data/sersic_fourier.npz``, 0.3 MB; rebuilt
-by ``python -m isrinject.draw.sersic_table``).  A process only loads it.
+by ``python -m isrinject.engine.draw.sersic_table``).  A process only loads it.
 
 Evaluation.  On load (≈ 0.1 s) each row is refined onto a ln k grid ten
 times finer with a cubic spline in ln k, kept in single precision (as the
@@ -65,7 +65,7 @@ from scipy.interpolate import CubicSpline
 
 TABLE_VERSION: int = 1
 """Version key of the table's layout and grid; a file of another version is
-refused (rebuild it with ``python -m isrinject.draw.sersic_table``)."""
+refused (rebuild it with ``python -m isrinject.engine.draw.sersic_table``)."""
 
 _DATA_FILE = "sersic_fourier.npz"
 _N_STEP = 0.05
@@ -222,7 +222,7 @@ def fourier_table() -> SersicFourierTable:
         if version != TABLE_VERSION:
             raise RuntimeError(
                 f"{_DATA_FILE} is table version {version}, this code reads version {TABLE_VERSION}; "
-                "rebuild it with `python -m isrinject.draw.sersic_table`."
+                "rebuild it with `python -m isrinject.engine.draw.sersic_table`."
             )
         return SersicFourierTable.from_arrays(data["n"], data["ln_k"], data["values"])
 
@@ -288,7 +288,7 @@ def _frequencies(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main() -> None:
-    """Rebuild the package data file (``python -m isrinject.draw.sersic_table [PATH]``)."""
+    """Rebuild the package data file (``python -m isrinject.engine.draw.sersic_table [PATH]``)."""
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "data" / _DATA_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, Any] = build_table()  # savez's stub types keyword arrays as bool

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 #: Modules that contribute sub-commands (in ``--help`` order).
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "isrinject.demo.cli",
-    "isrinject.catalog.cli",
+    "isrinject.cli.catalog",
     "isrinject.diagnostics.cli",
-    "isrinject.pipeline_cli",
+    "isrinject.cli.pipeline",
 )
 
 

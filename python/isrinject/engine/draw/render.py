@@ -62,7 +62,7 @@ class RenderSettings:
     WCS is honoured."""
     psf_cache_spacing: float = DEFAULT_SPACING
     """Grid [pixels] on which the PSF and the local Jacobian are evaluated
-    and reused (`isrinject.draw.psf_cache`); ``<= 0`` evaluates both at each
+    and reused (`isrinject.engine.draw.psf_cache`); ``<= 0`` evaluates both at each
     source position."""
 
 
@@ -89,7 +89,7 @@ def source_profile(
     Parameters
     ----------
     source
-        The checked source (`isrinject.catalog.check_catalog`).
+        The checked source (`isrinject.engine.catalog.check_catalog`).
     flux
         Total flux [image units] (for ``Trail``: flux per pixel of length).
     jacobian
@@ -146,15 +146,15 @@ def draw_source(
 
     Point sources (``Star``/``DeltaFunction``) are drawn by shifting the
     cached PSF kernel to the sub-pixel position with GalSim's quintic
-    interpolant (`isrinject.draw.fast.shifted_kernel_stamp`, no FFT) and
+    interpolant (`isrinject.engine.draw.fast.shifted_kernel_stamp`, no FFT) and
     normalising the stamp to the source flux; every other profile is
     convolved with the kernel in one FFT on its stamp's grid, with the
-    kernel's spectrum cached per PSF cell (`isrinject.draw.fast.fft_stamp`).
+    kernel's spectrum cached per PSF cell (`isrinject.engine.draw.fast.fft_stamp`).
 
     Parameters
     ----------
     source
-        The checked source (`isrinject.catalog.check_catalog`).
+        The checked source (`isrinject.engine.catalog.check_catalog`).
     x, y
         Absolute pixel position of the source centre.
     flux

@@ -1,15 +1,15 @@
 """The source types an injection catalog accepts and the columns each one takes.
 
 One table, `SOURCE_TYPE_PARAMETERS`, built from
-`isrinject.draw.profiles.profile_parameters` (GalSim's own declaration of each
+`isrinject.engine.draw.profiles.profile_parameters` (GalSim's own declaration of each
 profile's constructor arguments, plus isrinject's ``Star``, ``Stamp`` and
-``Trail``): the same lookup validation (`isrinject.catalog.validate`) uses to
+``Trail``): the same lookup validation (`isrinject.engine.catalog.validate`) uses to
 decide which rows a column applies to.  ``isrinject show-source-types`` prints it.
 
 Units are what the catalog value means when isrinject draws it: GalSim sizes
 are drawn in sky coordinates, so they are in arcsec (``scale_unit`` changes
 that for ``Airy`` and ``Kolmogorov``'s ``lam``-derived sizes); the standard
-columns have the units of `isrinject.catalog.schema.STANDARD_UNITS`.
+columns have the units of `isrinject.engine.catalog.schema.STANDARD_UNITS`.
 """
 
 from __future__ import annotations

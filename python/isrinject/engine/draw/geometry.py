@@ -1,7 +1,7 @@
 """Pixel geometry of a visit image: local Jacobians, sky ↔ pixel, aperture fractions.
 
-Shared by the stamp renderer (`isrinject.draw.render`), the PSF cache
-(`isrinject.draw.psf_cache`) and the engine; depends on neither.
+Shared by the stamp renderer (`isrinject.engine.draw.render`), the PSF cache
+(`isrinject.engine.draw.psf_cache`) and the engine; depends on neither.
 """
 
 from __future__ import annotations

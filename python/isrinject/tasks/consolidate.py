@@ -15,7 +15,7 @@ source and visit whose image holds the source centre:
 
 - the centre pixel ``(floor(x + 0.5), floor(y + 0.5))`` lies inside that
   detector's image bounding box, and the row has no fatal flag
-  (`isrinject.flags.FATAL_FLAGS`);
+  (`isrinject.engine.flags.FATAL_FLAGS`);
 - if several detectors qualify (overlapping images), the one whose box edge
   is farthest from the centre pixel, then the lowest detector ID;
 - a source centred in a gap between detectors has no primary row.
@@ -44,7 +44,7 @@ from lsst.pex.config import Field
 from lsst.pipe.base import PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
 
-from .flags import FATAL_FLAGS, flag_descriptions, flag_meanings
+from ..engine.flags import FATAL_FLAGS, flag_descriptions, flag_meanings
 
 _VISIT_DETECTOR = ("instrument", "visit", "detector")
 

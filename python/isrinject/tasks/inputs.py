@@ -1,4 +1,4 @@
-"""Reading the task's inputs from butler handles (`isrinject.call` adapts run()'s arguments)."""
+"""Reading the task's inputs from butler handles (`isrinject.tasks.call` adapts run()'s arguments)."""
 
 from __future__ import annotations
 

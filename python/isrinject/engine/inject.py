@@ -1,16 +1,16 @@
 """The injection engine: catalog rows → stamps → pixel model → masks and catalog.
 
-`inject_sources` is what `isrinject.task.VisitInjectTask.run` runs, as a
+`inject_sources` is what `isrinject.tasks.visit.VisitInjectTask.run` runs, as a
 plain function of in-memory objects (no butler), in five steps:
 
 1. the catalog is standardised, selected, located on the image (ra/dec or
-   x/y) and checked once (`isrinject.catalog.check_catalog`): bad rows get
+   x/y) and checked once (`isrinject.engine.catalog.check_catalog`): bad rows get
    ``injection_flag`` bits and are skipped;
 2. magnitudes become fluxes in image units through the image's photometric
-   scaling (`isrinject.calibration`);
+   scaling (`isrinject.engine.calibration`);
 3. each row is drawn as a noiseless stamp with the image's PSF
-   (`isrinject.draw`);
-4. stamps go through the pixel model in batches (`isrinject.model.inject_pixels`,
+   (`isrinject.engine.draw`);
+4. stamps go through the pixel model in batches (`isrinject.engine.model.inject_pixels`,
    overlapping stamps summed per pixel first), which adds ΔI, ΔV and the
    SATURATED bit to the image;
 5. the stamps are marked INJECTED (and a small core INJECTED_CORE), and the
@@ -62,7 +62,7 @@ _ALONE_PIXELS = 128 * 128
 
 
 class InjectionConfig(CalibrationConfig, Protocol):
-    """The configuration `inject_sources` reads (`isrinject.task.VisitInjectConfig` is one)."""
+    """The configuration `inject_sources` reads (`isrinject.tasks.visit.VisitInjectConfig` is one)."""
 
     @property
     def trim_padding(self) -> int: ...
@@ -153,7 +153,7 @@ def inject_sources(
     visit_image
         The calibrated visit image (not modified unless ``in_place``).
     catalog
-        Output of `isrinject.catalog.compose_catalog`.
+        Output of `isrinject.engine.catalog.compose_catalog`.
     flat, illumination
         The flat (f and V_f) and illumination correction R (or `None`) the
         image was divided by.
@@ -468,7 +468,7 @@ class _StampBatch:
         self.pending, self.pending_pixels = [], 0
 
     def _inject(self, batch: Sequence[_Stamp]) -> None:
-        """Inject a batch through `isrinject.model.inject_pixels`.
+        """Inject a batch through `isrinject.engine.model.inject_pixels`.
 
         The stamps' pixels are concatenated; where stamps of the batch
         overlap, a pixel's electrons are summed before ΔV and saturation are
@@ -625,6 +625,6 @@ def _output_catalog(
     catalog["injection_effective_gain"].unit = u.electron / unit
     for name, bit in flag_descriptions().items():
         catalog.meta[name] = bit
-    catalog.meta["injection_flag_doc"] = "bit index of each flag; see isrinject.flags.InjectionFlag"
+    catalog.meta["injection_flag_doc"] = "bit index of each flag; see isrinject.engine.flags.InjectionFlag"
     catalog.meta["scaling_source"] = calibration.scaling_source
     return catalog

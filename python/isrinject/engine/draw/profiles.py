@@ -8,8 +8,8 @@ passed to the GalSim constructor by name (``half_light_radius`` in arcsec,
 ``n``, ...) and ``q``/``beta`` (degrees) become an area-preserving shear.
 
 `profile_parameters` is the one place that asks GalSim which parameters a
-class takes; `isrinject.catalog.check_catalog` uses it to check every row once
-and resolve it into a `SourceSpec`, which `isrinject.draw.render` draws
+class takes; `isrinject.engine.catalog.check_catalog` uses it to check every row once
+and resolve it into a `SourceSpec`, which `isrinject.engine.draw.render` draws
 without looking anything up again.
 """
 
@@ -131,10 +131,10 @@ def profile_parameters(source_type: str) -> ProfileParameters:
 
 @dataclasses.dataclass(frozen=True)
 class SourceSpec:
-    """One checked catalog row, resolved for drawing (`isrinject.draw.draw_source`).
+    """One checked catalog row, resolved for drawing (`isrinject.engine.draw.draw_source`).
 
-    Build it with `isrinject.catalog.check_catalog` (every row of a
-    catalog) or `isrinject.catalog.source_spec` (one row), which check the
+    Build it with `isrinject.engine.catalog.check_catalog` (every row of a
+    catalog) or `isrinject.engine.catalog.source_spec` (one row), which check the
     values; the renderer trusts them.
     """
 
