@@ -82,7 +82,7 @@ def find_pipeline(name: str = "inject.yaml") -> Path:
     candidates = []
     if os.environ.get("ISRINJECT_DIR"):
         candidates.append(Path(os.environ["ISRINJECT_DIR"]) / "pipelines" / name)
-    candidates.append(Path(__file__).resolve().parents[2] / "pipelines" / name)
+    candidates.append(Path(__file__).resolve().parents[3] / "pipelines" / name)
     for path in candidates:
         if path.is_file():
             return path
