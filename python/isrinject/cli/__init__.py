@@ -11,7 +11,6 @@ __all__ = ["main"]
 
 import argparse
 import importlib
-import sys
 from collections.abc import Sequence
 
 #: Modules that contribute sub-commands (in ``--help`` order).
