@@ -1,9 +1,9 @@
 """isrinject: ISR-consistent synthetic source injection into Rubin visit images.
 
-Subpackages, imports pointing one way: `isrinject.engine` (``model`` ←
+Subpackages, imports pointing one way: ``isrinject.engine`` (``model`` ←
 ``draw`` ← ``catalog`` ← ``calibration`` ← ``inject``; no butler) ←
-`isrinject.tasks` (the PipelineTasks and their butler glue) ← `isrinject.cli`,
-`isrinject.demo`, `isrinject.diagnostics`, `isrinject.sim`.  The public names
+``isrinject.tasks`` (the PipelineTasks and their butler glue) ← ``isrinject.cli``,
+``isrinject.demo``, ``isrinject.diagnostics``, ``isrinject.sim``.  The public names
 below are imported lazily so that ``import isrinject.engine.model`` stays light
 (no pipe_base, no GalSim).
 """
