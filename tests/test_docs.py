@@ -86,13 +86,15 @@ def test_tutorial_is_rendered_with_its_outputs(site: Path) -> None:
 
 def _api_modules() -> list[types.ModuleType]:
     """Every isrinject module with a public ``__all__``, except the sub-commands' own
-    modules (``*.cli``, documented by the command reference) and private ones."""
+    modules (``isrinject.cli.*`` and ``*.cli``, documented by the command reference) and
+    private ones."""
     import isrinject
 
     modules = [isrinject]
     for info in pkgutil.walk_packages(isrinject.__path__, "isrinject."):
         last = info.name.rsplit(".", 1)[-1]
-        if not (last.startswith("_") or last == "cli" or last.endswith("_cli")):
+        command_line = info.name.startswith("isrinject.cli.") or last == "cli"
+        if not (last.startswith("_") or command_line):
             modules.append(importlib.import_module(info.name))
     return [module for module in modules if getattr(module, "__all__", None)]
 
