@@ -43,6 +43,7 @@ from ..engine.inject import inject_sources
 from ..engine.memory import release_freed_memory
 from .call import run_inputs
 from .inputs import read_flat
+from .marking import mark_injected_catalog, mark_injected_image
 from .provenance import check_recorded_flat
 
 
@@ -341,6 +342,8 @@ class VisitInjectTask(PipelineTask):
             inputs.visit_image, catalog, flat=inputs.flat, illumination=illumination, config=self.config,
             rng=rng, log=self.log, visit_id=visit_id, in_place=in_place,
         )
+        mark_injected_image(result.image, self.config)
+        mark_injected_catalog(result.catalog, self.config)
         # Rows that all failed still produce the visit: the flagged catalog is
         # the record of what went wrong, and downstream quanta keep running.
         return Struct(
