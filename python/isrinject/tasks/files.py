@@ -336,10 +336,10 @@ def _check_outputs(inputs: list[Path], outputs: list[Path]) -> None:
         raise FileModeError(f"Output {str(outputs[0])!r} must end in .fits (lsst.images writes FITS).")
     resolved_inputs = {p.resolve() for p in inputs}
     for output in outputs:
-        if output.exists():
-            raise FileModeError(f"Output {str(output)!r} exists; isrinject never overwrites a file.")
         if output.resolve() in resolved_inputs:
             raise FileModeError(f"Output {str(output)!r} is also an input; inputs are never modified.")
+        if output.exists():
+            raise FileModeError(f"Output {str(output)!r} exists; isrinject never overwrites a file.")
         if not output.parent.is_dir():
             raise FileModeError(f"The directory of output {str(output)!r} does not exist.")
     if outputs[0].resolve() == outputs[1].resolve():
