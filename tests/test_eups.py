@@ -233,3 +233,39 @@ def test_pipetask_runs_the_clone_s_pipeline(built: Path, stack: Path, demo_repo,
     # The butler strips an ArrowAstropy table's meta on read unless asked not to.
     catalog = butler.get("injected_visit_image_catalog", ref.dataId, parameters={"strip_astropy_meta_yaml": False})
     assert catalog.meta[VERSION_KEY] == _clone_version(built) and len(catalog) > 0
+
+
+@pytest.mark.slow
+def test_pip_install_no_deps_into_the_stack(clone: Path, tmp_path: Path) -> None:
+    """``pip install --no-deps`` of the clone into a stack Python: the wheel
+    carries the command and the package data; nothing else is installed."""
+    stack_python = tmp_path / "stack"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(stack_python)], check=True, timeout=120)
+    (site,) = (stack_python / "lib").glob("python3*/site-packages")
+    (site / "stack_dependencies.pth").write_text(DEPENDENCIES + "\n")
+    before = {p.name for p in site.iterdir()}
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(stack_python / "bin" / "python"), "install", "--quiet",
+         "--no-deps", "--no-build-isolation", "--no-index", str(clone)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    added = {p.name for p in site.iterdir()} - before
+    assert {name.split("-")[0] for name in added} == {"isrinject"}, added  # nothing but isrinject
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = os.pathsep.join([str(stack_python / "bin"), "/usr/bin", "/bin"])
+    code = ("import isrinject, isrinject.sim as s; from isrinject.engine.draw.sersic_table import fourier_table; "
+            "from isrinject._version import package_version; fourier_table(); print(isrinject.__file__); "
+            "print(s.default_comcam_csv()); print(package_version())")
+    run = subprocess.run([str(stack_python / "bin" / "python"), "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    module, csv, version = run.stdout.split()
+    assert Path(module).is_relative_to(site) and Path(csv).is_file() and Path(csv).is_relative_to(site)
+    import tomllib
+
+    assert version == tomllib.loads((clone / "pyproject.toml").read_text())["project"]["version"]
+    helped = subprocess.run(["isrinject", "inject", "--help"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert helped.returncode == 0 and "--visit-image" in helped.stdout
+    assert (stack_python / "bin" / "isrinject").read_text().startswith(f"#!{stack_python / 'bin' / 'python'}")
