@@ -104,7 +104,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument(
         "-c", "--config", action="append", metavar="NAME=VALUE",
-        help="VisitInjectConfig override, e.g. -c noise_seed=3 -c photometric_scaling=0.55.",
+        help="VisitInjectConfig override, parsed as pipetask -c does, e.g. -c noise_seed=3 "
+        "-c \"scaling_source='config'\" (strings need their own quotes).",
     )
     parser.add_argument(
         "-C", "--config-file", action="append", metavar="FILE", help="pex_config override file (as pipetask -C)."
