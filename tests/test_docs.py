@@ -93,7 +93,8 @@ def _api_modules() -> list[types.ModuleType]:
     for info in pkgutil.walk_packages(isrinject.__path__, "isrinject."):
         last = info.name.rsplit(".", 1)[-1]
         # isrinject.cli.<name> are sub-command modules too, since cli became a package.
-        if not (last.startswith("_") or last == "cli" or last.endswith("_cli") or info.name.startswith("isrinject.cli.")):
+        command = last == "cli" or last.endswith("_cli") or info.name.startswith("isrinject.cli.")
+        if not (last.startswith("_") or command):
             modules.append(importlib.import_module(info.name))
     return [module for module in modules if getattr(module, "__all__", None)]
 
