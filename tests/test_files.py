@@ -215,8 +215,10 @@ def test_a_legacy_illumination_correction_is_read_and_used(files, tmp_path: Path
     _write_legacy(path, {"IMAGE": values}, primary={}, unit=None, yx0=(flat.bbox.y.start, flat.bbox.x.start))
     illumination = read_illumination_file(path)
     np.testing.assert_array_equal(illumination.array, values)
+    config = VisitInjectConfig()
     with_r = inject_files(visit_image=files["visit_image"], flat=files["flat"], illumination=path,
-                          catalog=files["catalog"], output=tmp_path / "with_r.fits")
+                          catalog=files["catalog"], output=tmp_path / "with_r.fits", config=config)
+    assert config.do_illumination_correction is False  # the caller's config is not changed
     without = inject_files(visit_image=files["visit_image"], flat=files["flat"], catalog=files["catalog"],
                            output=tmp_path / "without_r.fits")
     gain_r = Table.read(with_r.catalog_path)["injection_effective_gain"]

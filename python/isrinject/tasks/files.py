@@ -373,7 +373,8 @@ def inject_files(
         The output catalog to write (must not exist; the format follows the
         extension); default `default_catalog_path`.
     config
-        A `~isrinject.tasks.visit.VisitInjectConfig` (default: the defaults).
+        A `~isrinject.tasks.visit.VisitInjectConfig` (default: the defaults);
+        not modified (a copy is used).
 
     Returns
     -------
@@ -390,7 +391,12 @@ def inject_files(
     """
     from .visit import VisitInjectConfig, VisitInjectTask
 
-    config = VisitInjectConfig() if config is None else config
+    if config is None:
+        config = VisitInjectConfig()
+    else:  # a copy: the caller's configuration is not changed below
+        copied = type(config)()
+        copied.loadFromString(config.saveToString())
+        config = copied
     if illumination is not None:
         config.do_illumination_correction = True
     elif config.do_illumination_correction:
