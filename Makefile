@@ -1,20 +1,34 @@
 # isrinject developer commands.  `make test` and `make demo` build their own
-# virtualenv from PyPI (pinned in requirements*.txt) on a fresh machine.
+# virtualenv from PyPI (pinned in requirements*.txt) on a fresh machine;
+# `make demo` installs only the runtime requirements.
 PYTHON_BOOTSTRAP ?= $(shell PYENV_VERSION=3.12.1 command -v python3.12 >/dev/null 2>&1 && echo "env PYENV_VERSION=3.12.1 python3.12" || echo python3.12)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# Two stamps: `make demo` needs only the runtime requirements (requirements.txt
+# and isrinject itself); `make test`, `lint`, `bench` and `docs` add the test
+# and documentation requirements on top.  Each stamp is remade when its files change.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: venv test test-fast lint demo bench docs clean
+.PHONY: venv venv-runtime venv-size test test-fast lint demo bench docs clean
 
-venv: $(STAMP)
+venv: $(DEV_STAMP)
+venv-runtime: $(RUNTIME_STAMP)
 
-$(STAMP): requirements.txt requirements-test.txt requirements-docs.txt pyproject.toml
+$(RUNTIME_STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-test.txt -r requirements-docs.txt
+	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
-	touch $(STAMP)
+	touch $(RUNTIME_STAMP)
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-test.txt requirements-docs.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt -r requirements-docs.txt
+	touch $(DEV_STAMP)
+
+# Disk used by the virtualenv (the README quotes it for `make demo`).
+venv-size:
+	@du -sh $(VENV)
 
 # The end-to-end tests spend much of their time waiting on pipetask, bps,
 # parsl and Slurm subprocesses, so three workers keep two cores busy; one
@@ -22,25 +36,25 @@ $(STAMP): requirements.txt requirements-test.txt requirements-docs.txt pyproject
 # servers) in one process.  PYTEST_WORKERS=0 runs serially.
 PYTEST_WORKERS ?= 3
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
 
 # ruff and mypy as configured in pyproject.toml (the lsst/images rule set).
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(VENV)/bin/isrinject demo $(DEMO_ARGS)
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
 
 # The documentation site (doc/README.md): warnings are errors, every cross-reference checked.
-docs: $(STAMP)
+docs: $(DEV_STAMP)
 	$(PY) -m sphinx -b html -W --keep-going -n -d doc/_build/doctrees $(SPHINXOPTS) doc doc/_build/html
 
 clean:

@@ -21,6 +21,7 @@ __all__ = [
     "VisitInjectConnections",
     "VisitInjectTask",
     "find_isr_flat",
+    "inject_files",
     "inject_pixels",
     "inject_sources",
     "make_injection_pipeline",
@@ -35,6 +36,7 @@ _LAZY = {
     "VisitInjectTask": "isrinject.tasks.visit",
     "inject_sources": "isrinject.engine.inject",
     "find_isr_flat": "isrinject.tasks.provenance",
+    "inject_files": "isrinject.tasks.files",
     "ConsolidateVisitCatalogsTask": "isrinject.tasks.consolidate",
     "make_injection_pipeline": "isrinject.tasks.pipeline_tools",
 }

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "isrinject.demo.cli",
     "isrinject.cli.catalog",
+    "isrinject.cli.inject",
     "isrinject.diagnostics.cli",
     "isrinject.cli.pipeline",
 )

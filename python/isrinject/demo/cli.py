@@ -10,11 +10,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+# verdict is plain Python; results and stats import lsst.daf.butler, lsst.images
+# and scipy (≈2 s), which ``isrinject --help`` must not pay.
 from ..diagnostics import verdict as rule
-from ..diagnostics.results import VisitDiagnosis
-from ..diagnostics.stats import InjectionStatistics
-from ..diagnostics.verdict import Verdict
+
+if TYPE_CHECKING:
+    from ..diagnostics.results import VisitDiagnosis
+    from ..diagnostics.stats import InjectionStatistics
+    from ..diagnostics.verdict import Verdict
 
 _DESCRIPTION = """\
 Build a local butler repository of simulated Rubin visit images (one visit per

@@ -15,8 +15,9 @@ __all__ = [
 ]
 
 import dataclasses
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from astropy.table import Table
@@ -42,7 +43,9 @@ from ..engine.draw.psf_cache import DEFAULT_SPACING
 from ..engine.inject import inject_sources
 from ..engine.memory import release_freed_memory
 from .call import run_inputs
+from .files import resolve_file_arguments
 from .inputs import read_flat
+from .marking import mark_injected_catalog, mark_injected_image
 from .provenance import check_recorded_flat
 
 
@@ -275,10 +278,10 @@ class VisitInjectTask(PipelineTask):
     def run(
         self,
         *,
-        visit_image: VisitImage | None = None,
-        injection_catalogs: Table | Sequence[Table],
-        flat: MaskedImage | Image | None = None,
-        illumination_correction: Image | MaskedImage | None = None,
+        visit_image: VisitImage | str | os.PathLike[str] | None = None,
+        injection_catalogs: Table | Sequence[Table] | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        flat: MaskedImage | Image | str | os.PathLike[str] | None = None,
+        illumination_correction: Image | MaskedImage | str | os.PathLike[str] | None = None,
         in_place: bool = False,
         input_exposure: VisitImage | None = None,
         psf: Any = None,
@@ -289,7 +292,10 @@ class VisitInjectTask(PipelineTask):
 
         Also accepts ``lsst.source.injection``'s call (``input_exposure``,
         ``psf``, ``photo_calib``, ``wcs``; see `isrinject.tasks.call.run_inputs`),
-        plus the required ``flat``.
+        plus the required ``flat``.  The images, the flat and the catalogs
+        may also be file names (`isrinject.tasks.files`: lsst.images files,
+        afw-written flats and illumination corrections; the flat is checked
+        against the one the image records, as `runQuantum` does).
 
         Parameters
         ----------
@@ -323,6 +329,19 @@ class VisitInjectTask(PipelineTask):
             source_injection's ``output_exposure`` and ``output_catalog``
             (the same objects).
         """
+        # File names (isrinject inject's files) are read here, the flat checked against the image.
+        files = resolve_file_arguments(
+            {
+                "visit_image": visit_image, "input_exposure": input_exposure, "flat": flat, "in_place": in_place,
+                "illumination_correction": illumination_correction, "injection_catalogs": injection_catalogs,
+            },
+            config=self.config, log=self.log,
+        )
+        visit_image, input_exposure, flat, illumination_correction, injection_catalogs, in_place = (
+            files[name] for name in (
+                "visit_image", "input_exposure", "flat", "illumination_correction", "injection_catalogs", "in_place"
+            )
+        )
         inputs = run_inputs(
             visit_image=visit_image, input_exposure=input_exposure, injection_catalogs=injection_catalogs,
             psf=psf, photo_calib=photo_calib, wcs=wcs, flat=flat, scaling_source=self.config.scaling_source,
@@ -336,11 +355,16 @@ class VisitInjectTask(PipelineTask):
                 f"No injection catalog rows for visit {visit_id}, detector {detector_id}; "
                 "set process_all_data_ids=True to write the image anyway."
             )
-        illumination = illumination_correction if self.config.do_illumination_correction else None
+        illumination = cast(
+            "Image | MaskedImage | None",
+            illumination_correction if self.config.do_illumination_correction else None,
+        )
         result = inject_sources(
             inputs.visit_image, catalog, flat=inputs.flat, illumination=illumination, config=self.config,
             rng=rng, log=self.log, visit_id=visit_id, in_place=in_place,
         )
+        mark_injected_image(result.image, self.config)
+        mark_injected_catalog(result.catalog, self.config)
         # Rows that all failed still produce the visit: the flagged catalog is
         # the record of what went wrong, and downstream quanta keep running.
         return Struct(
