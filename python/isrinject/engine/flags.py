@@ -49,6 +49,10 @@ class InjectionFlag(enum.IntFlag):
     """No usable position (ra/dec or x/y missing or non-finite)."""
     DRAW_ERROR = 1 << 14
     """GalSim raised another error while drawing the source."""
+    BLED = 1 << 15
+    """Charge above the saturation level spilled along the column (a bleed trail); see injection_lost_electrons."""
+    INTERPOLATED = 1 << 16
+    """Some stamp pixels were interpolated over as ISR interpolates saturated pixels (INTERPOLATED mask)."""
 
 
 #: Flags that mean the source was not injected at all.
