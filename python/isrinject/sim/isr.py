@@ -721,6 +721,7 @@ def simulate_exposure(
     do_bleed: bool = True,
     do_saturation_interpolation: bool = True,
     grow_saturation_footprint_size: int = 1,
+    suspect_electrons: float | None = None,
 ) -> SimulatedExposure:
     """Simulate a post-ISR Rubin visit image of a random scene (see module docstring).
 
@@ -770,6 +771,9 @@ def simulate_exposure(
     do_saturation_interpolation, grow_saturation_footprint_size
         ISR's interpolation over the grown SATURATED pixels (see the module
         docstring).
+    suspect_electrons
+        Suspect level of every amplifier in pre-flat electrons (SUSPECT at or
+        above it); `None`: none.
 
     Returns
     -------
@@ -798,6 +802,7 @@ def simulate_exposure(
         shape=shape,
         visit=visit,
         full_well_electrons=COMCAM_FULL_WELL_ELECTRONS if full_well_electrons is None else full_well_electrons,
+        suspect_electrons=suspect_electrons,
     )
     read_noise_map, saturation_map = _amplifier_maps(detector_obj, shape)
     boxes = [a.bbox for a in detector_obj.amplifiers]
