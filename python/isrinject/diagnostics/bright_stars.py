@@ -34,6 +34,8 @@ amplifier's edge, so part of its trail leaves the amplifier (charge lost).
 from __future__ import annotations
 
 __all__ = [
+    "MASK_PLANES",
+    "TABLE_HEADER",
     "BrightStar",
     "BrightStarComparison",
     "bright_star_report",
