@@ -314,6 +314,8 @@ class SaturationTreatment:
         self.inject_variance = inject_variance
         self.saturated_bit, self.suspect_bit, self.interpolated_bit = saturated_bit, suspect_bit, interpolated_bit
         self.defect_bits = list(defect_bits)
+        # Most detectors have no suspect level: skip the per-pixel lookup then.
+        self.has_suspect = suspect and any(np.isfinite(amp.suspect) for amp in calibration.amplifiers)
         self.at_level: np.ndarray | None = None
         """New SAT pixels (at or above the level after the pixel model), allocated on first use."""
 
@@ -324,7 +326,7 @@ class SaturationTreatment:
 
     def suspect(self, rows: np.ndarray, cols: np.ndarray, electrons: np.ndarray) -> None:
         """SUSPECT where the pre-flat electrons reach the amplifier's suspect level."""
-        if not self.do_suspect or len(rows) == 0:
+        if not self.has_suspect or len(rows) == 0:
             return
         level = self.calibration.suspect_level_at(cols + self.origin[1], rows + self.origin[0])
         with np.errstate(invalid="ignore"):
@@ -364,14 +366,20 @@ class SaturationTreatment:
         lost = np.zeros(n_stamps)
         bled = np.zeros(n_stamps, dtype=bool)
         y0, x0 = self.origin
-        segments: dict[tuple[int, int, int], None] = {}
-        for r, c in zip(rows[saturated], cols[saturated]):
-            start, stop = self.calibration.amplifier_rows_at(int(c) + x0, int(r) + y0)
-            segments[(int(c), start - y0, stop - y0)] = None
+        # One segment per (column, amplifier) of the over-full pixels.
+        over_rows, over_cols = rows[saturated], cols[saturated]
+        amp = self.calibration.layout.index_at(over_cols + x0, over_rows + y0)
+        _, first = np.unique(np.stack([over_cols, amp]), axis=1, return_index=True)
+        segments = []
+        for k in first:
+            start, stop = self.calibration.amplifier_rows_at(int(over_cols[k]) + x0, int(over_rows[k]) + y0)
+            segments.append((int(over_cols[k]), start - y0, stop - y0))
+        candidates = np.flatnonzero(np.isin(cols, over_cols))
         hits_of_pixel = np.argsort(hit_pixel, kind="stable")
         hit_bounds = np.searchsorted(hit_pixel[hits_of_pixel], np.arange(len(rows) + 1))
         for c, r0, r1 in segments:
-            in_segment = np.flatnonzero((cols == c) & (rows >= r0) & (rows < r1))
+            in_column = candidates[cols[candidates] == c]
+            in_segment = in_column[(rows[in_column] >= r0) & (rows[in_column] < r1)]
             local = rows[in_segment] - r0
             signal, gain, response = self._segment_terms(c, r0, r1)
             if self.at_level is not None:
