@@ -88,6 +88,13 @@ def test_grow_is_manhattan_and_interpolation_is_linear_along_rows() -> None:
     # A linear row is reproduced exactly, in the image and in the variance.
     assert np.allclose(image[1], 2.0 * np.arange(10) + 1.0)
     assert np.allclose(variance[1], 3 * (2.0 * np.arange(10) + 1.0))
+    # At the image edge: the one good side, constant; a row without good pixels: the plane's median.
+    image[0, :2] = image[2, :] = -1e9
+    edge = np.zeros(image.shape, dtype=bool)
+    edge[0, :2] = edge[2, :] = True
+    interpolate_over(image, variance, edge, np.zeros(image.shape, dtype=bool))
+    assert image[0, 0] == image[0, 1] == image[0, 2] == 5.0
+    assert np.all(image[2] == np.median(np.concatenate([image[0, 2:], image[1]])))
 
 
 @pytest.fixture(scope="module")

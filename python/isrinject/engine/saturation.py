@@ -218,11 +218,12 @@ def interpolate_over(
     """
     bad = defects | targets | ~np.isfinite(image)
     interpolated = np.zeros(image.shape, dtype=bool)
-    good_image = image[~bad]
-    fallbacks = (
-        float(np.median(good_image)) if good_image.size else 0.0,
-        float(np.nanmedian(variance[~bad])) if good_image.size else 0.0,
-    )
+
+    def fallback(plane: np.ndarray) -> float:
+        """The plane's median over good pixels (a row without any; rare, so computed on demand)."""
+        good = plane[~bad]
+        return float(np.nanmedian(good)) if good.size else 0.0
+
     width = image.shape[1]
     for y in np.flatnonzero(targets.any(axis=1)):
         starts, stops = _runs(bad[y])
@@ -230,7 +231,7 @@ def interpolate_over(
             if not targets[y, start:stop].any():
                 continue
             x = np.arange(start, stop)
-            for plane, fallback in zip((image, variance), fallbacks):
+            for plane in (image, variance):
                 left = plane[y, start - 1] if start > 0 else None
                 right = plane[y, stop] if stop < width else None
                 if left is not None and right is not None:
@@ -239,7 +240,7 @@ def interpolate_over(
                 elif left is not None or right is not None:
                     plane[y, start:stop] = left if left is not None else right
                 else:
-                    plane[y, start:stop] = fallback
+                    plane[y, start:stop] = fallback(plane)
             interpolated[y, start:stop] = True
     return interpolated
 
