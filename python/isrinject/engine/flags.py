@@ -50,7 +50,8 @@ class InjectionFlag(enum.IntFlag):
     DRAW_ERROR = 1 << 14
     """GalSim raised another error while drawing the source."""
     BLED = 1 << 15
-    """Charge above the saturation level spilled along the column (a bleed trail); see injection_lost_electrons."""
+    """Some of its electrons fell on pixels above the saturation level, whose excess spilled along
+    the column (a bleed trail; what left the amplifier is in injection_lost_electrons)."""
     INTERPOLATED = 1 << 16
     """Some stamp pixels were interpolated over as ISR interpolates saturated pixels (INTERPOLATED mask)."""
 
