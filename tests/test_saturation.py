@@ -252,3 +252,22 @@ def test_real_and_injected_saturated_stars_agree(tmp_path) -> None:
     assert all(flag & F.BLED and flag & F.INTERPOLATED for flag in comparison.flags)
     png = plot_bright_stars([comparison], tmp_path / "bright.png")
     assert png.stat().st_size > 10_000
+
+
+def test_charge_injected_onto_a_real_saturated_star_spills() -> None:
+    """A real saturated star was interpolated (its variance no longer tells its signal): its
+    SATURATED pixels count as full, so a star injected on it — unsaturated on its own — bleeds,
+    lengthening the real trail."""
+    real_star = Table({"x": [40.0], "y": [128.0], "source_type": ["Star"], "mag": [peak_magnitude("r", 10.0)]})
+    sim = simulate_exposure(band="r", visit=1, detector=0, shape=(512, 128), seed=4, n_background_stars=0,
+                            n_background_galaxies=0, sources=real_star)
+    real_sat = sim.visit_image.mask.get("SATURATED")
+    assert real_sat[:, 40].sum() > 20
+    faint = _star_catalog(sim, 40.0, 128.0, peak_magnitude("r", 0.3))
+    result = _inject(sim, faint)
+    flag = int(result.catalog["injection_flag"][0])
+    assert flag & F.SATURATED and flag & F.BLED
+    assert result.image.mask.get("SATURATED")[:, 40].sum() > real_sat[:, 40].sum()
+    # The same star on an empty part of the image does not saturate.
+    alone = _inject(sim, _star_catalog(sim, 104.0, 400.0, peak_magnitude("r", 0.3)))
+    assert not int(alone.catalog["injection_flag"][0]) & (F.SATURATED | F.BLED)

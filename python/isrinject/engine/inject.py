@@ -557,6 +557,8 @@ class _StampBatch:
                 np.nan_to_num(read_noise), flat_variance=flat_variance,
                 illumination=None if planes.illumination is None else planes.illumination[rows, cols],
             )
+            if self.saturation is not None:
+                signal = self.saturation.full_where_saturated(rows, cols, signal, saturation)
             computed["signal"] = signal
             return PixelTerms(signal, flat_variance, saturation if config.do_saturation else None)
 

@@ -41,6 +41,12 @@ not imported):
   interpolation of the neighbours' variances; it is not set to infinity and
   not recomputed from the interpolated signal).
 
+Pixels SATURATED in the input image (a real saturated star, already
+interpolated over, whose variance plane no longer gives its signal) are taken
+as full, at the level, while bleeding: charge injected onto them spills, and
+the real star's pixels in a run with new SAT pixels are interpolated again.
+ISR's one-pixel grown ring, below the level in truth, is treated as full too.
+
 `interpolate_over` matches: rows, runs of the union of the defect planes that
 contain a new SAT pixel, image and variance interpolated alike from the good
 pixels next to the run, INTERPOLATED set on the run.  What it does not match:
@@ -335,6 +341,23 @@ class SaturationTreatment:
         bit = self.suspect_bit
         self.mask[rows[hit], cols[hit], bit.index] |= bit.mask
 
+    def full_where_saturated(
+        self, rows: np.ndarray, cols: np.ndarray, signal: np.ndarray, level: np.ndarray
+    ) -> np.ndarray:
+        """S, with the pixels SATURATED in the input taken as full (at the level) when bleeding.
+
+        A real saturated star was interpolated over: its variance plane no
+        longer tells its signal, but its pixels were at the level (or, in
+        ISR's grown ring, close to it), so charge arriving there spills.
+        """
+        if not self.do_bleed:
+            return signal
+        bit = self.saturated_bit
+        full = (self.mask[rows, cols, bit.index] & bit.mask) != 0
+        if not full.any():
+            return signal
+        return np.where(full, level, signal)
+
     def record_saturated(self, rows: np.ndarray, cols: np.ndarray) -> None:
         """Pixels above the level that were not bled (``do_bleed`` off)."""
         if len(rows):
@@ -383,12 +406,16 @@ class SaturationTreatment:
             in_segment = in_column[(rows[in_column] >= r0) & (rows[in_column] < r1)]
             local = rows[in_segment] - r0
             signal, gain, response = self._segment_terms(c, r0, r1)
+            level = self._level(c, r0, r1)
+            # Pixels already at the level: bled by an earlier batch, or SATURATED in the input
+            # (SAT bits are only set by `finish` while bleeding).
+            full = (self.mask[r0:r1, c, self.saturated_bit.index] & self.saturated_bit.mask) != 0
             if self.at_level is not None:
-                signal = np.where(self.at_level[r0:r1, c], self._level(c, r0, r1), signal)
+                full |= self.at_level[r0:r1, c]
+            signal = np.where(full, level, signal)
             added = np.zeros(r1 - r0)
             added[local] = electrons[in_segment]
             total = signal + added
-            level = self._level(c, r0, r1)
             after, low, high = bleed_segment(total, level)
             change = after - signal
             touched = np.flatnonzero((change != 0) | (added > 0))
