@@ -586,7 +586,10 @@ class _StampBatch:
             terms=terms,
         )
         rows, cols = position(result.index)
-        bleed = self._saturate(result, rows, cols, computed.get("signal"), starts, len(batch))
+        bleed = None
+        if self.saturation is not None and "signal" in computed:
+            stamp_of = np.searchsorted(starts, result.hit_index, side="right") - 1
+            bleed = self.saturation.after_pixel_model(result, rows, cols, computed["signal"], stamp_of, len(batch))
         if bleed is not None:
             rows, cols = rows[~bleed.handled], cols[~bleed.handled]
             kept = ~bleed.handled
@@ -601,34 +604,6 @@ class _StampBatch:
         bit = planes.saturated_bit
         planes.mask[rows[saturated], cols[saturated], bit.index] |= bit.mask
         self._record(batch, starts, model, result, bleed)
-
-    def _saturate(
-        self,
-        result: PixelInjection,
-        rows: np.ndarray,
-        cols: np.ndarray,
-        signal: np.ndarray | None,
-        starts: np.ndarray,
-        n_stamps: int,
-    ) -> BatchBleed | None:
-        """SUSPECT, and the bleed of the over-full columns (`isrinject.engine.saturation`)."""
-        saturation = self.saturation
-        if saturation is None or signal is None:
-            return None
-        unbled = np.ones(len(rows), dtype=bool)
-        bleed = None
-        if result.saturated.any():
-            if saturation.do_bleed:
-                stamp_of = np.searchsorted(starts, result.hit_index, side="right") - 1
-                bleed = saturation.bleed(
-                    rows, cols, result.electrons, result.saturated, result.hit_pixel, result.hit_electrons,
-                    stamp_of, n_stamps,
-                )
-                unbled = ~bleed.handled
-            elif saturation.do_interpolate:
-                saturation.record_saturated(rows[result.saturated], cols[result.saturated])
-        saturation.suspect(rows[unbled], cols[unbled], signal[unbled] + result.electrons[unbled])
-        return bleed
 
     def _record(
         self,

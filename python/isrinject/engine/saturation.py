@@ -89,7 +89,7 @@ from lsst.images import MaskPlaneBit
 from scipy import ndimage
 
 from .calibration import PixelCalibration
-from .model import effective_gain, pixel_response, reconstruct_pre_flat_electrons
+from .model import PixelInjection, effective_gain, pixel_response, reconstruct_pre_flat_electrons
 
 
 def _spill(values: np.ndarray, indices: np.ndarray, amount: float, level: float) -> float:
@@ -357,6 +357,50 @@ class SaturationTreatment:
         if not full.any():
             return signal
         return np.where(full, level, signal)
+
+    def after_pixel_model(
+        self,
+        result: PixelInjection,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        signal: np.ndarray,
+        hit_stamp: np.ndarray,
+        n_stamps: int,
+    ) -> BatchBleed | None:
+        """SUSPECT, and the bleed of the over-full columns, of one batch of the pixel model.
+
+        Parameters
+        ----------
+        result
+            The batch's `isrinject.engine.model.inject_pixels` result.
+        rows, cols
+            Array row and column of each of its pixels.
+        signal
+            S of each pixel [e⁻] (as the saturation test saw it).
+        hit_stamp
+            Per hit: its stamp (index in the batch).
+        n_stamps
+            Stamps in the batch.
+
+        Returns
+        -------
+        bleed
+            What the bleed did (`None` when nothing bled): the pixels it
+            wrote must be skipped by the caller.
+        """
+        unbled = np.ones(len(rows), dtype=bool)
+        bleed = None
+        if result.saturated.any():
+            if self.do_bleed:
+                bleed = self.bleed(
+                    rows, cols, result.electrons, result.saturated, result.hit_pixel, result.hit_electrons,
+                    hit_stamp, n_stamps,
+                )
+                unbled = ~bleed.handled
+            elif self.do_interpolate:
+                self.record_saturated(rows[result.saturated], cols[result.saturated])
+        self.suspect(rows[unbled], cols[unbled], signal[unbled] + result.electrons[unbled])
+        return bleed
 
     def record_saturated(self, rows: np.ndarray, cols: np.ndarray) -> None:
         """Pixels above the level that were not bled (``do_bleed`` off)."""
