@@ -205,7 +205,7 @@ class SimulatedExposure:
     background_electrons
         ``B``: background subtracted, post-flat electrons.
     pre_flat_electrons
-        ``S``: noisy ISR-corrected pre-flat electrons (incl. read noise).
+        ``S``: noisy ISR-corrected pre-flat electrons (incl. read noise), after the bleed.
     expected_pre_flat_electrons
         ``λ``: noiseless pre-flat electrons.
     scaling
@@ -224,7 +224,7 @@ class SimulatedExposure:
         Every drawn source: ``x, y, ra, dec, source_type, mag, flux_njy,
         n, half_light_radius, q, beta, origin`` (``background``/``added``).
     added_electrons
-        Photons from ``sources=`` (before saturation clipping) [e⁻].
+        Photons from ``sources=`` (before the bleed or clipping) [e⁻].
     """
 
     visit_image: VisitImage
