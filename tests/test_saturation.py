@@ -271,3 +271,22 @@ def test_charge_injected_onto_a_real_saturated_star_spills() -> None:
     # The same star on an empty part of the image does not saturate.
     alone = _inject(sim, _star_catalog(sim, 104.0, 400.0, peak_magnitude("r", 0.3)))
     assert not int(alone.catalog["injection_flag"][0]) & (F.SATURATED | F.BLED)
+
+
+def test_a_real_star_below_the_level_saturates_with_an_injected_one() -> None:
+    """The bleed works on S + n: a real star at 0.7 L and an injected one at 0.7 L on it saturate
+    together, though neither does alone; the bled charge is conserved to 1e-6."""
+    real_star = Table({"x": [40.0], "y": [128.0], "source_type": ["Star"], "mag": [peak_magnitude("r", 0.7)]})
+    flat = (np.ones((512, 128)), np.zeros((512, 128)))
+    sim = simulate_exposure(band="r", visit=1, detector=0, shape=(512, 128), seed=4, n_background_stars=0,
+                            n_background_galaxies=0, sources=real_star, flat=flat)
+    assert not sim.visit_image.mask.get("SATURATED").any()
+    result = _inject(sim, _star_catalog(sim, 40.0, 128.0, peak_magnitude("r", 0.7)),
+                     do_saturation_interpolation=False)
+    row = result.catalog[0]
+    assert row["injection_flag"] & F.SATURATED and row["injection_flag"] & F.BLED
+    before, after = _pre_flat(sim, sim.visit_image), _pre_flat(sim, result.image)
+    assert after.max() <= LEVEL * (1 + 1e-6)
+    added = float(row["injection_flux_electrons"])
+    assert abs((after - before).sum() - (added - row["injection_lost_electrons"])) <= 1e-6 * added
+    assert result.image.mask.get("SATURATED")[:, 40].sum() >= 3
