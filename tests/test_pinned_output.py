@@ -19,6 +19,18 @@ pins still held.  ``catalog.meta`` once when the modules moved into
 `isrinject.engine` / `isrinject.tasks`: its ``injection_flag_doc`` string names
 the module of `~isrinject.engine.flags.InjectionFlag` (no number changed).
 
+Issue 23 (bleed trails and ISR's saturation treatment) re-recorded the pins
+the pinned run's saturating star changes, and only those: source 1 (mag 11.5)
+passes the saturation level, so with the defaults its charge bleeds along the
+columns and the grown SATURATED pixels are interpolated over (``image``,
+``variance``, ``mask``); ``injection_flux`` of source 1 (and of source 3,
+whose n = 4 wings put a few electrons into the over-full pixels) changes by
+the bled charge; ``injection_flag`` gains BLED / INTERPOLATED; the new
+``injection_lost_electrons`` column gets a pin; ``catalog.meta`` lists the two
+new flag bits.  `PINS_BEFORE_BLEED` are the pins before issue 23:
+``do_bleed=False`` and ``do_saturation_interpolation=False`` reproduce them
+all (only the new column and the flag list in ``catalog.meta`` differ).
+
 The input is pinned as well: if the simulator changes, the input hashes fail
 first and the output hashes must be re-recorded (``ISRINJECT_PRINT_PINS=1``
 prints them) from a commit whose engine is known to be unchanged.
@@ -54,12 +66,12 @@ INPUT_PINS = {
 
 #: sha256 of the output planes and of every output catalog column.
 OUTPUT_PINS = {
-    "image": "e93146bf0b6b4cbeda90b5b4ea6d9208e38781770106ff608e349cf6581e4526",
-    "variance": "a4fb9a3394bf03a2f9a0f0a7982f3e78c92a3beddb09591937e13e34e93e8897",
-    "mask": "68d00dec78d8ddd3bd6158ac974cd82322366cef71a3d48c44df8201ca433094",
+    "image": "9d191ac9ee8afc6e5de60c722df08f33d457f58846925e70cef910a3e7bad182",
+    "variance": "42795d01c35db110384da9b383beadf75f11afbf224431f4759b8fdedca29564",
+    "mask": "d8f57ceba5809552d79ea2a7e315ae933c1056006f0a1ae8c81e68885cef5e68",
     "mask_planes": "ab9943008abe515bdb1a30ffa73e4608ebb3f6d214c76fcf1d63468d08d633a8",
     "catalog.injection_id": "84ca4f50986f859425dcfceda2b5fe6bd467aa7c5fe638ba980433b5ab47761f",
-    "catalog.injection_flag": "df91ffd52a27488dd0b818afe6b34f8e0f9df3a6fecbcbae6ba4bc995cb4ba64",
+    "catalog.injection_flag": "979e264249735925640c0045fe3b7df298fe08e2926415e1206497ad31e8358d",
     "catalog.injection_draw_size": "d0e6860cbc70b4c34a322e7362a0414c1b7374a29cf6317078117642855f32c6",
     "catalog.ra": "bac472ee9db5265ddfa3d1e380150b943c827ccb42415d2171eedc5a22ab286f",
     "catalog.dec": "b6c2785f8c440b249edcbf1bec72c852d0bfc431305c249da83814fe051c779d",
@@ -73,12 +85,24 @@ OUTPUT_PINS = {
     "catalog.stamp": "c62c47fa93389c4ce9dec61ffef13a3a1ff34cbfaf7aab92ce144d328e85ab64",
     "catalog.x": "30bfed7ba6b0a407fc12fb2eccb04ca99baa3c82144a412b67a6d1fd51735e10",
     "catalog.y": "3e9020c0f12851ea3ff9e519e19c206ad9aee0107ee8a47141f80c947a5c023e",
-    "catalog.injection_flux": "914dca756c5ab0b5a5467f106ce33d2b296911c6b4795dc1f3139a0a6e340094",
+    "catalog.injection_flux": "ab24d9c0b876b44d635c28421a5f767ca0a5197b50012536bdac6a0beec529ea",
     "catalog.injection_flux_electrons": "b6cdbd41abcbca6867e691f78620d1b4f53bd8367c90fc12bd180ad4bde13e07",
     "catalog.injection_model_flux": "2c7215a5a26a72d3e5f20baead7b892fe3b15c49a82392d96a21d070ba0c0264",
     "catalog.injection_flat": "e34f67952202e83a17b7af243189af2ac74934e42575f22f6154797778e33e37",
     "catalog.injection_effective_gain": "e09a9b188c0879ee8280d4cb8f80a13da9f0fa60ebc91863446edf63f1a4a7a0",
-    "catalog.meta": "12e3ee980de1812817076ec7191f721aa8a5a3b2b2650ce11f27ef3b4edf5721",
+    "catalog.injection_lost_electrons": "c60c71867456d5bccb3841549bb545987add908187ee6a73a9acbbcf5235da1d",
+    "catalog.meta": "585405dae89b15709fa377ce99ac65d752518767fb956522fb63f3e2551b76da",
+}
+
+#: The pins before issue 23 (bleed and ISR's saturation treatment), with the
+#: new column's pin and the meta listing its two new flag bits.
+PINS_BEFORE_BLEED = {
+    **OUTPUT_PINS,
+    "image": "e93146bf0b6b4cbeda90b5b4ea6d9208e38781770106ff608e349cf6581e4526",
+    "variance": "a4fb9a3394bf03a2f9a0f0a7982f3e78c92a3beddb09591937e13e34e93e8897",
+    "mask": "68d00dec78d8ddd3bd6158ac974cd82322366cef71a3d48c44df8201ca433094",
+    "catalog.injection_flag": "df91ffd52a27488dd0b818afe6b34f8e0f9df3a6fecbcbae6ba4bc995cb4ba64",
+    "catalog.injection_flux": "914dca756c5ab0b5a5467f106ce33d2b296911c6b4795dc1f3139a0a6e340094",
 }
 
 
@@ -127,9 +151,7 @@ def _catalog(sim, stamp_name: str) -> Table:
     )
 
 
-@pytest.fixture(scope="module")
-def pinned_run(tmp_path_factory: pytest.TempPathFactory):
-    directory = tmp_path_factory.mktemp("pinned")
+def _pinned_run(directory: Path, **overrides):
     sim = simulate_exposure(
         band="u", visit=41, detector=3, shape=SHAPE, seed=13, units="nJy",
         do_illumination_correction=True, defects=True, n_background_stars=6, n_background_galaxies=4,
@@ -138,6 +160,8 @@ def pinned_run(tmp_path_factory: pytest.TempPathFactory):
     config.do_illumination_correction = True
     config.stamp_prefix = f"{directory}{os.sep}"
     config.noise_seed = 7
+    for name, value in overrides.items():
+        setattr(config, name, value)
     task = VisitInjectTask(config=config)
     illumination = Image(sim.illumination.astype(np.float32), bbox=sim.visit_image.bbox)
     inputs = {
@@ -156,6 +180,11 @@ def pinned_run(tmp_path_factory: pytest.TempPathFactory):
         illumination_correction=illumination,
     )
     return input_hashes, result
+
+
+@pytest.fixture(scope="module")
+def pinned_run(tmp_path_factory: pytest.TempPathFactory):
+    return _pinned_run(tmp_path_factory.mktemp("pinned"))
 
 
 def _output_hashes(result) -> dict[str, str]:
@@ -184,7 +213,9 @@ def test_the_run_exercises_every_part_of_the_engine(pinned_run) -> None:
     flags = np.asarray(result.injected_visit_image_catalog["injection_flag"])
     from isrinject.engine.flags import InjectionFlag
 
-    assert flags[1] & InjectionFlag.SATURATED
+    bright = InjectionFlag.SATURATED | InjectionFlag.BLED | InjectionFlag.INTERPOLATED
+    assert flags[1] & bright == bright
+    assert out.mask.get("INTERPOLATED").any()
     assert flags[6] & InjectionFlag.MAG_BAD
     assert flags[7] & InjectionFlag.PARTIAL_OVERLAP
     assert out.mask.get("SATURATED").any() and out.mask.get("INJECTED_CORE").sum() >= 6 * 9
@@ -199,3 +230,9 @@ def test_output_is_unchanged(pinned_run) -> None:
         print("OUTPUT_PINS =", output_hashes)
     assert input_hashes == INPUT_PINS, "the simulated input changed: re-record the pins (see the module docstring)"
     assert output_hashes == OUTPUT_PINS
+
+
+def test_bleed_and_interpolation_off_reproduce_the_pins_before_them(tmp_path: Path) -> None:
+    """``do_bleed=False``, ``do_saturation_interpolation=False``: today's numbers before issue 23."""
+    _, result = _pinned_run(tmp_path, do_bleed=False, do_saturation_interpolation=False)
+    assert _output_hashes(result) == PINS_BEFORE_BLEED

@@ -602,11 +602,14 @@ def test_empty_catalog(sim) -> None:
 
 
 def test_bright_star_saturates(sim) -> None:
-    """B62: a mag-10 star passes the amplifier saturation level in pre-flat electrons."""
+    """B62: a mag-10 star passes the amplifier saturation level in pre-flat electrons (with the
+    bleed and ISR's interpolation off; with them on see tests/test_saturation.py)."""
     catalog = _catalog(sim, [64.0, 30.0], [64.0, 30.0], mag=[10.0, 21.0])
-    result = _inject(sim, catalog)
+    result = _inject(sim, catalog, do_bleed=False, do_saturation_interpolation=False)
     flags = _flags(result)
     assert flags[0] == F.SATURATED | F.PARTIAL_OVERLAP or flags[0] == F.SATURATED
+    bled = _flags(_inject(sim, catalog))[0]
+    assert bled & F.SATURATED and bled & F.BLED and bled & F.INTERPOLATED
     assert not flags[1] & F.SATURATED
     saturated = result.image.mask.get("SATURATED") & ~sim.visit_image.mask.get("SATURATED")
     assert saturated.sum() > 0 and saturated[64, 64]

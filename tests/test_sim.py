@@ -344,8 +344,10 @@ def test_galaxy_sources_are_drawn():
 
 
 def test_saturation_sets_mask_and_clips():
+    """With the bleed and ISR's interpolation off: S clipped at the full well, SATURATED there."""
     exp = simulate_exposure(
-        band="r", visit=1, detector=8, shape=SHAPE, seed=3, sources=_star(100.0, 100.0, 12.0)
+        band="r", visit=1, detector=8, shape=SHAPE, seed=3, sources=_star(100.0, 100.0, 12.0),
+        do_bleed=False, do_saturation_interpolation=False,
     )
     vi = exp.visit_image
     sat = vi.mask.get("SATURATED")
@@ -355,6 +357,22 @@ def test_saturation_sets_mask_and_clips():
     assert np.all(s <= exp.saturation_map_electrons)
     np.testing.assert_array_equal(sat, s >= exp.saturation_map_electrons)
     assert np.all(exp.expected_pre_flat_electrons[sat] > 0.5 * exp.saturation_map_electrons[sat])
+
+
+def test_saturation_bleeds_and_interpolates():
+    """Defaults (issue 23): S bled along the columns, ≤ the full well; SATURATED = the pixels at
+    the level grown by one (Manhattan); INTERPOLATED on them."""
+    from isrinject.engine.saturation import grow_manhattan
+
+    exp = simulate_exposure(band="r", visit=1, detector=8, shape=SHAPE, seed=3, sources=_star(100.0, 100.0, 12.0))
+    s, level = exp.pre_flat_electrons, exp.saturation_map_electrons
+    assert np.all(s <= level)
+    at_level = s >= level
+    sat = exp.visit_image.mask.get("SATURATED")
+    np.testing.assert_array_equal(sat, grow_manhattan(at_level, 1))
+    np.testing.assert_array_equal(exp.visit_image.mask.get("INTERPOLATED"), sat)
+    # The trail is longer than the unbled core.
+    assert at_level[:, 100].sum() > (exp.expected_pre_flat_electrons[:, 100] > level[:, 100]).sum()
 
 
 def test_defects_masks():

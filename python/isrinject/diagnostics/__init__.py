@@ -4,7 +4,9 @@
 - `isrinject.diagnostics.verdict`: the one PASS/FAIL rule and its thresholds;
 - `isrinject.diagnostics.results`: the result dataclasses;
 - `isrinject.diagnostics.diagnose`: ``isrinject diagnose`` (butler in, JSON and PNG out);
-- `isrinject.diagnostics.figures`: every figure (matplotlib, Agg), one palette.
+- `isrinject.diagnostics.figures`: every figure (matplotlib, Agg), one palette;
+- `isrinject.diagnostics.bright_stars`: real (simulated) against injected saturated stars
+  (bleed trails, SAT / INTRP / SUSPECT) and their figure.
 
 Import the submodules directly (this package imports nothing heavy).
 """

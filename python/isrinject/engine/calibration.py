@@ -179,6 +179,8 @@ class AmplifierTerms:
     """Saturation level in pre-flat electrons (inf if unknown)."""
     scaling: float | None = None
     """Empirical c for this amplifier [image units per e⁻], if fitted."""
+    suspect: float = np.inf
+    """Suspect level in pre-flat electrons (ISR's SUSPECT: pixels at or above it; inf if unknown)."""
 
 
 def amplifier_terms(
@@ -187,8 +189,9 @@ def amplifier_terms(
     *,
     read_noise: float | None = None,
     saturation: float | None = None,
+    suspect_level: float | None = None,
 ) -> list[AmplifierTerms]:
-    """Collect per-amplifier read noise and saturation.
+    """Collect per-amplifier read noise, saturation and suspect levels.
 
     Parameters
     ----------
@@ -202,6 +205,10 @@ def amplifier_terms(
         Override for every amplifier [pre-flat e⁻]; `None` to use the
         detector's ``saturation`` [ADU] × amplifier gain ``amp_gain``
         [e⁻/ADU].
+    suspect_level
+        Override for every amplifier [pre-flat e⁻]; `None` to use the
+        detector's ``suspect_level`` [ADU] × ``amp_gain`` (NaN: none, as
+        ISR masks nothing for a NaN level).
 
     Returns
     -------
@@ -224,7 +231,7 @@ def amplifier_terms(
     amps = list(getattr(detector, "amplifiers", None) or [])
     n_covered = _covered_pixels([amp.bbox for amp in amps], image_bbox)
     if n_covered < image_bbox.area:
-        return [_constant_terms(detector, amps, image_bbox, n_covered, read_noise, saturation)]
+        return [_constant_terms(detector, amps, image_bbox, n_covered, read_noise, saturation, suspect_level)]
     terms = []
     for amp in amps:
         nominal = amp.nominal_calibrations
@@ -245,8 +252,24 @@ def amplifier_terms(
             amp_saturation = nominal.saturation * amp_gain
         else:
             amp_saturation = np.inf
-        terms.append(AmplifierTerms(amp.name, bbox, float(amp_read_noise), float(amp_saturation)))
+        terms.append(
+            AmplifierTerms(
+                amp.name, bbox, float(amp_read_noise), float(amp_saturation),
+                suspect=_suspect_electrons(nominal, suspect_level),
+            )
+        )
     return terms
+
+
+def _suspect_electrons(nominal: object, suspect_level: float | None) -> float:
+    """The suspect level [pre-flat e⁻] of an amplifier (inf when unknown or NaN)."""
+    if suspect_level is not None:
+        return float(suspect_level) if np.isfinite(suspect_level) else np.inf
+    level = getattr(nominal, "suspect_level", np.nan)
+    gain = getattr(nominal, "gain", np.nan)
+    if level is None or not np.isfinite(level) or level <= 0:
+        return np.inf
+    return float(level) * (float(gain) if gain is not None and np.isfinite(gain) else 1.0)
 
 
 def _covered_pixels(boxes: Sequence[Box], bbox: Box) -> int:
@@ -278,6 +301,7 @@ def _constant_terms(
     n_covered: int,
     read_noise: float | None,
     saturation: float | None,
+    suspect_level: float | None = None,
 ) -> AmplifierTerms:
     """The pseudo-amplifier ``"ALL"`` of an image its amplifiers do not cover
     (see `amplifier_terms`)."""
@@ -296,7 +320,10 @@ def _constant_terms(
         _LOG.warning(
             "No saturation level: %s and config.saturation is None; SATURATED is never set.", what
         )
-    return AmplifierTerms("ALL", image_bbox, float(read_noise), float(saturation) if saturation else np.inf)
+    return AmplifierTerms(
+        "ALL", image_bbox, float(read_noise), float(saturation) if saturation else np.inf,
+        suspect=_suspect_electrons(None, suspect_level),
+    )
 
 
 def fit_scaling_per_amplifier(
@@ -486,6 +513,21 @@ class PixelCalibration:
         index = self.layout.index_at(ix, iy)
         return self._per_amplifier("read_noise", np.nan)[index], self._per_amplifier("saturation", np.inf)[index]
 
+    def suspect_level_at(self, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+        """Suspect level [pre-flat e⁻] at integer pixels (ix, iy) (+inf where none)."""
+        return self._per_amplifier("suspect", np.inf)[self.layout.index_at(ix, iy)]
+
+    def amplifier_rows_at(self, ix: int, iy: int) -> tuple[int, int]:
+        """First and last + 1 absolute row of the amplifier of pixel (ix, iy) in
+        the image: the column segment charge can bleed along."""
+        index = int(self.layout.index_at(np.array([ix]), np.array([iy]))[0])
+        bbox = self.image_bbox if index < 0 else self.amplifiers[index].bbox
+        return bbox.y.start, bbox.y.stop
+
+    def image_per_electron_column(self, x: int, y0: int, y1: int) -> np.ndarray:
+        """c [image units per e⁻] along column ``x``, rows ``y0`` to ``y1`` − 1."""
+        return np.ravel(self.image_per_electron_on(Box.factory[y0:y1, x : x + 1]))
+
 
 def _visit_image_scaling(
     visit_image: VisitImage, log: LsstLoggers
@@ -520,7 +562,8 @@ def build_calibration(
     (the calibration of `calibration_planes`)."""
     image_per_njy = image_units_per_njy(visit_image.unit)
     amps = amplifier_terms(
-        visit_image.detector, visit_image.bbox, read_noise=config.read_noise, saturation=config.saturation
+        visit_image.detector, visit_image.bbox, read_noise=config.read_noise, saturation=config.saturation,
+        suspect_level=getattr(config, "suspect_level", None),
     )
     source = config.scaling_source
     if source == "config":

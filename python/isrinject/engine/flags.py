@@ -49,6 +49,11 @@ class InjectionFlag(enum.IntFlag):
     """No usable position (ra/dec or x/y missing or non-finite)."""
     DRAW_ERROR = 1 << 14
     """GalSim raised another error while drawing the source."""
+    BLED = 1 << 15
+    """Some of its electrons fell on pixels above the saturation level, whose excess spilled along
+    the column (a bleed trail; what left the amplifier is in injection_lost_electrons)."""
+    INTERPOLATED = 1 << 16
+    """Some stamp pixels were interpolated over as ISR interpolates saturated pixels (INTERPOLATED mask)."""
 
 
 #: Flags that mean the source was not injected at all.

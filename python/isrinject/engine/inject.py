@@ -12,7 +12,9 @@ plain function of in-memory objects (no butler), in five steps:
    (`isrinject.engine.draw`);
 4. stamps go through the pixel model in batches (`isrinject.engine.model.inject_pixels`,
    overlapping stamps summed per pixel first), which adds ΔI, ΔV and the
-   SATURATED bit to the image;
+   SATURATED bit to the image; charge above the saturation level bleeds
+   along the column and ISR's masks and interpolation follow
+   (`isrinject.engine.saturation`);
 5. the stamps are marked INJECTED (and a small core INJECTED_CORE), and the
    per-source results are added to the output catalog.
 """
@@ -40,6 +42,7 @@ from .draw.psf_cache import PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
 from .masks import add_mask_planes, any_bit, plane_bits
 from .model import PixelInjection, PixelTerms, effective_gain, inject_pixels, reconstruct_pre_flat_electrons
+from .saturation import BatchBleed, SaturationTreatment
 
 _LOG = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ INJECTION_RESULT_COLUMNS: tuple[str, ...] = (
     "injection_model_flux",
     "injection_flat",
     "injection_effective_gain",
+    "injection_lost_electrons",
 )
 
 #: Stamp pixels gathered before the pixel model runs on them in one pass
@@ -84,6 +88,14 @@ class InjectionConfig(CalibrationConfig, Protocol):
     def add_noise(self) -> bool: ...
     @property
     def do_saturation(self) -> bool: ...
+    @property
+    def do_bleed(self) -> bool: ...
+    @property
+    def do_saturation_interpolation(self) -> bool: ...
+    @property
+    def grow_saturation_footprint_size(self) -> int: ...
+    @property
+    def do_suspect(self) -> bool: ...
     @property
     def no_photon_mask_names(self) -> Sequence[str]: ...
     @property
@@ -197,7 +209,10 @@ def inject_sources(
     flux = _fluxes_in_image_units(catalog, calibration_used.calibration, x, y, flags, log)
     draw_sizes = np.asarray(catalog["injection_draw_size"], dtype=np.int64).copy()
     batch = _StampBatch(planes, calibration_used.calibration, config, rng, columns, flags)
+    batch.saturation = _saturation_treatment(output, planes, calibration_used, config)
     stamp_boxes = _draw_sources(sources, x, y, flux, psf, visit_image, config, batch, draw_sizes)
+    if batch.saturation is not None:
+        _flag_interpolated(batch.saturation.finish(), stamp_boxes, planes.bbox, flags)
     _mark_stamps(
         planes, stamp_boxes, x, y, config.injection_core_size,
         output.mask.schema.bit(config.mask_plane_name), output.mask.schema.bit(core_name),
@@ -213,6 +228,39 @@ def inject_sources(
     output.metadata["INJECTED"] = "visit_image"
     output.metadata["INJECTION_N_SOURCES"] = n_injected
     return InjectionResult(image=output, catalog=catalog, planes=calibration_used)
+
+
+def _saturation_treatment(
+    output: VisitImage, planes: _Planes, calibration_used: CalibrationPlanes, config: InjectionConfig
+) -> SaturationTreatment | None:
+    """Bleed, SAT, SUSPECT and interpolation of this injection (`None` without ``do_saturation``)."""
+    if not config.do_saturation:
+        return None
+    add_mask_planes(output, ["SUSPECT", "INTERPOLATED"])
+    planes.mask = output.mask.array
+    schema = output.mask.schema
+    return SaturationTreatment(
+        image=planes.image, variance=planes.variance, mask=planes.mask, flat=planes.flat,
+        flat_variance=planes.flat_variance, illumination=planes.illumination,
+        origin=(planes.bbox.y.start, planes.bbox.x.start), calibration=calibration_used.calibration,
+        bleed=config.do_bleed, interpolate=config.do_saturation_interpolation,
+        grow=config.grow_saturation_footprint_size, suspect=config.do_suspect,
+        inject_variance=config.inject_variance, saturated_bit=schema.bit("SATURATED"),
+        suspect_bit=schema.bit("SUSPECT"), interpolated_bit=schema.bit("INTERPOLATED"),
+        defect_bits=plane_bits(output, ["BAD", "UNMASKEDNAN"]),
+    )
+
+
+def _flag_interpolated(
+    interpolated: np.ndarray | None, stamp_boxes: Mapping[int, Box], bbox: Box, flags: np.ndarray
+) -> None:
+    """INTERPOLATED for every source whose stamp holds an interpolated pixel."""
+    if interpolated is None or not interpolated.any():
+        return
+    for i, stamp_bbox in stamp_boxes.items():
+        sl = stamp_bbox.slice_within(bbox)
+        if interpolated[sl.y, sl.x].any():
+            flags[i] |= InjectionFlag.INTERPOLATED
 
 
 def _usable_psf(visit_image: VisitImage, log: LsstLoggers, where: str) -> PointSpreadFunction | None:
@@ -449,6 +497,8 @@ class _StampBatch:
         self.flags = flags
         self.pending: list[_Stamp] = []
         self.pending_pixels = 0
+        self.saturation: SaturationTreatment | None = None
+        """Bleed and ISR's saturation treatment (`None`: ``do_saturation`` off)."""
 
     def add(self, row: int, bbox: Box, model: np.ndarray) -> None:
         """Queue the stamp (``model`` on ``bbox``) of catalog row ``row``; run
@@ -493,6 +543,8 @@ class _StampBatch:
             rows, cols = np.divmod(index - starts[stamp_of], widths[stamp_of])
             return rows + row0[stamp_of], cols + col0[stamp_of]
 
+        computed: dict[str, np.ndarray] = {}
+
         def terms(index: np.ndarray) -> PixelTerms:
             """S, V_f and saturation of the pixels that received electrons."""
             rows, cols = position(index)
@@ -505,6 +557,9 @@ class _StampBatch:
                 np.nan_to_num(read_noise), flat_variance=flat_variance,
                 illumination=None if planes.illumination is None else planes.illumination[rows, cols],
             )
+            if self.saturation is not None:
+                signal = self.saturation.full_where_saturated(rows, cols, signal, saturation)
+            computed["signal"] = signal
             return PixelTerms(signal, flat_variance, saturation if config.do_saturation else None)
 
         pixel = None
@@ -531,15 +586,32 @@ class _StampBatch:
             terms=terms,
         )
         rows, cols = position(result.index)
-        planes.image[rows, cols] += result.delta_image.astype(planes.image.dtype)
+        bleed = None
+        if self.saturation is not None and "signal" in computed:
+            stamp_of = np.searchsorted(starts, result.hit_index, side="right") - 1
+            bleed = self.saturation.after_pixel_model(result, rows, cols, computed["signal"], stamp_of, len(batch))
+        if bleed is not None:
+            rows, cols = rows[~bleed.handled], cols[~bleed.handled]
+            kept = ~bleed.handled
+            delta_image, delta_variance = result.delta_image[kept], result.delta_variance[kept]
+        else:
+            delta_image, delta_variance = result.delta_image, result.delta_variance
+        planes.image[rows, cols] += delta_image.astype(planes.image.dtype)
         if config.inject_variance:
-            planes.variance[rows, cols] += result.delta_variance.astype(planes.variance.dtype)
+            planes.variance[rows, cols] += delta_variance.astype(planes.variance.dtype)
+        # Bled pixels get SATURATED when the treatment finishes (grown when interpolating).
+        saturated = result.saturated if bleed is None else result.saturated[~bleed.handled]
         bit = planes.saturated_bit
-        planes.mask[rows[result.saturated], cols[result.saturated], bit.index] |= bit.mask
-        self._record(batch, starts, model, result)
+        planes.mask[rows[saturated], cols[saturated], bit.index] |= bit.mask
+        self._record(batch, starts, model, result, bleed)
 
     def _record(
-        self, batch: Sequence[_Stamp], starts: np.ndarray, model: np.ndarray, result: PixelInjection
+        self,
+        batch: Sequence[_Stamp],
+        starts: np.ndarray,
+        model: np.ndarray,
+        result: PixelInjection,
+        bleed: BatchBleed | None = None,
     ) -> None:
         """Per source: ΔI is linear in n, so each source's share n/g is exact."""
         n_stamps = len(batch)
@@ -551,8 +623,15 @@ class _StampBatch:
         saturated = np.bincount(stamp_of, weights=result.saturated[result.hit_pixel], minlength=n_stamps) > 0
         blocked = np.logical_or.reduceat((result.no_photons & (np.ravel(model) > 0)), starts[:-1])
         rows = np.array([stamp.row for stamp in batch])
+        lost = np.zeros(n_stamps)
+        if bleed is not None:
+            # Bled charge moved to other pixels (other g) or left the amplifier.
+            flux = flux + bleed.flux_change
+            lost = bleed.lost
+            self.flags[rows[bleed.bled]] |= InjectionFlag.BLED
         self.columns["injection_flux"][rows] = flux
         self.columns["injection_flux_electrons"][rows] = electrons
+        self.columns["injection_lost_electrons"][rows] = lost
         self.flags[rows[blocked]] |= InjectionFlag.NO_PHOTONS
         self.flags[rows[saturated]] |= InjectionFlag.SATURATED
 
@@ -622,6 +701,7 @@ def _output_catalog(
     catalog["injection_flux"].unit = unit
     catalog["injection_model_flux"].unit = unit
     catalog["injection_flux_electrons"].unit = u.electron
+    catalog["injection_lost_electrons"].unit = u.electron
     catalog["injection_effective_gain"].unit = u.electron / unit
     for name, bit in flag_descriptions().items():
         catalog.meta[name] = bit

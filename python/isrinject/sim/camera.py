@@ -215,6 +215,7 @@ def make_detector(
     visit: int | None = None,
     serial: str = "SIM",
     name: str | None = None,
+    suspect_levels: Sequence[float] | None = None,
 ) -> Detector:
     """Build a simulated `lsst.images.cameras.Detector` with a grid of amplifiers.
 
@@ -241,13 +242,16 @@ def make_detector(
         Sensor serial number.
     name
         Detector name; defaults to ``f"D{detector_id:03d}"``.
+    suspect_levels
+        Per-amplifier suspect level in **ADU** (ISR's SUSPECT: pixels at or
+        above it); `None` gives NaN (no suspect level, as before).
 
     Returns
     -------
     detector
         Detector with one `Amplifier` named ``f"C{row}{col}"`` per grid cell;
         ``nominal_calibrations`` hold gain, read noise and saturation,
-        ``suspect_level = nan``, ``linearity_type = "None"``.  Readout corners
+        ``suspect_level`` (NaN unless given), ``linearity_type = "None"``.  Readout corners
         are LL/LR for the bottom row halves and UL/UR for the top row halves.
 
     Raises
@@ -264,6 +268,10 @@ def make_detector(
     gains = _validate_per_amp("gains", gains, n_amps, positive=True)
     read_noises = _validate_per_amp("read_noises", read_noises, n_amps, positive=False)
     saturations = _validate_per_amp("saturations", saturations, n_amps, positive=True)
+    suspects = (
+        [float("nan")] * n_amps if suspect_levels is None
+        else _validate_per_amp("suspect_levels", suspect_levels, n_amps, positive=True)
+    )
     amplifiers = []
     for i, box in enumerate(boxes):
         row, col = divmod(i, cols)
@@ -282,7 +290,7 @@ def make_detector(
                     gain=gains[i],
                     read_noise=read_noises[i],
                     saturation=saturations[i],
-                    suspect_level=float("nan"),
+                    suspect_level=suspects[i],
                     linearity_coefficients=np.zeros(4),
                     linearity_type="None",
                 ),
@@ -317,6 +325,7 @@ def make_comcam_detector(
     csv_path: str | os.PathLike[str] | Traversable | None = None,
     ccd: str = "S11",
     full_well_electrons: float = COMCAM_FULL_WELL_ELECTRONS,
+    suspect_electrons: float | None = None,
 ) -> Detector:
     """Build a 2 × 8-amplifier detector with the gains and read noises of ComCam R22 ``ccd``.
 
@@ -329,6 +338,9 @@ def make_comcam_detector(
         Amplifier table; the packaged one (`default_comcam_csv`) when `None`.
     full_well_electrons
         Saturation level in pre-flat electrons (ITL ≈ 1.0–1.5 × 10⁵ e⁻).
+    suspect_electrons
+        Suspect level in pre-flat electrons (suspect level [ADU] =
+        ``suspect_electrons / gain``); `None`: none (NaN).
     """
     if not (math.isfinite(full_well_electrons) and full_well_electrons > 0):
         raise ValueError(f"full_well_electrons must be finite and positive; got {full_well_electrons!r}.")
@@ -343,6 +355,7 @@ def make_comcam_detector(
         gains=gains,
         read_noises=[float(a["read_noise"]) for a in amps],  # type: ignore[arg-type]
         saturations=[full_well_electrons / g for g in gains],
+        suspect_levels=None if suspect_electrons is None else [suspect_electrons / g for g in gains],
         amp_grid=(2, 8),
         visit=visit,
         serial=f"R22_{ccd}",

@@ -16,8 +16,10 @@ The measured pre-flat signal of amplifier ``a`` is
 
     S = Poisson(λ) + Normal(0, σ_a²)                             [e⁻]
 
-clipped at the full well ``gain_a · saturation_a`` (ADU → e⁻) where the
-pixel is flagged ``SATURATED``.  Photons of sources passed with ``sources=``
+with the charge above the full well ``L_a = gain_a · saturation_a`` (ADU → e⁻)
+bled along the column, half up and half down, within the amplifier (charge
+conserved, what leaves the amplifier lost; `isrinject.engine.saturation.bleed_image`;
+``do_bleed=False`` clips at ``L_a`` instead).  Photons of sources passed with ``sources=``
 are drawn from their own random stream as ``Poisson(λ_src)`` and *added*
 to the S of the same scene without them: simulating with and without
 ``sources`` and the same ``seed`` gives identical pixels except for the
@@ -31,6 +33,14 @@ electron (``c0`` for nJy, 1 for electron):
 
     I = c · (S/f − B) / R
     V = (c/R)² · [ (S + σ_a²)/f²  +  (S/f)² · V_f/f² ]
+
+then, as ``isrTaskLSST`` does, ``SATURATED`` where ``S ≥ L_a``, ``SUSPECT``
+where ``S`` reaches the amplifier's suspect level (none unless the detector
+has one), and with ``do_saturation_interpolation`` SATURATED grown by
+``grow_saturation_footprint_size`` pixels and image and variance interpolated
+along rows over it (``INTERPOLATED``;
+`isrinject.engine.saturation.interpolate_over`, the same code the injection
+uses).
 
 A uniform source of true surface brightness ``T0`` therefore gives
 ``I = T0 · c/c0`` wherever the flat is right: this is how the illumination
@@ -82,6 +92,7 @@ from lsst.images.fields import ChebyshevField
 from lsst.images.psfs import GaussianPointSpreadFunction
 
 from ..engine.calibration import amplifier_index, amplifier_terms
+from ..engine.saturation import bleed_image, grow_manhattan, interpolate_over
 from .camera import COMCAM_FULL_WELL_ELECTRONS, make_comcam_detector
 from .flat import measure_flat, true_flat
 
@@ -194,7 +205,7 @@ class SimulatedExposure:
     background_electrons
         ``B``: background subtracted, post-flat electrons.
     pre_flat_electrons
-        ``S``: noisy ISR-corrected pre-flat electrons (incl. read noise).
+        ``S``: noisy ISR-corrected pre-flat electrons (incl. read noise), after the bleed.
     expected_pre_flat_electrons
         ``λ``: noiseless pre-flat electrons.
     scaling
@@ -213,7 +224,7 @@ class SimulatedExposure:
         Every drawn source: ``x, y, ra, dec, source_type, mag, flux_njy,
         n, half_light_radius, q, beta, origin`` (``background``/``added``).
     added_electrons
-        Photons from ``sources=`` (before saturation clipping) [e⁻].
+        Photons from ``sources=`` (before the bleed or clipping) [e⁻].
     """
 
     visit_image: VisitImage
@@ -478,6 +489,52 @@ def _amplifier_maps(detector: Detector, shape: tuple[int, int]) -> tuple[np.ndar
     return read_noise_map, saturation_map
 
 
+def _saturate(
+    s: np.ndarray, saturation_map: np.ndarray, detector: Detector, shape: tuple[int, int], do_bleed: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pre-flat electrons after the full well: bled along the columns of each
+    amplifier (or clipped), and where they are at the level (ISR's SAT)."""
+    saturated = s > saturation_map
+    if not saturated.any():
+        return s, saturated
+    if not do_bleed:
+        return np.where(saturated, saturation_map, s), saturated
+    image_bbox = Box.from_shape(shape)
+    slices = []
+    for amp in detector.amplifiers:
+        sl = amp.bbox.intersection(image_bbox).slice_within(image_bbox)
+        slices.append((sl.y, sl.x))
+    bled = bleed_image(s, saturation_map, slices)
+    return bled.electrons, bled.at_level
+
+
+def _suspect_map(detector: Detector, shape: tuple[int, int]) -> np.ndarray:
+    """Suspect level per pixel [pre-flat e⁻] (+inf where the amplifier has none)."""
+    terms = amplifier_terms(detector, Box.from_shape(shape))
+    return np.array([t.suspect for t in terms])[amplifier_index([t.bbox for t in terms], Box.from_shape(shape))]
+
+
+def _isr_saturation(
+    image: np.ndarray,
+    variance: np.ndarray,
+    saturated: np.ndarray,
+    bad: np.ndarray,
+    s: np.ndarray,
+    suspect_map: np.ndarray,
+    interpolate: bool,
+    grow: int,
+) -> dict[str, np.ndarray]:
+    """ISR's SAT, SUSPECT and interpolation of the saturated pixels (in place on
+    ``image`` and ``variance``); the mask planes it sets."""
+    masks = {"SUSPECT": s >= suspect_map}
+    if not interpolate:
+        return masks
+    grown = grow_manhattan(saturated, grow)
+    masks["SATURATED"] = grown
+    masks["INTERPOLATED"] = interpolate_over(image, variance, grown, bad)
+    return masks
+
+
 def _flats(
     shape: tuple[int, int],
     band: str,
@@ -661,6 +718,10 @@ def simulate_exposure(
     add_noise: bool = True,
     defects: bool = False,
     full_well_electrons: float | None = None,
+    do_bleed: bool = True,
+    do_saturation_interpolation: bool = True,
+    grow_saturation_footprint_size: int = 1,
+    suspect_electrons: float | None = None,
 ) -> SimulatedExposure:
     """Simulate a post-ISR Rubin visit image of a random scene (see module docstring).
 
@@ -705,6 +766,14 @@ def simulate_exposure(
         (image and variance NaN there; no photons collected).
     full_well_electrons
         Saturation level in pre-flat electrons (default 1.2 × 10⁵).
+    do_bleed
+        Bleed the charge above the full well along the columns (else clip it).
+    do_saturation_interpolation, grow_saturation_footprint_size
+        ISR's interpolation over the grown SATURATED pixels (see the module
+        docstring).
+    suspect_electrons
+        Suspect level of every amplifier in pre-flat electrons (SUSPECT at or
+        above it); `None`: none.
 
     Returns
     -------
@@ -733,6 +802,7 @@ def simulate_exposure(
         shape=shape,
         visit=visit,
         full_well_electrons=COMCAM_FULL_WELL_ELECTRONS if full_well_electrons is None else full_well_electrons,
+        suspect_electrons=suspect_electrons,
     )
     read_noise_map, saturation_map = _amplifier_maps(detector_obj, shape)
     boxes = [a.bbox for a in detector_obj.amplifiers]
@@ -758,14 +828,19 @@ def simulate_exposure(
         s_base = lam_base.copy()
         n_added = lam_added.copy()
     s = s_base + n_added
-    saturated = s > saturation_map
-    s = np.where(saturated, saturation_map, s)
+    s, saturated = _saturate(s, saturation_map, detector_obj, shape, do_bleed)
 
     background = sky_electrons * r_map
     image, variance = _isr(s, f_meas, var_f, r_map, background, read_noise_map, c, no_data)
+    masks = {"SATURATED": saturated, "NO_DATA": no_data, "BAD": bad}
+    if saturated.any():
+        masks.update(_isr_saturation(
+            image, variance, saturated, bad, s, _suspect_map(detector_obj, shape),
+            do_saturation_interpolation, grow_saturation_footprint_size,
+        ))
     visit_image, flat_image = _visit_and_flat_images(
         image, variance, f_meas, var_f,
-        masks={"SATURATED": saturated, "NO_DATA": no_data, "BAD": bad},
+        masks=masks,
         unit=u.nJy if units == "nJy" else u.electron,
         wcs=wcs, detector=detector_obj, psf_sigma_pixels=psf_sigma_pixels, njy_per_electron=c0, band=band,
         obs_info=_obs_info(

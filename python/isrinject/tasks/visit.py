@@ -191,6 +191,35 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
     do_saturation = Field[bool](
         doc="Set SATURATED where pre-flat electrons S + n pass the amplifier saturation level.", default=True
     )
+    do_bleed = Field[bool](
+        doc="Spill pre-flat electrons above the amplifier saturation level up and down the column until "
+        "every pixel is at the level, conserving charge (charge leaving the amplifier is lost and recorded "
+        "in injection_lost_electrons); False leaves S + n above the level (the behaviour before bleeding).",
+        default=True,
+    )
+    do_saturation_interpolation = Field[bool](
+        doc="As ISR (doInterpolate): grow the new SATURATED pixels by grow_saturation_footprint_size and "
+        "interpolate image and variance over them along rows, setting INTERPOLATED; False sets SATURATED "
+        "on the pixels at or above the level only.",
+        default=True,
+    )
+    grow_saturation_footprint_size = Field[int](
+        doc="Pixels by which SATURATED is grown (Manhattan) before the interpolation (ISR's "
+        "growSaturationFootprintSize).",
+        default=1,
+        check=lambda value: value >= 0,
+    )
+    do_suspect = Field[bool](
+        doc="Set SUSPECT where the pre-flat electrons of injected or bled pixels reach the amplifier's "
+        "suspect level (as ISR's doSuspect).",
+        default=True,
+    )
+    suspect_level = Field[float](
+        doc="Suspect level [pre-flat e⁻] for every amplifier; None uses the detector's amplifiers "
+        "(suspect_level [ADU] × amplifier gain; NaN there: no SUSPECT).",
+        default=None,
+        optional=True,
+    )
     do_illumination_correction = Field[bool](
         doc="The visit image was divided by an illumination correction R (adds the prerequisite input).",
         default=False,
