@@ -34,6 +34,7 @@ from lsst.pipe.base import (
 from lsst.pipe.base import connectionTypes as cT
 
 from ..engine.catalog import compose_catalog
+from ..engine.catalog.lightcurve import catalog_at_exposure
 from ..engine.inject import inject_sources
 from ..engine.memory import release_freed_memory
 from .call import run_inputs
@@ -174,7 +175,7 @@ class VisitInjectTask(PipelineTask):
         visit_id, detector_id = inputs.data_id
         seed = np.random.SeedSequence([self.config.noise_seed, visit_id, detector_id])
         rng = np.random.Generator(np.random.PCG64(seed))
-        catalog = compose_catalog(inputs.catalogs)
+        catalog = catalog_at_exposure(compose_catalog(inputs.catalogs), inputs.visit_image, visit_id, self.log)
         if len(catalog) == 0 and not self.config.process_all_data_ids:
             raise NoWorkFound(
                 f"No injection catalog rows for visit {visit_id}, detector {detector_id}; "
