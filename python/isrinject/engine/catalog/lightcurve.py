@@ -65,7 +65,7 @@ def exposure_midpoint_mjd(obs_info: Any) -> float:
     """
     begin = getattr(obs_info, "datetime_begin", None)
     end = getattr(obs_info, "datetime_end", None)
-    exposure_time = getattr(obs_info, "exposure_time", None)
+    exposure_time: Any = getattr(obs_info, "exposure_time", None)
     if begin is None or (end is None and exposure_time is None):
         raise ValueError(
             "The catalog has time-dependent rows (peak_mjd or lc_mjd) but the image's obs_info gives no "
