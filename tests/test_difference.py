@@ -222,3 +222,26 @@ def test_convolve_injection_equals_a_direct_sum_per_output_pixel() -> None:
     # Far from edges and cell borders a pixel keeps all of its light.
     assert response.kept[20, 10] == pytest.approx(1.0, abs=1e-12)
     assert response.kept[0, 31] != pytest.approx(1.0, abs=1e-3)
+
+
+def test_pipeline_file_connections() -> None:
+    """pipelines/inject_difference.yaml: the difference image in, the science flat as a
+    calibration, the science PSF only when asked for."""
+    from lsst.daf.butler import DimensionUniverse
+    from lsst.pipe.base import Pipeline
+
+    pipeline = Pipeline.from_uri(str(ROOT / "pipelines" / "inject_difference.yaml"))
+    graph = pipeline.to_graph()
+    graph.resolve(dimensions=DimensionUniverse())
+    node = graph.tasks["inject_difference"]
+    assert set(node.dimensions.required) == {"instrument", "visit", "detector"}
+    assert node.inputs["difference_image"].dataset_type_name == "difference_image"
+    assert node.get_connections().difference_image.storageClass == "DifferenceImage"
+    assert node.prerequisite_inputs["flat"].is_calibration
+    assert node.prerequisite_inputs["injection_catalogs"].dataset_type_name == "injection_catalog"
+    assert "science_psf" not in node.inputs
+    assert {"injected_difference_image", "injected_difference_image_catalog"} <= set(node.outputs)
+    pipeline.addConfigOverride("inject_difference", "use_science_psf", True)
+    graph = pipeline.to_graph()
+    graph.resolve(dimensions=DimensionUniverse())
+    assert graph.tasks["inject_difference"].inputs["science_psf"].dataset_type_name == "visit_image.psf"

@@ -391,11 +391,13 @@ def inject_difference(
     Returns
     -------
     result
-        The injected difference image and catalog.  When the science image
-        was convolved, ``injection_science_flux`` is ΣΔI_s (what arrived in
-        the science pixels) and ``injection_flux`` that times w at the source
-        centre (`KernelResponse.kept`: exact for sources a kernel radius
-        inside the image, where w = 1).
+        The injected difference image (metadata ``INJECTION_CONVOLVED``: the
+        image the kernel convolved) and catalog (``meta["convolved_image"]``,
+        the same).  ``injection_science_flux`` is ΣΔI_s, what arrived in the
+        science pixels; ``injection_flux`` what the difference image received:
+        the same when the template was convolved, else ΣΔI_s times w at the
+        source centre (`KernelResponse.kept`: exact for sources a kernel
+        radius inside the image, where w = 1).
 
     Raises
     ------
@@ -412,6 +414,8 @@ def inject_difference(
             log=log, visit_id=visit_id, in_place=in_place,
         )
         result.image.metadata["INJECTED"] = "difference_image"
+        result.image.metadata["INJECTION_CONVOLVED"] = "template"
+        result.catalog["injection_science_flux"] = result.catalog["injection_flux"].copy()
         result.catalog.meta["convolved_image"] = "template"
         return result
     if science_psf is None:
@@ -443,6 +447,7 @@ def inject_difference(
     )
     out_catalog.meta["convolved_image"] = "science"
     output.metadata["INJECTED"] = "difference_image"
+    output.metadata["INJECTION_CONVOLVED"] = "science"
     output.metadata["INJECTION_N_SOURCES"] = scratch.metadata["INJECTION_N_SOURCES"]
     return InjectionResult(image=output, catalog=out_catalog, planes=science.planes)
 
