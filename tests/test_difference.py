@@ -19,7 +19,7 @@ from lsst.images.convolution_kernels import ImageBasisConvolutionKernel
 from lsst.images.fields import ChebyshevField
 from lsst.images.serialization import read_archive
 
-from isrinject import DifferenceInjectConfig, DifferenceInjectTask
+from isrinject import DifferenceInjectConfig, DifferenceInjectConnections, DifferenceInjectTask
 from isrinject.engine.calibration import CalibrationError
 from isrinject.engine.difference import convolve_injection, convolved_image
 
@@ -241,7 +241,9 @@ def test_pipeline_file_connections() -> None:
     assert node.prerequisite_inputs["injection_catalogs"].dataset_type_name == "injection_catalog"
     assert "science_psf" not in node.inputs
     assert {"injected_difference_image", "injected_difference_image_catalog"} <= set(node.outputs)
-    pipeline.addConfigOverride("inject_difference", "use_science_psf", True)
-    graph = pipeline.to_graph()
-    graph.resolve(dimensions=DimensionUniverse())
-    assert graph.tasks["inject_difference"].inputs["science_psf"].dataset_type_name == "visit_image.psf"
+    # A component of visit_image: resolving it needs a registry (the pipetask test has one).
+    config = DifferenceInjectConfig()
+    config.use_science_psf = True
+    connections = DifferenceInjectConnections(config=config)
+    assert connections.science_psf.name == "visit_image.psf"
+    assert connections.science_psf.storageClass == "PointSpreadFunction"
