@@ -89,3 +89,26 @@ def test_pipetask_injects_both_kernel_directions(repo) -> None:
         # The stored input is untouched.
         stored = butler.get("difference_image", data_id)
         np.testing.assert_array_equal(stored.image.array, pair.difference_image.image.array)
+
+
+def test_pipetask_on_the_demo_repository(demo_repo) -> None:
+    """The demo repository's difference images injected by the real pipetask."""
+    from _repo import demo_pairs
+
+    command = [
+        str(BIN / "pipetask"), "run", "-b", str(demo_repo.root), "-i", demo_repo.layout.inputs,
+        "-o", "u/test/demo_difference", "-p", str(PIPELINE), "--register-dataset-types",
+    ]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    butler = Butler.from_config(str(demo_repo.root), collections="u/test/demo_difference")
+    refs = butler.query_datasets("injected_difference_image_catalog", explain=False)
+    assert sorted((int(r.dataId["visit"]), int(r.dataId["detector"])) for r in refs) == sorted(demo_pairs(demo_repo))
+    for ref in refs:
+        catalog = butler.get(ref)
+        image = butler.get("injected_difference_image", ref.dataId)
+        # Its own 8 sources, plus the neighbour's within the trim padding.
+        on_image = image.bbox.contains(x=np.round(catalog["x"]).astype(int), y=np.round(catalog["y"]).astype(int))
+        assert int(on_image.sum()) == 8
+        assert not np.any(np.asarray(catalog["injection_flag"][on_image]) & int(FATAL_FLAGS))
+        assert image.metadata["INJECTION_CONVOLVED"] == "template"

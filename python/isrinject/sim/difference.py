@@ -21,7 +21,7 @@ PSF's second moments (σ_t², σ_t², 0) and ``CONVOLVED_EXPOSURE`` metadata.
 
 from __future__ import annotations
 
-__all__ = ["SimulatedDifference", "gaussian_matching_kernel", "simulate_difference"]
+__all__ = ["SimulatedDifference", "difference_from_scene", "gaussian_matching_kernel", "simulate_difference"]
 
 import dataclasses
 import math
@@ -194,12 +194,35 @@ def simulate_difference(
         band=band, visit=visit, detector=detector, shape=shape, seed=seed, units="nJy",
         psf_sigma_pixels=template_psf_sigma, add_noise=False, **{**scene_options, "defects": False},
     ).source_model_njy
+    return difference_from_scene(
+        science, template_scene, template_psf_sigma=template_psf_sigma, convolved=convolved,
+        template_variance_fraction=template_variance_fraction, seed=seed,
+    )
+
+
+def difference_from_scene(
+    science: SimulatedExposure,
+    template_scene: np.ndarray,
+    *,
+    template_psf_sigma: float,
+    convolved: Literal["template", "science"],
+    template_variance_fraction: float = 0.25,
+    seed: int = 0,
+) -> SimulatedDifference:
+    """The template and difference of a simulated science visit, given the
+    template's noiseless scene [nJy] (the science scene drawn with the
+    template PSF σ_t); the matching kernel is a Gaussian of σ_k² = |σ_s² − σ_t²|
+    with σ_s the science visit's Gaussian PSF σ.  Noise of variance
+    ``template_variance_fraction`` × the science's median variance is added
+    to the template (seeded by ``seed``)."""
+    science_sigma = float(science.visit_image.psf.sigma)
     science_variance = np.asarray(science.visit_image.variance.array, dtype=np.float64)
     template_var = template_variance_fraction * float(np.nanmedian(science_variance))
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
+    shape = science_variance.shape
     template_image = template_scene + math.sqrt(template_var) * rng.standard_normal(shape)
     template_variance = np.full(shape, template_var)
-    sigma_k = math.sqrt(abs(science_psf_sigma**2 - template_psf_sigma**2))
+    sigma_k = math.sqrt(abs(science_sigma**2 - template_psf_sigma**2))
     kernel = gaussian_matching_kernel(sigma_k, science.visit_image.bbox)
     pair = SimulatedDifference(
         science=science, template_image=template_image, template_variance=template_variance,
