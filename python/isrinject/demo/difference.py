@@ -16,7 +16,7 @@ from typing import Any
 from lsst.daf.butler import Butler, DatasetRef, DatasetType
 
 from ..sim import SimulatedExposure
-from ..sim.difference import difference_from_scene
+from ..sim.difference import difference_from_scene, gaussian_sigma
 
 #: Dataset type of the difference images.
 DIFFERENCE_IMAGE = "difference_image"
@@ -57,7 +57,7 @@ def put_difference_image(
     seed
         Seed of the template noise.
     """
-    template_sigma = TEMPLATE_PSF_RATIO * float(sim.visit_image.psf.sigma)
+    template_sigma = TEMPLATE_PSF_RATIO * gaussian_sigma(sim.visit_image)
     template_scene: Any = simulate(psf_sigma_pixels=template_sigma, add_noise=False).source_model_njy
     pair = difference_from_scene(sim, template_scene, template_psf_sigma=template_sigma, convolved="template",
                                  seed=seed)

@@ -21,7 +21,13 @@ PSF's second moments (σ_t², σ_t², 0) and ``CONVOLVED_EXPOSURE`` metadata.
 
 from __future__ import annotations
 
-__all__ = ["SimulatedDifference", "difference_from_scene", "gaussian_matching_kernel", "simulate_difference"]
+__all__ = [
+    "SimulatedDifference",
+    "difference_from_scene",
+    "gaussian_matching_kernel",
+    "gaussian_sigma",
+    "simulate_difference",
+]
 
 import dataclasses
 import math
@@ -50,6 +56,20 @@ def gaussian_matching_kernel(sigma: float, bbox: Box) -> ImageBasisConvolutionKe
     image = np.outer(profile, profile)
     image /= image.sum()
     return ImageBasisConvolutionKernel(image[np.newaxis], [ChebyshevField(bbox, np.array([[1.0]]))])
+
+
+def gaussian_sigma(image: VisitImage) -> float:
+    """σ [pixels] of the simulator's Gaussian PSF of ``image``.
+
+    Raises
+    ------
+    TypeError
+        If the image's PSF is not a `GaussianPointSpreadFunction`.
+    """
+    psf = image.psf
+    if not isinstance(psf, GaussianPointSpreadFunction):
+        raise TypeError(f"Expected the simulator's GaussianPointSpreadFunction; got {type(psf).__name__}.")
+    return float(psf.sigma)
 
 
 def _convolve(values: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -215,7 +235,7 @@ def difference_from_scene(
     with σ_s the science visit's Gaussian PSF σ.  Noise of variance
     ``template_variance_fraction`` × the science's median variance is added
     to the template (seeded by ``seed``)."""
-    science_sigma = float(science.visit_image.psf.sigma)
+    science_sigma = gaussian_sigma(science.visit_image)
     science_variance = np.asarray(science.visit_image.variance.array, dtype=np.float64)
     template_var = template_variance_fraction * float(np.nanmedian(science_variance))
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
