@@ -112,3 +112,19 @@ def test_pipetask_on_the_demo_repository(demo_repo) -> None:
         assert int(on_image.sum()) == 8
         assert not np.any(np.asarray(catalog["injection_flag"][on_image]) & int(FATAL_FLAGS))
         assert image.metadata["INJECTION_CONVOLVED"] == "template"
+
+
+def test_bps_submit(repo, tmp_path: Path) -> None:
+    """``bps submit bps/difference_local_threads.yaml`` (parsl threads, one job per visit)."""
+    from _repo import bps_submit
+
+    root, pairs = repo
+    output = "u/test/difference_bps"
+    elapsed = bps_submit(ROOT / "bps" / "difference_local_threads.yaml", str(root), output, tmp_path,
+                         "-d", f"instrument='{LAYOUT.instrument}'", "--extra-qgraph-options",
+                         "-c inject_difference:use_science_psf=True")
+    assert len(list(tmp_path.glob(f"submit/{output}/*/logs/visit/*/*.stderr"))) == len(pairs)
+    butler = Butler.from_config(str(root), collections=output)
+    refs = butler.query_datasets("injected_difference_image_catalog", explain=False)
+    assert sorted(int(r.dataId["visit"]) for r in refs) == sorted(pairs)
+    print(f"bps submit difference_local_threads: {len(pairs)} quanta in {elapsed:.1f} s")
