@@ -133,7 +133,8 @@ def test_science_convolved_injection_is_the_kernel_applied_to_the_science_pixels
     """convolved_image='science': ΣΔD = Σ w·ΔI_s to 1e-6 and the catalog flux is
     w at the centre times the science flux; the science PSF is required."""
     flat = _flat(difference_image.bbox)
-    with pytest.raises(CalibrationError, match="science_psf"):
+    where = f"^difference image of visit {VISIT}, detector {DETECTOR}: "
+    with pytest.raises(CalibrationError, match=where + ".*science_psf"):
         _run(difference_image, flat, convolved_image="science")
     before = difference_image.copy()
     science = _run(difference_image, flat, science_psf=difference_image.psf, convolved_image="science",
@@ -161,7 +162,8 @@ def test_missing_scaling_says_what_to_configure(difference_image: DifferenceImag
         d.image, mask=d.mask, variance=d.variance, sky_projection=d.sky_projection, obs_info=d.obs_info,
         psf=d.psf, detector=d.detector, band=d.band, kernel=d.kernel, templates=d.templates,
     )
-    with pytest.raises(CalibrationError, match="config.photometric_scaling"):
+    with pytest.raises(CalibrationError, match=f"^difference image of visit {VISIT}, detector {DETECTOR}: .*"
+                       "config.photometric_scaling"):
         _run(unscaled, _flat(d.bbox))
     # Given as a constant, it works (the fixture's own value).
     result = _run(unscaled, _flat(d.bbox), scaling_source="config", photometric_scaling=0.4974)

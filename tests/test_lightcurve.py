@@ -119,3 +119,20 @@ def test_difference_injection_follows_the_light_curve(visit: int) -> None:
     )
     _check(pair.difference_image, result.injected_difference_image, result.injected_difference_image_catalog,
            visit)
+
+
+def test_a_light_curve_without_a_magnitude_is_flagged_mag_bad() -> None:
+    """D6: a NaN peak_mag gives a NaN magnitude at the midpoint: MAG_BAD, the other row injected."""
+    from isrinject.engine.flags import InjectionFlag
+
+    sim = simulate_exposure(band="r", visit=41, detector=0, shape=(64, 64), seed=3,
+                            obs_time=Time(T0, format="mjd", scale="tai"), n_background_stars=0,
+                            n_background_galaxies=0)
+    catalog = Table({"injection_id": [1, 2], "x": [20.0, 44.0], "y": [20.0, 44.0], "source_type": ["Star"] * 2,
+                     "mag": [np.nan, np.nan], "peak_mjd": [T0, T0], "peak_mag": [np.nan, 19.0],
+                     "rise_rate": [0.1, 0.1], "decline_rate": [0.1, 0.1]})
+    result = VisitInjectTask(config=_configure(VisitInjectConfig())).run(
+        visit_image=sim.visit_image, injection_catalogs=[catalog], flat=sim.flat
+    )
+    flags = result.injected_visit_image_catalog["injection_flag"]
+    assert flags[0] & InjectionFlag.MAG_BAD and not flags[1] & int(InjectionFlag.MAG_BAD)

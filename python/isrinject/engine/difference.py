@@ -194,9 +194,10 @@ class KernelResponse:
     delta_variance: np.ndarray
     """ΔV_D = k² ⊗ ΔV_s [image units²]."""
     kept: np.ndarray
-    """w(q): the fraction of a science pixel's ΔI_s that lands in the
-    difference image, ``Σ_p ΔD(p) = Σ_q w(q)·ΔI_s(q)`` (1 inside, less where
-    the kernel reaches past the edge, 1/ΣK on the copied edge)."""
+    """w(q): the fraction of an injected science pixel's ΔI_s that lands in
+    the difference image, ``Σ_p ΔD(p) = Σ_q w(q)·ΔI_s(q)`` (1 inside, less
+    where the kernel reaches past the edge, 1/ΣK on the copied edge); only
+    meaningful where ΔI_s ≠ 0."""
     reach: np.ndarray
     """Where ΔD can be non-zero: the injected pixels dilated by the kernel box."""
 
@@ -241,7 +242,8 @@ def convolve_injection(
     """
     kernel_box = kernel.kernel_bbox
     injected = (delta_image != 0) | (delta_variance != 0)
-    reach = ndimage.binary_dilation(injected, structure=np.ones(kernel_box.shape, dtype=bool))
+    # A rectangular dilation is a separable maximum filter (~30× faster than binary_dilation).
+    reach = ndimage.maximum_filter(injected.view(np.uint8), size=kernel_box.shape).astype(bool)
     out_image = np.zeros(bbox.shape)
     out_variance = np.zeros(bbox.shape)
     kept = np.zeros(bbox.shape)
@@ -255,19 +257,27 @@ def convolve_injection(
     if inner is not None:
         sl = inner.slice_within(bbox)
         interior[sl.y, sl.x] = True
-    for cell in _cells(bbox, cell_size):
-        csl = cell.slice_within(bbox)
-        if not reach[csl.y, csl.x].any():
+    for full_cell in _cells(bbox, cell_size):
+        fsl = full_cell.slice_within(bbox)
+        rows = np.flatnonzero(reach[fsl.y, fsl.x].any(axis=1))
+        if not rows.size:
             continue
+        cols = np.flatnonzero(reach[fsl.y, fsl.x].any(axis=0))
+        # Only the part of the cell the injection reaches is convolved.
+        cell = Box.factory[
+            full_cell.y.start + rows[0] : full_cell.y.start + rows[-1] + 1,
+            full_cell.x.start + cols[0] : full_cell.x.start + cols[-1] + 1,
+        ]
+        csl = cell.slice_within(bbox)
         raw = np.asarray(
             kernel.compute_kernel_image(
-                x=cell.x.start + cell.x.size // 2, y=cell.y.start + cell.y.size // 2
+                x=full_cell.x.start + full_cell.x.size // 2, y=full_cell.y.start + full_cell.y.size // 2
             ).array,
             dtype=np.float64,
         )
         norm = float(raw.sum())
         if not (np.isfinite(norm) and norm != 0):
-            raise CalibrationError(f"The matching kernel at the centre of {cell} sums to {norm!r}.")
+            raise CalibrationError(f"The matching kernel at the centre of {full_cell} sums to {norm!r}.")
         k = raw / norm
         # Input box: the cell grown by the kernel reach, inside the image.
         grown = Box.factory[
@@ -405,8 +415,13 @@ def inject_difference(
         No usable photometric scaling, no science PSF where one is needed, or
         a kernel direction that cannot be read.
     """
-    _check_scaling(difference_image, config)
-    direction = convolved_image(difference_image, config.convolved_image)
+    detector_id = difference_image.detector.id if difference_image.detector is not None else None
+    where = f"difference image of visit {visit_id}, detector {detector_id}"
+    try:
+        _check_scaling(difference_image, config)
+        direction = convolved_image(difference_image, config.convolved_image)
+    except CalibrationError as err:
+        raise CalibrationError(f"{where}: {err}") from err
     log.info("Matching kernel convolved the %s image (%s).", direction.convolved, direction.reason)
     if direction.convolved == "template":
         result = inject_sources(
@@ -420,7 +435,7 @@ def inject_difference(
         return result
     if science_psf is None:
         raise CalibrationError(
-            f"The science image was convolved ({direction.reason}): the difference image's PSF is the "
+            f"{where}: the science image was convolved ({direction.reason}): the difference image's PSF is the "
             "template's, and the transient's photons need the science PSF. Pass science_psf (the task: "
             "config.use_science_psf=True reads visit_image.psf)."
         )

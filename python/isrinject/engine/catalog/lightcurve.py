@@ -184,5 +184,8 @@ def catalog_at_exposure(catalog: Table, image: Any, visit: int, log: LsstLoggers
     if not set(LIGHT_CURVE_COLUMNS) & set(catalog.colnames):
         return catalog
     timed = any(name in catalog.colnames for name in _TIME_COLUMNS)
-    mjd = exposure_midpoint_mjd(image.obs_info) if timed else None
-    return evaluate_light_curves(catalog, visit=visit, mjd=mjd, log=log)
+    try:
+        mjd = exposure_midpoint_mjd(image.obs_info) if timed else None
+        return evaluate_light_curves(catalog, visit=visit, mjd=mjd, log=log)
+    except ValueError as err:
+        raise ValueError(f"Light curves for visit {visit}: {err}") from err
