@@ -80,7 +80,8 @@ def test_fixture_is_a_real_dp2_difference_image(difference_image: DifferenceImag
 
 def test_kernel_direction_is_read_from_the_psf_sizes(difference_image: DifferenceImage) -> None:
     """No metadata: the difference PSF is wider than template + kernel predicts for a
-    science-convolved image, so the template was convolved (DP2 ran convolveTemplate)."""
+    science-convolved image, so the template was convolved (DP2 ran convolveTemplate).
+    D3: bad metadata; D4: neither metadata nor template PSF shapes."""
     direction = convolved_image(difference_image)
     assert direction.convolved == "template"
     assert "PSF traces" in direction.reason
@@ -89,6 +90,13 @@ def test_kernel_direction_is_read_from_the_psf_sizes(difference_image: Differenc
     difference_image.metadata["CONVOLVED_EXPOSURE"] = "both"
     with pytest.raises(CalibrationError, match="CONVOLVED_EXPOSURE='both'"):
         convolved_image(difference_image)
+    d = difference_image
+    no_templates = DifferenceImage(
+        d.image, mask=d.mask, variance=d.variance, sky_projection=d.sky_projection, obs_info=d.obs_info,
+        psf=d.psf, detector=d.detector, band=d.band, kernel=d.kernel,
+    )
+    with pytest.raises(CalibrationError, match="set config.convolved_image to 'template' or 'science'"):
+        convolved_image(no_templates)
 
 
 def test_injected_transient_follows_c_over_f_per_pixel(difference_image: DifferenceImage, fits_path: Path) -> None:
@@ -131,7 +139,7 @@ def test_science_convolved_injection_is_the_kernel_applied_to_the_science_pixels
     difference_image: DifferenceImage,
 ) -> None:
     """convolved_image='science': ΣΔD = Σ w·ΔI_s to 1e-6 and the catalog flux is
-    w at the centre times the science flux; the science PSF is required."""
+    w at the centre times the science flux; D2: the science PSF is required."""
     flat = _flat(difference_image.bbox)
     where = f"^difference image of visit {VISIT}, detector {DETECTOR}: "
     with pytest.raises(CalibrationError, match=where + ".*science_psf"):
@@ -157,6 +165,7 @@ def test_science_convolved_injection_is_the_kernel_applied_to_the_science_pixels
 
 
 def test_missing_scaling_says_what_to_configure(difference_image: DifferenceImage) -> None:
+    """D1: no photometric scaling, or the empirical fit, is refused with what to set."""
     d = difference_image
     unscaled = DifferenceImage(
         d.image, mask=d.mask, variance=d.variance, sky_projection=d.sky_projection, obs_info=d.obs_info,

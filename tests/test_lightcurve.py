@@ -86,6 +86,9 @@ def test_midpoint_from_obs_info() -> None:
 
 
 def test_rows_of_other_visits_and_uncovered_tables_are_left_out() -> None:
+    """D7: an uncovered table leaves the row out; D5: mismatched tables and no exposure time."""
+    from types import SimpleNamespace
+
     catalog = _catalog()
     late = evaluate_light_curves(catalog, visit=43, mjd=VISITS[43] + EXPOSURE_DAYS / 2)
     assert sorted(late["injection_id"]) == [0, 4, 5]  # B's table ends at T0 + 10
@@ -96,6 +99,8 @@ def test_rows_of_other_visits_and_uncovered_tables_are_left_out() -> None:
     bad = Table({"mag": [20.0], "lc_mjd": [[1.0, 2.0]], "lc_mag": [[20.0, 21.0, 22.0]]})
     with pytest.raises(ValueError, match="Row 0: lc_mjd and lc_mag have different lengths"):
         evaluate_light_curves(bad, visit=1, mjd=1.5)
+    with pytest.raises(ValueError, match="gives no exposure midpoint"):
+        exposure_midpoint_mjd(SimpleNamespace(datetime_begin=None, datetime_end=None, exposure_time=None))
     plain = Table({"mag": [20.0]})
     assert evaluate_light_curves(plain, visit=1, mjd=None) is plain
 
