@@ -258,3 +258,15 @@ def test_pipeline_file_connections() -> None:
     connections = DifferenceInjectConnections(config=config)
     assert connections.science_psf.name == "visit_image.psf"
     assert connections.science_psf.storageClass == "PointSpreadFunction"
+
+
+def test_bps_config_clusters_the_difference_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bps/difference_local_threads.yaml: local_threads' site and clustering, the difference pipeline."""
+    from lsst.ctrl.bps import BpsConfig
+
+    monkeypatch.setenv("ISRINJECT_DIR", str(ROOT))
+    config = BpsConfig(str(ROOT / "bps" / "difference_local_threads.yaml"))
+    assert config["pipelineYaml"] == f"{ROOT}/pipelines/inject_difference.yaml"
+    assert config[".cluster.visit.pipetasks"] == "inject_difference"
+    assert config[".cluster.visit.dimensions"] == "visit"
+    assert config["computeSite"] == "local_threads"
