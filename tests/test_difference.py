@@ -164,6 +164,21 @@ def test_science_convolved_injection_is_the_kernel_applied_to_the_science_pixels
     )
 
 
+def test_no_data_pixels_stay_where_they_are(difference_image: DifferenceImage) -> None:
+    """D8: a NaN (NO_DATA) pixel next to the transient: science-convolved, the kernel does not
+    spread it; its neighbours are injected and finite."""
+    d = difference_image
+    d.image.array[8, 9] = np.nan
+    d.variance.array[8, 9] = np.nan
+    d.mask.set("NO_DATA", d.mask.get("NO_DATA") | (np.arange(256).reshape(16, 16) == 8 * 16 + 9))
+    before = d.copy()
+    result = _run(d, _flat(d.bbox), science_psf=d.psf, convolved_image="science")
+    out = result.injected_difference_image
+    assert np.array_equal(~np.isfinite(out.image.array), ~np.isfinite(before.image.array))
+    assert np.array_equal(~np.isfinite(out.variance.array), ~np.isfinite(before.variance.array))
+    assert np.nansum(out.image.array - before.image.array) > 1000.0
+
+
 def test_missing_scaling_says_what_to_configure(difference_image: DifferenceImage) -> None:
     """D1: no photometric scaling, or the empirical fit, is refused with what to set."""
     d = difference_image

@@ -445,7 +445,10 @@ def inject_difference(
         scratch, catalog, flat=flat, illumination=illumination, config=config, rng=rng, log=log,
         visit_id=visit_id, in_place=True,
     )
-    delta_variance = scratch.variance.array - np.asarray(difference_image.variance.array, dtype=np.float64)
+    # NO_DATA pixels (NaN variance) received nothing: 0, so no NaN is convolved into their neighbours.
+    with np.errstate(invalid="ignore"):
+        delta_variance = scratch.variance.array - np.asarray(difference_image.variance.array, dtype=np.float64)
+    delta_variance[~np.isfinite(delta_variance)] = 0.0
     response = convolve_injection(
         scratch.image.array, delta_variance, kernel, difference_image.bbox, cell_size=config.kernel_cell_size
     )
