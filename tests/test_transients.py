@@ -79,6 +79,7 @@ def test_bad_inputs_name_the_problem(hosts: Table) -> None:
         transient_catalog([_box(150, 2, 0.1)], limiting_mag=24.0, n_hostless=1, hosts=Table({"x": [1.0]}))
 
 
+@pytest.mark.slow
 def test_generate_catalog_command(tmp_path, hosts: Table) -> None:
     hosts_path = tmp_path / "hosts.ecsv"
     hosts.write(hosts_path)
