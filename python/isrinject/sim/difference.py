@@ -231,7 +231,7 @@ def difference_from_scene(
 ) -> SimulatedDifference:
     """The template and difference of a simulated science visit, given the
     template's noiseless scene [nJy] (the science scene drawn with the
-    template PSF σ_t); the matching kernel is a Gaussian of σ_k² = |σ_s² − σ_t²|
+    template PSF σ_t); the matching kernel is a Gaussian of ``σ_k² = |σ_s² − σ_t²|``
     with σ_s the science visit's Gaussian PSF σ.  Noise of variance
     ``template_variance_fraction`` × the science's median variance is added
     to the template (seeded by ``seed``)."""
