@@ -15,6 +15,9 @@ from typing import Any
 
 __all__ = [
     "ConsolidateVisitCatalogsTask",
+    "DifferenceInjectConfig",
+    "DifferenceInjectConnections",
+    "DifferenceInjectTask",
     "InjectionFlag",
     "PixelInjection",
     "VisitInjectConfig",
@@ -34,6 +37,9 @@ _LAZY = {
     "VisitInjectConfig": "isrinject.tasks.visit",
     "VisitInjectConnections": "isrinject.tasks.visit",
     "VisitInjectTask": "isrinject.tasks.visit",
+    "DifferenceInjectConfig": "isrinject.tasks.difference",
+    "DifferenceInjectConnections": "isrinject.tasks.difference",
+    "DifferenceInjectTask": "isrinject.tasks.difference",
     "inject_sources": "isrinject.engine.inject",
     "find_isr_flat": "isrinject.tasks.provenance",
     "inject_files": "isrinject.tasks.files",

@@ -110,21 +110,24 @@ def generate_main(args: argparse.Namespace) -> int:
                     instrument=args.instrument,
                     collections=args.collections,
                     dataset_type=args.dataset_type,
-                    detectors=args.detectors,
+                    detectors=args.detectors or args.transients,
                 )
-        table = generate_injection_catalog(
-            ra_lim=args.ra_lim,
-            dec_lim=args.dec_lim,
-            mag_lim=args.mag_lim,
-            number=args.number,
-            density=args.density,
-            seed=args.seed,
-            placement=args.placement,
-            min_separation=args.min_separation,
-            regions=regions,
-            parameter_ranges=ranges,
-            **parameters,
-        )
+        if args.transients:
+            table = _transients(args, regions)
+        else:
+            table = generate_injection_catalog(
+                ra_lim=args.ra_lim,
+                dec_lim=args.dec_lim,
+                mag_lim=args.mag_lim,
+                number=args.number,
+                density=args.density,
+                seed=args.seed,
+                placement=args.placement,
+                min_separation=args.min_separation,
+                regions=regions,
+                parameter_ranges=ranges,
+                **parameters,
+            )
         if args.output:
             write_catalog(table, args.output, format=args.format, overwrite=args.overwrite)
             _LOG.info("Wrote %d sources to %s.", len(table), args.output)
@@ -206,6 +209,30 @@ def add_parser(subparsers: Any) -> None:
     _add_show_source_types_parser(subparsers)
 
 
+def _transients(args: argparse.Namespace, regions: list[Any] | None) -> Any:
+    """``--transients``: hostless and hosted transients per detector (DMTN-319 proportions)."""
+    from ..engine.catalog.schema import read_catalog
+    from ..engine.catalog.transients import transient_catalog
+
+    if args.limiting_mag is None:
+        raise ValueError("--transients needs --limiting-mag M (the 5σ depth; transients go to M + 1).")
+    if args.parameter or args.parameter_range or args.mag_lim:
+        raise ValueError(
+            "--transients makes its own rows: drop -p/--parameter, -r/--parameter-range and -m/--mag-lim."
+        )
+    if regions is None:
+        from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d
+
+        (ra0, ra1), (dec0, dec1) = args.ra_lim, args.dec_lim
+        corners = [(ra0, dec0), (ra1, dec0), (ra1, dec1), (ra0, dec1)]
+        regions = [ConvexPolygon([UnitVector3d(LonLat.fromDegrees(ra, dec)) for ra, dec in corners])]
+    hosts = read_catalog(args.hosts) if args.hosts else None
+    return transient_catalog(
+        regions, limiting_mag=args.limiting_mag, n_hostless=args.hostless, hosts=hosts,
+        max_offset_arcsec=args.max_host_offset, seed=args.seed if args.seed is not None else 0,
+    )
+
+
 def _add_generate_parser(subparsers: Any) -> None:
     gen = subparsers.add_parser(
         "generate-catalog",
@@ -246,6 +273,22 @@ def _add_generate_parser(subparsers: Any) -> None:
     )
     gen.add_argument(
         "--min-separation", type=float, metavar="ARCSEC", help="Minimum source separation (arcsec)."
+    )
+    transients = gen.add_argument_group(
+        "transients (DMTN-319: per detector, hostless from mag 20 to M + 1, hosted on up to min(100, 5 %) "
+        "of the sources; with --visits the regions are the detectors')"
+    )
+    transients.add_argument("--transients", action="store_true", help="Generate a transient catalog.")
+    transients.add_argument("--limiting-mag", type=float, metavar="M", help="5σ point-source depth m_lim.")
+    transients.add_argument("--hostless", type=int, default=50, metavar="N", help="Hostless transients per detector.")
+    transients.add_argument(
+        "--hosts", metavar="FILE",
+        help="Reference catalog or detected sources (ra, dec [deg]; optional id, half_light_radius [arcsec], "
+        "extendedness) to put hosted transients on.",
+    )
+    transients.add_argument(
+        "--max-host-offset", type=float, default=1.0, metavar="ARCSEC",
+        help="Offset radius for hosts without a half_light_radius.",
     )
     repo = gen.add_argument_group("repository")
     repo.add_argument("-b", "--butler-config", "--repo", dest="butler_config", help="Butler repository.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 __all__ = ["DemoRepo", "build_demo_repo", "load_demo_repo", "magnitude_range", "simulate_truth"]
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -40,6 +41,7 @@ from ..sim import (
 from ..sim.camera import COMCAM_FULL_WELL_ELECTRONS, amplifier_boxes
 from ..sim.isr import AB_MAG_OF_ONE_NJY
 from ..tasks.provenance import record_isr_flat
+from .difference import put_difference_image, register_difference_image
 from .repo import (
     RepoLayout,
     certify_calibration,
@@ -300,6 +302,7 @@ def build_demo_repo(
     seed: int = 0,
     layout: RepoLayout | None = None,
     faint_snr: float = 10.0,
+    difference_images: bool = True,
 ) -> DemoRepo:
     """Create a local SQLite repository with simulated visits, flats and an injection catalog.
 
@@ -330,6 +333,9 @@ def build_demo_repo(
     faint_snr
         S/N of the faintest injected sources (`magnitude_range`); below ≈ 5
         the catalog reaches past the detection limit (completeness < 1).
+    difference_images
+        Also put a template-convolved ``difference_image`` of every visit
+        image (`isrinject.demo.difference`).
 
     Returns
     -------
@@ -356,6 +362,8 @@ def build_demo_repo(
     butler = create_repo(str(root))
     filters = register_instrument(butler, layout.instrument, bands=bands, detectors=detectors)
     register_dataset_types(butler)
+    if difference_images:
+        register_difference_image(butler)
     begin, switch = _visit_times(bands)
     flat_runs = {"old": f"{layout.calib_run}/flat-old", "new": f"{layout.calib_run}/flat-new"}
     ranges = {"old": (EPOCH_START, switch), "new": (switch, None)}
@@ -388,9 +396,19 @@ def build_demo_repo(
             end=begin[band] + TimeDelta(EXPOSURE_TIME_S, format="sec"), detector_regions=regions,
             exposure_time=EXPOSURE_TIME_S,
         )
-        for detector, sim in sims.items():
+        for d_index, (detector, sim) in enumerate(sims.items()):
             put_visit_image(butler, sim.visit_image, instrument=layout.instrument, visit=visits[band],
                             detector=detector, run=layout.raw_run)
+            if difference_images:
+                # The same scene (same seed) drawn with the template's PSF.
+                flats, sim_seed = _flats_and_seed(seed, b_index, band, detector, shape, amp_boxes)
+                template = functools.partial(
+                    _simulate, band=band, visit=visits[band], detector=detector, d_index=d_index, shape=shape,
+                    seed=sim_seed, units=units, instrument=layout.instrument, obs_time=begin[band],
+                    flat=flats["old" if begin[band] < switch else "new"],
+                )
+                put_difference_image(butler, sim, template, instrument=layout.instrument, visit=visits[band],
+                                     detector=detector, run=layout.raw_run, seed=sim_seed)
     catalog = vstack(catalogs)
     order = ["injection_id", "ra", "dec", "source_type", "mag", "n", "half_light_radius", "q", "beta", "band"]
     catalog = catalog[order]

@@ -4,7 +4,8 @@
 pre-flat electrons of a ComCam-like detector (flat, illumination, Poisson
 and read noise, saturation) and runs the ISR steps of DESIGN.md to produce
 an `lsst.images.VisitImage`.  `make_flat` and `make_detector` are the
-building blocks.
+building blocks.  `simulate_difference` adds a template of the same scene and
+their difference image (`isrinject.sim.difference`).
 """
 
 from .camera import (
@@ -16,6 +17,7 @@ from .camera import (
     make_comcam_detector,
     make_detector,
 )
+from .difference import SimulatedDifference, gaussian_matching_kernel, simulate_difference
 from .flat import FLAT_BANDS, FlatBandParameters, make_flat, measure_flat, true_flat, vignetting
 from .isr import (
     BAND_PARAMETERS,
@@ -35,10 +37,12 @@ __all__ = [
     "SIM_SOURCE_TYPES",
     "BandParameters",
     "FlatBandParameters",
+    "SimulatedDifference",
     "SimulatedExposure",
     "amplifier_boxes",
     "amplifier_index_map",
     "default_comcam_csv",
+    "gaussian_matching_kernel",
     "illumination_correction",
     "load_comcam_amplifiers",
     "mag_to_njy",
@@ -47,6 +51,7 @@ __all__ = [
     "make_flat",
     "measure_flat",
     "photometric_scaling_njy_per_electron",
+    "simulate_difference",
     "simulate_exposure",
     "true_flat",
     "vignetting",

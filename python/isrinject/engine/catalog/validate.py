@@ -175,7 +175,14 @@ def _float_values(catalog: Table, name: str) -> tuple[np.ndarray, np.ndarray, np
 
 
 def _present_mask(catalog: Table, name: str) -> np.ndarray:
-    """Rows where a column has a usable value (not masked, not NaN, not "")."""
+    """Rows where a column has a usable value (not masked, not NaN, not "");
+    for an array column (e.g. a light curve's ``lc_mjd``), any usable element."""
+    present = _present_values(catalog, name)
+    return present.reshape(len(catalog), -1).any(axis=1) if present.ndim > 1 else present
+
+
+def _present_values(catalog: Table, name: str) -> np.ndarray:
+    """Elements of a column that hold a usable value."""
     column = catalog[name]
     mask = np.ma.getmaskarray(column)
     data = np.ma.getdata(column)
