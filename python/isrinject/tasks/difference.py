@@ -43,8 +43,8 @@ from ..engine.difference import inject_difference
 from ..engine.memory import release_freed_memory
 from .call import run_inputs
 from .inputs import read_flat
-from .provenance import check_recorded_flat
 from .marking import mark_injected_catalog, mark_injected_image
+from .provenance import check_recorded_flat
 from .shared import InjectionConfigBase, InjectionInputConnections
 
 
