@@ -76,7 +76,7 @@ def test_pages_exist(site: Path) -> None:
 def test_tutorial_is_rendered_with_its_outputs(site: Path) -> None:
     page = (site / "isrinject" / "_generated" / "tutorial.html").read_text()
     article = page[page.index("<article"):page.index("</article>")]
-    if (ROOT / "docs" / "tutorial.ipynb").is_file():
+    if (DOC / "isrinject" / "tutorial.ipynb").is_file():
         # Executed by the build: the variance-against-flux figure and the cells' printed output.
         assert article.count("<img") >= 1
         assert article.count('class="output stream highlight-myst-ansi notranslate"') >= 3

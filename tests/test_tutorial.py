@@ -1,4 +1,4 @@
-"""docs/tutorial.ipynb runs (nbclient) on a demo repository made by `isrinject demo`."""
+"""doc/isrinject/tutorial.ipynb runs (nbclient) on a demo repository made by `isrinject demo`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 
 from isrinject.demo.build import EXPOSURE_TIME_S, load_demo_repo
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "tutorial.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "doc" / "isrinject" / "tutorial.ipynb"
 
 
 def test_notebook_is_stored_without_outputs() -> None:
