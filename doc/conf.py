@@ -121,5 +121,8 @@ html_theme_options = {
         **{f"isrinject/tasks/{page.stem}": [] for page in (DOC_DIR / "isrinject" / "tasks").glob("*.rst")},
     },
 }
+# The tutorial is a section of its own, one page: no section navigation to
+# show, so its code cells get the width.
+html_sidebars = {"isrinject/_generated/tutorial": []}
 html_static_path: list[str] = [str(MATHJAX_SCRIPT), "_static"]
 html_css_files = ["isrinject.css"]
