@@ -1,10 +1,10 @@
-"""Look at the built site as a reader does: headless Chromium (``make docs-check``).
+r"""Look at the built site as a reader does: headless Chromium (``make docs-check``).
 
 For each page of `PAGES` this loads the built HTML from disk in headless
 Chromium with every network feature off, lets MathJax typeset, then
 
 - takes a screenshot (``doc/_build/screenshots/<page>.png``) to look at;
-- checks the rendered DOM: no raw ``\\(``/``\\[`` TeX left in the visible text
+- checks the rendered DOM: no raw ``\(``/``\[`` TeX left in the visible text
   (MathJax ran, from the site's own copy).
 
 ``tests/test_docs.py`` runs the same checks on its build (and a static check
@@ -121,7 +121,7 @@ def main(argv: list[str]) -> int:
     problems = static_problems(site)
     executable = browser()
     if executable is None:
-        print("chromium not found (Debian: apt-get install chromium); only the static checks ran", file=sys.stderr)
+        problems.append("chromium not found (Debian: apt-get install chromium): no screenshots, no rendered check")
     else:
         for name in PAGES:
             page = site / f"{name}.html"
