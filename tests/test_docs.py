@@ -290,6 +290,7 @@ def _small_site(tmp_path: Path, index: str) -> Path:
     """A site with doc/'s configuration and extension and one page."""
     source = tmp_path / "doc"
     shutil.copytree(DOC / "_ext", source / "_ext")
+    shutil.copytree(DOC / "_static", source / "_static")
     shutil.copy(DOC / "conf.py", source / "conf.py")
     (source / "index.rst").write_text(
         index + "\n.. toctree::\n   :hidden:\n\n   isrinject/_generated/tutorial\n"

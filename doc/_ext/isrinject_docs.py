@@ -455,6 +455,8 @@ def _write_module_pages(app: Sphinx, config: Any) -> None:
     sources are discovered, so automodapi generates their objects' pages).  The layer pages
     (``isrinject/api-*.rst``) list them in their toctrees: a module no toctree lists is a
     "document isn't included in any toctree" warning, which fails the build."""
+    if not (Path(app.srcdir) / "isrinject" / "api.rst").is_file():
+        return  # a site without the API reference (tests/test_docs.py's small sites)
     directory = Path(app.srcdir) / "isrinject" / "_generated" / "api"
     directory.mkdir(parents=True, exist_ok=True)
     wanted = {f"{name}.rst": _module_page(name) for name in public_modules()}
