@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: venv venv-runtime venv-size test test-fast lint demo bench docs clean
+.PHONY: venv venv-runtime venv-size test test-fast lint demo bench docs docs-check clean
 
 venv: $(DEV_STAMP)
 venv-runtime: $(RUNTIME_STAMP)
@@ -56,6 +56,17 @@ bench: $(DEV_STAMP)
 # The documentation site (doc/README.md): warnings are errors, every cross-reference checked.
 docs: $(DEV_STAMP)
 	$(PY) -m sphinx -b html -W --keep-going -n -d doc/_build/doctrees $(SPHINXOPTS) doc doc/_build/html
+
+# The built site as a reader sees it, in headless Chromium (Debian's chromium,
+# installed here when missing and possible, as .ci/run does): screenshots of
+# the index, pixel model, task, tutorial and one API page in
+# doc/_build/screenshots/ to look at, and a check that MathJax typeset every
+# equation from the site's own copy (no raw \( or \[ TeX left).
+docs-check: docs
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	    && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "warning: chromium missing and cannot be installed here" >&2
+	$(PY) doc/check_site.py doc/_build/html doc/_build/screenshots
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache doc/_build doc/isrinject/api doc/isrinject/_generated

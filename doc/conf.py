@@ -33,7 +33,9 @@ extensions = [
 ]
 
 root_doc = "index"
-exclude_patterns = ["_build", "README.md", "**/.ipynb_checkpoints"]
+# The tutorial notebook as kept in git is rendered from its copy in
+# isrinject/_generated/ (doc/_ext/isrinject_docs.py), not from here.
+exclude_patterns = ["_build", "README.md", "**/.ipynb_checkpoints", "isrinject/tutorial.ipynb"]
 templates_path: list[str] = []
 # `text` in reST and in docstrings is a Python cross-reference, as in the
 # LSST Science Pipelines (and lsst.images) docstrings.
@@ -81,11 +83,46 @@ nb_execution_show_tb = True
 # Files the notebook writes (diagnose's PNGs) go to a temporary directory, not doc/.
 nb_execution_in_temp = True
 
+# --- equations: MathJax from a local copy ---------------------------------------
+# The equations are typeset by MathJax 3 in the reader's browser from the copy
+# of MathJax that django-static-mathjax ships (requirements-docs.txt: static
+# files only, no dependencies), copied into _static/, so the site reads the
+# same offline as online.  tex-svg-full.js is one self-contained file: the TeX
+# input with every extension and the SVG output, whose glyphs are in the
+# script (no font files to fetch).
+try:
+    import mathjax as _mathjax_copy
+except ImportError as error:  # pragma: no cover - a virtualenv without requirements-docs.txt
+    raise ImportError(
+        "The documentation needs the local MathJax copy of django-static-mathjax: "
+        "pip install -r requirements-docs.txt (make venv does)."
+    ) from error
+MATHJAX_SCRIPT = Path(_mathjax_copy.__file__).parent / "static" / "mathjax" / "es5" / "tex-svg-full.js"
+mathjax_path = MATHJAX_SCRIPT.name
+# (myst-parser adds the classes to process; "global" shares repeated glyphs between equations.)
+mathjax3_config = {"svg": {"fontCache": "global"}}
+
 # --- HTML --------------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
 html_title = "isrinject"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
+    # The top bar holds the root toctree's sections (user guide, tutorial,
+    # reference, design); show them all rather than folding some into "More".
+    "header_links_before_dropdown": 6,
+    # No icon links or search-engine hosts: nothing on the page is fetched
+    # from outside the site.
+    "icon_links": [],
+    # The task pages' connection and config tables need the article's full
+    # width: their "On this page" column goes (the sections are few).
+    "secondary_sidebar_items": {
+        "**": ["page-toc", "sourcelink"],
+        **{f"isrinject/tasks/{page.stem}": [] for page in (DOC_DIR / "isrinject" / "tasks").glob("*.rst")},
+    },
 }
-html_static_path: list[str] = []
+# The tutorial is a section of its own, one page: no section navigation to
+# show, so its code cells get the width.
+html_sidebars = {"isrinject/_generated/tutorial": []}
+html_static_path: list[str] = [str(MATHJAX_SCRIPT), "_static"]
+html_css_files = ["isrinject.css"]

@@ -1,4 +1,4 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules, and the order `make test` hands out test files."""
 
 from __future__ import annotations
 
@@ -8,6 +8,33 @@ import pytest
 
 if TYPE_CHECKING:
     from isrinject.demo.build import DemoRepo
+
+#: The test files that take longest (tests/README.md has the measured times), longest
+#: first.  `make test` runs pytest-xdist with ``--dist loadfile``, which hands whole
+#: files to its workers in collection order; starting these first keeps one of them
+#: from starting last and running alone while the other workers idle.
+LONGEST_FIRST = (
+    "test_catalog_checks.py",
+    "test_docs.py",
+    "test_faults.py",
+    "test_postgres.py",
+    "test_slurm.py",
+    "test_bps.py",
+    "test_diagnose.py",
+    "test_consolidate.py",
+    "test_make_injection_pipeline.py",
+    "test_reliability_pipetask.py",
+    "test_provenance.py",
+    "test_fresh_clone.py",
+    "test_demo.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Collect the files of `LONGEST_FIRST` first, in that order; the others follow in their
+    usual order (a stable sort), and the tests within a file keep theirs."""
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,15 @@
-"""The documentation site (doc/) builds with warnings as errors and shows what the code has.
+r"""The documentation site (doc/) builds with warnings as errors and shows what the code has.
 
 The whole site is built once (``sphinx -W --keep-going -n``, as ``make docs``);
-the pages are then checked against the objects they are generated from.  A small
-second site built with the same configuration checks that the build really
-fails on a broken cross-reference and on a notebook cell that raises, and that
-the tutorial notebook is executed and shown with its outputs.
+the pages are then checked against the objects they are generated from, and
+read as a reader does: no page loads anything from another host, and in
+headless Chromium (when installed) the equations are typeset from the site's own
+MathJax, no raw ``\(``/``\[`` TeX left.  The build executes the tutorial
+notebook (doc/isrinject/tutorial.ipynb) on a demo repository; its printed
+results are checked here against that repository (tests/test_tutorial.py only
+checks the stored notebook, so the notebook runs once).  Small second sites
+built with the same configuration check that the build really fails on a broken
+cross-reference and on a notebook cell that raises.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import html
 import importlib
+import json
 import os
 import pkgutil
 import re
@@ -23,18 +29,27 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from astropy.time import TimeDelta
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "doc"
+sys.path.insert(0, str(DOC))
+import check_site  # noqa: E402  (doc/check_site.py: what ``make docs-check`` runs)
+
 #: How Sphinx reports a problem in its output (``<file>:<line>: WARNING: …``).
 SPHINX_PROBLEM = re.compile(r": (WARNING|ERROR|CRITICAL|SEVERE):")
 
 
-def _sphinx(source: Path, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+def _sphinx(source: Path, out: Path, *options: str, demo_repo: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Build ``source`` into ``out/html``.  The notebook runs on ``demo_repo`` when given (a
+    notebook that does not read it: the build then makes no demo repository of its own)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), env.get("PYTHONPATH", "")])
+    env.pop("ISRINJECT_DEMO_REPO", None)
+    if demo_repo is not None:
+        env["ISRINJECT_DEMO_REPO"] = str(demo_repo)
     return subprocess.run(
         [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-n", "-q",
          "-d", str(out / "doctrees"), *options, str(source), str(out / "html")],
@@ -66,8 +81,9 @@ def test_pages_exist(site: Path) -> None:
                  "isrinject/checking",
                  "isrinject/coming-from-source-injection", "isrinject/real-data", "isrinject/at-scale",
                  "isrinject/bad-inputs", "isrinject/_generated/tutorial", "isrinject/design",
-                 "isrinject/scripts/isrinject",
-                 "isrinject/tasks/isrinject.VisitInjectTask", "isrinject/api"):
+                 "isrinject/layout", "isrinject/scripts/isrinject",
+                 "isrinject/tasks/isrinject.VisitInjectTask", "isrinject/api", "isrinject/api-engine",
+                 "isrinject/api-tasks", "isrinject/_generated/api/isrinject.engine.model"):
         assert (site / f"{page}.html").is_file(), page
     # The demo's figure is on the front page and the getting-started page.
     assert (site / "_images" / "demo_flux_variance_u.png").stat().st_size > 10_000
@@ -76,12 +92,54 @@ def test_pages_exist(site: Path) -> None:
 def test_tutorial_is_rendered_with_its_outputs(site: Path) -> None:
     page = (site / "isrinject" / "_generated" / "tutorial.html").read_text()
     article = page[page.index("<article"):page.index("</article>")]
-    if (ROOT / "docs" / "tutorial.ipynb").is_file():
-        # Executed by the build: the variance-against-flux figure and the cells' printed output.
-        assert article.count("<img") >= 1
-        assert article.count('class="output stream highlight-myst-ansi notranslate"') >= 3
-    else:
-        assert "is not part of this checkout" in _text(site / "isrinject" / "_generated" / "tutorial.html")
+    # Executed by the build: the variance-against-flux figure and the cells' printed output.
+    assert article.count("<img") >= 1
+    assert article.count('class="output stream highlight-myst-ansi notranslate"') >= 3
+    # The catalog table prints x and y rounded (not 224.29999999973174).
+    assert re.search(r"<td>\d+\.\d\d</td>", article) and not re.search(r"<td>\d+\.\d{6,}</td>", article)
+    assert "Warning" not in _text(site / "isrinject" / "_generated" / "tutorial.html")
+
+
+def _tutorial_results(site: Path) -> dict[str, object]:
+    """The JSON line the tutorial's last cell printed, from the rendered page."""
+    page = (site / "isrinject" / "_generated" / "tutorial.html").read_text()
+    streams = re.findall(r'class="output stream[^"]*"><div class="highlight"><pre>(.*?)</pre>', page, re.S)
+    return json.loads(html.unescape(re.sub(r"<[^>]+>", "", streams[-1])).strip().splitlines()[-1])
+
+
+def test_tutorial_finds_the_isr_relation(site: Path) -> None:
+    from lsst.daf.butler import Butler, Timespan
+
+    from isrinject.demo.build import EXPOSURE_TIME_S, load_demo_repo
+
+    results = _tutorial_results(site)
+    # The repository the build ran the notebook on (doc/_ext/isrinject_docs.py makes it in the doctrees).
+    repo = site.parent / "doctrees" / "tutorial_demo_repo"
+    demo = load_demo_repo(repo)
+    assert (demo.bands, demo.detectors) == (("u",), (0,))
+
+    # The flat is the one the visit image records, which is the one certified at its time.
+    butler = Butler.from_config(str(repo))
+    band = demo.bands[0]
+    begin = demo.visit_begin[band]
+    certified = butler.find_dataset(
+        "flat", instrument=demo.layout.instrument, detector=0, physical_filter=demo.physical_filters[band],
+        collections=demo.layout.inputs, timespan=Timespan(begin, begin + TimeDelta(EXPOSURE_TIME_S, format="sec")),
+    )
+    assert results["flat_id"] == results["recorded_flat_id"] == str(certified.id)
+    assert results["flat_run"] == certified.run == demo.flat_runs[demo.flat_epoch(band)]
+
+    # The star's variance slope: 1 per pre-flat electron plus the flat's own
+    # variance, exactly (ΔV·g² = n + V_f/f²·(2Sn + n²), ΔI·g = n; float32 rounding).
+    assert results["star_pixels"] > 100
+    assert results["slope_isrinject"] == pytest.approx(1 + results["flat_variance_term"], abs=2e-3)
+    assert 0 < results["flat_variance_term"] < 0.05
+    # A flux/gain injection has slope g/ḡ; its noise on Σ ΔI·g is 1/√N_e ≈ 0.1 % for ~10⁶ e⁻.
+    assert results["slope_flux_gain"] == pytest.approx(results["expected_flux_gain"], rel=0.01)
+    # The star sits where f is ≈ 0.6 of the detector mean: far off the ISR relation.
+    assert results["slope_flux_gain"] < 0.8
+    assert results["seed_column"] == ["123"]
+    assert results["diagnose_passed"] is True
 
 
 def _api_modules() -> list[types.ModuleType]:
@@ -116,9 +174,38 @@ def test_every_public_name_has_an_api_entry(site: Path) -> None:
             if not any(f"{owner}.{name}" in documented for owner in owners):
                 missing.append(f"{module.__name__}.{name}")
     assert not missing
-    # The modules exist as pages' sections too (automodapi's module targets).
-    api = (site / "isrinject" / "api.html").read_text()
-    assert all(f'id="module-{module.__name__}"' in api for module in _api_modules())
+    # Every module has its own page, holding its module target, listed by its layer's page.
+    for module in _api_modules():
+        page = site / "isrinject" / "_generated" / "api" / f"{module.__name__}.html"
+        assert f'id="module-{module.__name__}"' in page.read_text(), module.__name__
+    layers = {layer: (site / "isrinject" / f"api-{layer}.html").read_text()
+              for layer in ("engine", "tasks", "diagnostics", "sim", "demo", "cli")}
+    for module in _api_modules():
+        if module.__name__ != "isrinject":
+            layer = module.__name__.split(".")[1]
+            assert f'href="_generated/api/{module.__name__}.html"' in layers[layer], module.__name__
+
+
+def test_site_reads_the_same_offline(site: Path) -> None:
+    # Nothing is loaded from another host; math sits only in the elements MathJax
+    # typesets, with the site's own copy of MathJax.
+    assert check_site.static_problems(site) == []
+    assert (site / "_static" / "tex-svg-full.js").stat().st_size > 1_000_000
+    pixel_model = (site / "isrinject" / "pixel-model.html").read_text()
+    assert 'src="../_static/tex-svg-full.js' in pixel_model and "\\frac" in pixel_model
+
+
+def test_equations_are_typeset_in_a_browser(site: Path) -> None:
+    browser = check_site.browser()
+    if browser is None:
+        pytest.skip("needs Chromium (Debian: apt-get install chromium; .ci/run installs it)")
+    for name in check_site.PAGES:
+        assert check_site.raw_tex(check_site.rendered_dom(browser, site / f"{name}.html")) == [], name
+    # The check sees TeX where MathJax has not run (the page as written), and MathJax
+    # replaced it: the pixel model's equations became SVG.
+    pixel_model = site / "isrinject" / "pixel-model.html"
+    assert len(check_site.raw_tex(pixel_model.read_text())) > 20
+    assert check_site.rendered_dom(browser, pixel_model).count("<mjx-container") > 20
 
 
 def _options(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
@@ -205,6 +292,7 @@ def _small_site(tmp_path: Path, index: str) -> Path:
     """A site with doc/'s configuration and extension and one page."""
     source = tmp_path / "doc"
     shutil.copytree(DOC / "_ext", source / "_ext")
+    shutil.copytree(DOC / "_static", source / "_static")
     shutil.copy(DOC / "conf.py", source / "conf.py")
     (source / "index.rst").write_text(
         index + "\n.. toctree::\n   :hidden:\n\n   isrinject/_generated/tutorial\n"
@@ -247,12 +335,14 @@ def test_tutorial_is_executed_and_a_failing_cell_fails(tmp_path: Path) -> None:
     source = _small_site(tmp_path, "Title\n=====\n")
     good = _notebook(tmp_path / "good.ipynb", "from isrinject.engine.model import effective_gain\n"
                                                 "print(effective_gain([0.75], 2.0) * 1000)")
-    result = _sphinx(source, tmp_path / "good", "-D", f"isrinject_tutorial={good}")
+    # (These notebooks do not read the demo repository: none is built for them.)
+    unused_repo = tmp_path / "no_demo_repo"
+    result = _sphinx(source, tmp_path / "good", "-D", f"isrinject_tutorial={good}", demo_repo=unused_repo)
     assert result.returncode == 0, result.stderr[-3000:]
     # g = f·R/c = 0.75 / 2 = 0.375 e⁻ per image unit, printed by the executed cell.
     assert "[375.]" in _text(tmp_path / "good" / "html" / "isrinject" / "_generated" / "tutorial.html")
     bad = _notebook(tmp_path / "bad.ipynb", "raise RuntimeError('tutorial cell failed')")
-    result = _sphinx(source, tmp_path / "bad", "-D", f"isrinject_tutorial={bad}")
+    result = _sphinx(source, tmp_path / "bad", "-D", f"isrinject_tutorial={bad}", demo_repo=unused_repo)
     assert result.returncode != 0
     assert "tutorial cell failed" in result.stderr
     # Without the notebook the page says so, without a warning.

@@ -62,13 +62,14 @@ def test_demo_runs_in_a_fresh_clone(clone: Path) -> None:
 
     output = clone / "demo_output"
     demo = subprocess.run(
-        [sys.executable, "-m", "isrinject.cli", "demo", "--size", "128", "--bands", "u", "g",
+        # One band is enough to find what the clone lacks (tests/test_demo.py runs two).
+        [sys.executable, "-m", "isrinject.cli", "demo", "--size", "128", "--bands", "u",
          "--detectors", "0", "--n-sources", "12", "--output", str(output)],
         cwd=clone, env=env, capture_output=True, text=True, timeout=900,
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-    assert "2/2 bands pass" in demo.stdout
-    for band in ("u", "g"):
+    assert "1/1 bands pass" in demo.stdout
+    for band in ("u",):
         (png,) = output.glob(f"diagnose_*_{band}_flux_variance.png")
         assert png.read_bytes()[:8] == PNG_SIGNATURE, png
         assert png.stat().st_size > 20_000, png.stat().st_size

@@ -1,4 +1,4 @@
-"""The pixel model against the DESIGN.md equations, with real numbers."""
+"""The pixel model against the equations of doc/isrinject/design.md, with real numbers."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_structured_flat_realized_noise() -> None:
 
 
 def test_delta_variance_formula_to_float_precision() -> None:
-    """ΔV matches DESIGN.md's formula exactly, with every term present."""
+    """ΔV matches the formula of doc/isrinject/design.md exactly, with every term present."""
     rng = np.random.default_rng(99)
     shape = (64, 64)
     c = 0.7

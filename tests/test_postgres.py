@@ -2,12 +2,14 @@
 
 The module starts a throwaway cluster itself (``initdb``/``pg_ctl`` from
 ``/usr/lib/postgresql/*/bin`` or PATH, as the ``postgres`` user when run as
-root) listening on 127.0.0.1 at a free port.  Each test creates its own
-database in it, makes a butler repository with
-``registry.db = postgresql://postgres@127.0.0.1:PORT/DB`` and runs, on 4 visits
-× 2 detectors (8 quanta), the real ``pipetask``, ``bps submit
-bps/local_threads.yaml`` or ``bps submit bps/slurm.yaml`` on the single-node
-Slurm cluster of test_slurm.py's ``slurm_cluster`` fixture.  It skips only when no PostgreSQL server binary is
+root) listening on 127.0.0.1 at a free port.  The module makes one database
+in it and one butler repository with
+``registry.db = postgresql://postgres@127.0.0.1:PORT/DB`` holding 4 visits ×
+2 detectors (8 quanta); each test runs on it, into its own output collection,
+the real ``pipetask``, ``bps submit bps/local_threads.yaml`` or ``bps submit
+bps/slurm.yaml`` on the single-node Slurm cluster of test_slurm.py's
+``slurm_cluster`` fixture, and checks the inputs are unchanged and its outputs
+complete.  It skips only when no PostgreSQL server binary is
 available (`.ci/run` installs Debian's ``postgresql`` package when missing).
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -121,27 +122,25 @@ def postgres_server() -> Iterator[_Server]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture
-def postgres_url(postgres_server: _Server, request: pytest.FixtureRequest) -> str:
-    """A fresh database for each test: two butler repositories in one
-    database (same default schema) would share, and clash on, their tables."""
-    return postgres_server.new_database(re.sub(r"\W", "_", f"isrinject_{request.node.name}").lower()[:63])
-
-
-def _make_repo(root: Path, url: str):
+@pytest.fixture(scope="module")
+def postgres_repo(postgres_server: _Server, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """The module's repository, its registry in a database of its own (two butler
+    repositories in one database would share, and clash on, their tables):
+    (root, the (visit, detector) pairs)."""
     from lsst.daf.butler import Butler, Config
 
-    Butler.makeRepo(str(root), config=Config({"registry": {"db": url}}))
+    root = tmp_path_factory.mktemp("postgres") / "repo"
+    Butler.makeRepo(str(root), config=Config({"registry": {"db": postgres_server.new_database("isrinject_tests")}}))
     butler = Butler.from_config(str(root), writeable=True)
     assert type(butler._registry._db).__name__ == "PostgresqlDatabase", butler._registry._db
-    return butler
+    pairs = populate_repo(butler)
+    return root, pairs
 
 
-def test_pipetask_on_a_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
+def test_pipetask_on_a_postgresql_registry(postgres_repo: tuple[Path, list]) -> None:
     from lsst.daf.butler import Butler
 
-    root = tmp_path / "repo"
-    pairs = populate_repo(_make_repo(root, postgres_url))
+    root, pairs = postgres_repo
     check_inputs(Butler.from_config(str(root)), pairs)
     output = "u/test/postgres"
     start = time.monotonic()
@@ -149,19 +148,18 @@ def test_pipetask_on_a_postgresql_registry(tmp_path: Path, postgres_url: str) ->
     elapsed = time.monotonic() - start
     assert result.returncode == 0, result.stderr[-5000:]
     check_outputs(Butler.from_config(str(root)), pairs, output)
+    check_inputs(Butler.from_config(str(root)), pairs)
     print(f"pipetask on PostgreSQL: {len(pairs)} quanta in {elapsed:.1f} s")
 
 
-def test_bps_on_a_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
+def test_bps_on_a_postgresql_registry(tmp_path: Path, postgres_repo: tuple[Path, list]) -> None:
     """``bps submit bps/local_threads.yaml`` on a PostgreSQL-registry repo:
     quantum-graph generation, pipetaskInit and the final ``butler
     aggregate-graph`` use the registry; the jobs (``pipetask run-qbb``) read
     and write the datastore only."""
     from lsst.daf.butler import Butler
 
-    root = tmp_path / "repo"
-    pairs = populate_repo(_make_repo(root, postgres_url))
-    check_inputs(Butler.from_config(str(root)), pairs)
+    root, pairs = postgres_repo
     output = "u/test/bps_postgres"
     elapsed = bps_submit("local_threads", str(root), output, tmp_path)
     butler = Butler.from_config(str(root))
@@ -169,18 +167,18 @@ def test_bps_on_a_postgresql_registry(tmp_path: Path, postgres_url: str) -> None
     check_bps_outputs(butler, pairs, output, tmp_path)
     # The final job chained the output collection to the run it wrote.
     assert len(butler.collections.query(f"{output}/*")) == 1
+    check_inputs(butler, pairs)
     print(f"bps submit local_threads on PostgreSQL: {len(pairs)} quanta in {elapsed:.1f} s")
 
 
 def test_bps_slurm_on_a_postgresql_registry(
-    tmp_path: Path, postgres_url: str, slurm_cluster: SlurmCluster  # noqa: F811 (the imported fixture)
+    tmp_path: Path, postgres_repo: tuple[Path, list], slurm_cluster: SlurmCluster  # noqa: F811 (the fixture)
 ) -> None:
     """``bps submit bps/slurm.yaml`` on a PostgreSQL-registry repo: the jobs
     ran as Slurm jobs of this workflow and every output is in the registry."""
     from lsst.daf.butler import Butler
 
-    root = tmp_path / "repo"
-    pairs = populate_repo(_make_repo(root, postgres_url))
+    root, pairs = postgres_repo
     output = "u/test/slurm_postgres"
     elapsed = bps_submit("slurm", str(root), output, tmp_path)
     check_bps_outputs(Butler.from_config(str(root)), pairs, output, tmp_path)

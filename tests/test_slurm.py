@@ -3,8 +3,9 @@
 that ``bps/slurm_cluster.sh`` starts for the module (Debian's slurm-wlm and
 munge; `.ci/run` installs them when missing, the module skips without them).
 
-One demo repository for the module (`build_demo_repo` defaults: 6 bands × 2
-detectors of 256² px, 12 quanta) and two submissions:
+One demo repository for the module (3 bands × 2 detectors of 128² px, 6
+quanta: each quantum's pixels do not matter here, only where it ran) and two
+submissions:
 
 - the whole demo: every quantum ran inside a Slurm job of this workflow
   (each job log names its ``SLURM_JOB_ID``, ``sacct`` lists that job under
@@ -134,7 +135,8 @@ def check_ran_in_slurm(cluster: SlurmCluster, cwd: Path, output: str, pairs) -> 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRepo:
-    return build_demo_repo(tmp_path_factory.mktemp("slurm_demo") / "repo")
+    return build_demo_repo(tmp_path_factory.mktemp("slurm_demo") / "repo", bands=("u", "g", "r"),
+                           shape=(128, 128), n_sources=8)
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +159,9 @@ def test_bps_submit_on_slurm_runs_every_quantum(demo: DemoRepo, slurm_cluster: S
                                                 demo_submission: tuple[str, Path]) -> None:
     output, cwd = demo_submission
     pairs = demo_pairs(demo)
-    assert len(pairs) == 12
+    assert len(pairs) == 6
     jobs = check_ran_in_slurm(slurm_cluster, cwd, output, pairs)
-    # parsl ran the 6 jobs in its block(s): Slurm jobs named after the workflow.
+    # parsl ran the 3 jobs (one per visit) in its block(s): Slurm jobs named after the workflow.
     assert 1 <= len(set(jobs.values())) <= len(jobs)
     butler = Butler.from_config(str(demo.root))
     for name in ("injected_visit_image", "injected_visit_image_catalog"):

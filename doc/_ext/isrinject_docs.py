@@ -18,12 +18,14 @@
   ``isrinject show-source-types`` does.
 - ``.. isrinject-verdict::`` states the one PASS rule from its code.
 - ``.. isrinject-reexports::`` lists a package's re-exported names, linked.
+- Every public module gets its own API page (``isrinject/_generated/api/``),
+  listed by the layer pages ``isrinject/api-*.rst``.
 - `command_parser` hands sphinx-argparse the command's parser with ``--help``
   layouts kept.
 - ``.. isrinject-config-fields::`` and ``.. isrinject-flags::`` render a config
   class's fields and the ``injection_flag`` bits from the code.
-- The tutorial notebook (``docs/tutorial.ipynb``) is copied into the source
-  tree before reading, so myst-nb executes and renders it (on the demo
+- The tutorial notebook (``doc/isrinject/tutorial.ipynb``, kept out of the
+  source scan) is copied into ``isrinject/_generated/`` before reading, so myst-nb executes and renders it (on the demo
   repository of ``$ISRINJECT_DEMO_REPO``, built here when unset); without the
   notebook a page says so.
 """
@@ -288,21 +290,22 @@ class ConnectionsDirective(Directive):
             kind = type(connection).__name__
             if getattr(connection, "isCalibration", False):
                 kind += " (calibration)"
+            # Four columns, two of them holding two lines, so that the table fits the
+            # article's width (six columns of long identifiers did not).
             rows.append(
                 [
-                    nodes.literal(text=name),
-                    kind,
-                    nodes.literal(text=dataset_type),
-                    nodes.literal(text=connection.storageClass),
+                    [nodes.literal(text=name), kind],
+                    [nodes.literal(text=dataset_type), nodes.literal(text=connection.storageClass)],
                     ", ".join(connection.dimensions),
                     connection.doc,
                 ]
             )
-        return [_table(self, ["connection", "kind", "dataset type", "storage class", "dimensions", "doc"], rows)]
+        return [_table(self, ["connection / kind", "dataset type / storage class", "dimensions", "doc"], rows)]
 
 
-def _table(directive: Directive, header: list[str], rows: list[list[Any]]) -> nodes.table:
-    """A table node; string cells are parsed as inline reST (the docs hold ``literals``)."""
+def _table(directive: Directive, header: list[Any], rows: list[list[Any]]) -> nodes.table:
+    """A table node; string cells are parsed as inline reST (the docs hold ``literals``), a
+    list cell is one line per item."""
     table = nodes.table()
     group = nodes.tgroup(cols=len(header))
     table += group
@@ -316,14 +319,15 @@ def _table(directive: Directive, header: list[str], rows: list[list[Any]]) -> no
             row = nodes.row()
             for cell in row_cells:
                 entry = nodes.entry()
-                paragraph = nodes.paragraph()
-                if isinstance(cell, nodes.Node):
-                    paragraph += cell
-                else:
-                    parsed, messages = directive.state.inline_text(str(cell), directive.lineno)
-                    paragraph.extend(parsed)
-                    paragraph.extend(messages)
-                entry += paragraph
+                for line in cell if isinstance(cell, list) else [cell]:
+                    paragraph = nodes.paragraph()
+                    if isinstance(line, nodes.Node):
+                        paragraph += line
+                    else:
+                        parsed, messages = directive.state.inline_text(str(line), directive.lineno)
+                        paragraph.extend(parsed)
+                        paragraph.extend(messages)
+                    entry += paragraph
                 row += entry
             section += row
     return table
@@ -409,6 +413,61 @@ class ReexportsDirective(Directive):
             item += nodes.paragraph("", "", *parsed, *messages)
             items += item
         return [items]
+
+
+# --- the API reference: one page per module -----------------------------------------------------
+
+
+def public_modules() -> list[str]:
+    """The isrinject modules and packages the API reference documents: every one with an
+    ``__all__``, except private ones (``_sky``, ``__main__``) and the sub-commands' own
+    ``cli`` modules (the command reference documents those)."""
+    import pkgutil
+
+    import isrinject
+
+    names = [PACKAGE]
+    for info in pkgutil.walk_packages(isrinject.__path__, f"{PACKAGE}."):
+        last = info.name.rsplit(".", 1)[-1]
+        if last.startswith("_") or (last == "cli" and info.name != f"{PACKAGE}.cli"):
+            continue
+        names.append(info.name)
+    return [name for name in names if getattr(importlib.import_module(name), "__all__", None)]
+
+
+def _module_page(name: str) -> str:
+    """The reST of one module's API page: automodapi of its ``__all__``, or, for a package
+    that only re-exports its modules' names, its docstring and the re-exported names."""
+    module = importlib.import_module(name)
+    title = f"{name}\n{'=' * len(name)}\n\n"
+    reexports_only = hasattr(module, "__path__") and not any(
+        getattr(getattr(module, each), "__module__", None) == name for each in module.__all__
+    )
+    if reexports_only:
+        return (title + f".. automodule:: {name}\n   :no-members:\n\n"
+                "These names are imported from the modules that define them:\n\n"
+                f".. isrinject-reexports:: {name}\n")
+    return title + f".. automodapi:: {name}\n   :include-all-objects:\n   :no-heading:\n   :headings: -^\n"
+
+
+def _write_module_pages(app: Sphinx, config: Any) -> None:
+    """Write ``isrinject/_generated/api/<module>.rst`` for every public module (before the
+    sources are discovered, so automodapi generates their objects' pages).  The layer pages
+    (``isrinject/api-*.rst``) list them in their toctrees: a module no toctree lists is a
+    "document isn't included in any toctree" warning, which fails the build."""
+    if not (Path(app.srcdir) / "isrinject" / "api.rst").is_file():
+        return  # a site without the API reference (tests/test_docs.py's small sites)
+    directory = Path(app.srcdir) / "isrinject" / "_generated" / "api"
+    directory.mkdir(parents=True, exist_ok=True)
+    wanted = {f"{name}.rst": _module_page(name) for name in public_modules()}
+    for stale in directory.glob("*.rst"):
+        if stale.name not in wanted:
+            stale.unlink()
+    for filename, text in wanted.items():
+        page = directory / filename
+        # Rewritten only when changed, so an incremental build does not reread every page.
+        if not page.is_file() or page.read_text() != text:
+            page.write_text(text)
 
 
 # --- the command reference ----------------------------------------------------------------------
@@ -561,9 +620,10 @@ def _with_package_path() -> dict[str, str]:
 
 def setup(app: Sphinx) -> dict[str, Any]:
     """Register the config values, event handlers and directives above."""
-    app.add_config_value("isrinject_tutorial", "../docs/tutorial.ipynb", "env")
+    app.add_config_value("isrinject_tutorial", "isrinject/tutorial.ipynb", "env")
     # `isrinject demo` options of the repository the tutorial runs on (as tests/test_tutorial.py).
     app.add_config_value("isrinject_tutorial_demo", ["--bands", "u", "--detectors", "0"], "env")
+    app.connect("config-inited", _write_module_pages)
     app.connect("builder-inited", _place_tutorial)
     app.connect("missing-reference", _resolve_in_scope)
     app.connect("autodoc-process-docstring", _connection_docstrings)

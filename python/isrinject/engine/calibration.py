@@ -11,7 +11,7 @@ from
   in e⁻ has c = 1; an image in a flux density (nJy, µJy, ...) has
   c = photometric_scaling converted to image units per e⁻;
 - an empirical per-amplifier fit when a flux-density image carries no usable
-  scaling: real pixels obey (ISR, see DESIGN.md)::
+  scaling: real pixels obey (ISR, see doc/isrinject/design.md)::
 
       V·(f·R)² = c·(f·R·I) + c²·(σ_a² + K_a + f·B) [+ V_f term]
 

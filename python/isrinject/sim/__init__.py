@@ -2,7 +2,7 @@
 
 `simulate_exposure` draws a scene with GalSim, puts its photons into the
 pre-flat electrons of a ComCam-like detector (flat, illumination, Poisson
-and read noise, saturation) and runs the ISR steps of DESIGN.md to produce
+and read noise, saturation) and runs the ISR steps of doc/isrinject/design.md to produce
 an `lsst.images.VisitImage`.  `make_flat` and `make_detector` are the
 building blocks.  `simulate_difference` adds a template of the same scene and
 their difference image (`isrinject.sim.difference`).
