@@ -37,7 +37,7 @@ SHAPE = (256, 256)
 
 
 def _design_variance(exp) -> np.ndarray:
-    """DESIGN.md: V = (c/R)² [(S + σ²)/f² + (S/f)² V_f/f²]."""
+    """doc/isrinject/design.md: V = (c/R)² [(S + σ²)/f² + (S/f)² V_f/f²]."""
     s = exp.pre_flat_electrons
     f = exp.flat.image.array.astype(float)
     vf = exp.flat.variance.array.astype(float)

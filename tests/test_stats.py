@@ -110,7 +110,7 @@ def test_relation_residual_is_zero_for_the_isr_model_and_g_over_gbar_for_one_gai
     c, sigma = 3.0, 8.0
     signal = rng.poisson(80.0 * flat).astype(float) + sigma * rng.standard_normal(flat.size)
     signal = np.clip(signal, 1.0, None)
-    # ISR (DESIGN.md, R = 1): V₀ = c²·[(S + σ²)/f² + (S/f)²·V_f/f²], I₀ = c·(S/f − B).
+    # ISR (doc/isrinject/design.md, R = 1): V₀ = c²·[(S + σ²)/f² + (S/f)²·V_f/f²], I₀ = c·(S/f − B).
     v0 = c**2 * ((signal + sigma**2) / flat**2 + (signal / flat) ** 2 * flat_variance / flat**2)
     i0 = c * (signal / flat - 80.0)
     n = rng.poisson(5000.0 * flat).astype(float)

@@ -1,7 +1,7 @@
 """Statistics that check an injection against the ISR flux–variance relation.
 
 Everything here takes plain arrays (one detector at a time) so the demo and
-``isrinject diagnose`` share it.  Notation (DESIGN.md): image ``I`` and
+``isrinject diagnose`` share it.  Notation (doc/isrinject/design.md): image ``I`` and
 variance ``V`` [image units, image units²], flat ``f`` with variance ``V_f``,
 illumination correction ``R``, photometric scaling ``c`` [image units per
 e⁻], per-pixel effective gain ``g = f·R/c`` [e⁻ per image unit].

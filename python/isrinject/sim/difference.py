@@ -1,7 +1,7 @@
 """A science + template pair and their difference image: the truth for difference injection.
 
 `simulate_difference` simulates a science visit with `simulate_exposure` (the
-physical ISR of DESIGN.md), a template of the same static scene (noiseless
+physical ISR of doc/isrinject/design.md), a template of the same static scene (noiseless
 scene drawn with the template's Gaussian PSF, plus Gaussian noise of a
 constant variance ``V_t`` [nJy²] as a warped coadd has), a Gaussian matching
 kernel between the two PSFs and the Alard–Lupton difference (ip_diffim's

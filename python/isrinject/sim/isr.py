@@ -25,7 +25,7 @@ to the S of the same scene without them: simulating with and without
 ``sources`` and the same ``seed`` gives identical pixels except for the
 added photons (and the saturation they cause).
 
-ISR (DESIGN.md)
+ISR (doc/isrinject/design.md)
 ---------------
 With ``f``, ``V_f`` the *measured* flat and its variance, ``B = s·R`` the
 smooth background in post-flat electrons and ``c`` the image units per
@@ -636,7 +636,7 @@ def _isr(
     c: float,
     no_data: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """What ISR and calibration make of the pre-flat electrons ``S`` (DESIGN.md):
+    """What ISR and calibration make of the pre-flat electrons ``S`` (doc/isrinject/design.md):
 
         I = c · (S/f − B) / R
         V = (c/R)² · [ (S + σ_a²)/f²  +  (S/f)² · V_f/f² ]
