@@ -2,7 +2,7 @@
 
 Pixel-level checks of `isrinject.engine.saturation` on its own, through
 `inject_sources`, in the simulator, and the real-vs-injected comparison of
-`isrinject.diagnostics.bright_stars`.  Pre-flat electrons of an output image
+`isrinject.demo.bright_stars`.  Pre-flat electrons of an output image
 are read back from its variance plane with the ISR relation
 (`reconstruct_pre_flat_electrons`), whose float32 round trip is good to
 ≈1e-7 relative: the tolerances below are 1e-6.
@@ -15,7 +15,7 @@ import pytest
 from astropy.table import Table
 
 from isrinject import VisitInjectConfig
-from isrinject.diagnostics.bright_stars import compare_bright_stars, peak_magnitude, plot_bright_stars
+from isrinject.demo.bright_stars import compare_bright_stars, peak_magnitude, plot_bright_stars
 from isrinject.engine.catalog import compose_catalog
 from isrinject.engine.flags import InjectionFlag as F
 from isrinject.engine.inject import inject_sources

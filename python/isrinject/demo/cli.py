@@ -171,7 +171,7 @@ def main(args: argparse.Namespace) -> int:
               "isolated injected stars, in the isrinject run, in the simulator's physical injection of the same "
               "catalog (truth: what a correct injection must match) and in the flux/gain injection:")
         print(stars_table)
-        from ..diagnostics.bright_stars import bright_star_report
+        from .bright_stars import bright_star_report
 
         bright_table, bright_passed, bright_png = bright_star_report(demo.bands, args.output, seed=demo.seed)
         print("\nSaturated stars (issue 23): real stars of the simulator against the same stars injected at the "

@@ -4,9 +4,10 @@
 - `isrinject.diagnostics.verdict`: the one PASS/FAIL rule and its thresholds;
 - `isrinject.diagnostics.results`: the result dataclasses;
 - `isrinject.diagnostics.diagnose`: ``isrinject diagnose`` (butler in, JSON and PNG out);
-- `isrinject.diagnostics.figures`: every figure (matplotlib, Agg), one palette;
-- `isrinject.diagnostics.bright_stars`: real (simulated) against injected saturated stars
-  (bleed trails, SAT / INTRP / SUSPECT) and their figure.
+- `isrinject.diagnostics.figures`: every figure (matplotlib, Agg), one palette.
+
+(Real simulated against injected saturated stars need the simulator: that
+comparison is `isrinject.demo.bright_stars`.)
 
 Import the submodules directly (this package imports nothing heavy).
 """
