@@ -120,11 +120,11 @@ def test_data_safety_and_reproducibility(repo: Path) -> None:
 
 
 def test_failing_quantum_leaves_no_partial_output(repo: Path) -> None:
-    """P3 (B67): scaling_source='config' without photometric_scaling raises inside run()."""
-    result = run_pipetask(repo, RepoLayout.inputs, "u/rel/fail", "-c", "inject_visit:scaling_source='config'")
+    """P3 (B67): scaling_source='constant' without photometric_scaling raises inside run()."""
+    result = run_pipetask(repo, RepoLayout.inputs, "u/rel/fail", "-c", "inject_visit:scaling_source='constant'")
     assert result.returncode != 0
     log = result.stderr + result.stdout
-    assert f"visit {VISIT}, detector {DETECTOR}: scaling_source='config' needs config.photometric_scaling" in log
+    assert f"visit {VISIT}, detector {DETECTOR}: scaling_source='constant' needs config.photometric_scaling" in log
     butler = Butler.from_config(str(repo))
     for name in ("injected_visit_image", "injected_visit_image_catalog"):
         refs = butler.query_datasets(name, collections="u/rel/fail*", find_first=False, explain=False)

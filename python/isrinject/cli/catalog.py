@@ -59,6 +59,7 @@ def _validate(table: Any, args: argparse.Namespace) -> Any:
         max_draw_size=args.max_draw_size,
         stamp_prefix=args.stamp_prefix,
         check_stamps=not args.no_check_stamps,
+        hint_style="cli",
     )
 
 

@@ -15,13 +15,14 @@ __all__ = [
 ]
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from astropy.table import Table
 from lsst.images import Image, MaskedImage, VisitImage
-from lsst.pex.config import ChoiceField, Field, ListField
+from lsst.pex.config import ChoiceField, Field, FieldValidationError, ListField
 from lsst.pipe.base import (
     InputQuantizedConnection,
     NoWorkFound,
@@ -36,13 +37,16 @@ from lsst.pipe.base import connectionTypes as cT
 
 from ..engine.calibration import SCALING_SOURCES
 from ..engine.catalog import compose_catalog
+from ..engine.catalog.plausibility import DEFAULT_PLAUSIBLE_MAG_RANGE
 from ..engine.catalog.schema import CONFIGURABLE_COLUMNS
 from ..engine.draw import FITS_ALIGNMENTS
 from ..engine.draw.psf_cache import DEFAULT_SPACING
 from ..engine.inject import inject_sources
 from ..engine.memory import release_freed_memory
 from .call import run_inputs
+from .config_errors import one_line_error, renamed_choice
 from .inputs import read_flat
+from .messages import no_catalog_message
 from .provenance import check_recorded_flat
 
 
@@ -129,8 +133,22 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         default=False,
     )
     trim_padding = Field[int](
-        doc="Sources whose centre falls outside the image bbox grown by this many pixels are dropped.",
+        doc="Sources whose centre falls outside the image bbox grown by this many pixels are not drawn "
+        "(see keep_off_image_rows).",
         default=100,
+    )
+    keep_off_image_rows = Field[bool](
+        doc="Keep the rows centred outside the image padded by trim_padding in the output catalog, "
+        "flagged NO_OVERLAP; False leaves them out (as lsst.source.injection does).",
+        default=True,
+    )
+    plausible_mag_range = ListField[float](
+        doc="Magnitudes [AB] outside [low, high] are injected with a warning (a mag -3 star is a legal "
+        "number but almost certainly a mistake); values outside -10 < mag < 40 are MAG_BAD.",
+        default=list(DEFAULT_PLAUSIBLE_MAG_RANGE),
+        length=2,
+        itemCheck=np.isfinite,
+        listCheck=lambda values: values[0] < values[1],
     )
     selection = Field[str](
         doc="Boolean expression selecting catalog rows, evaluated with ``injection_catalog`` (the "
@@ -193,12 +211,13 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         default=False,
     )
     scaling_source = ChoiceField[str](
-        doc="Where the photometric scaling c (image units per electron) comes from.",
+        doc="Where the photometric scaling c (image units per electron) comes from ('config', its "
+        "former name for 'constant', still works with a deprecation warning).",
         allowed=dict(SCALING_SOURCES),
         default="visit_image",
     )
     photometric_scaling = Field[float](
-        doc="Photometric scaling [nJy per electron] used when scaling_source='config', or for an "
+        doc="Photometric scaling [nJy per electron] used when scaling_source='constant', or for an "
         "image in electrons that carries none.  From a visit_summary row: the flux of a source of "
         "magnitude zeroPoint, (zeroPoint * astropy.units.ABmag).to_value('nJy').",
         default=None,
@@ -238,6 +257,17 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
     flat_storage_class = Field[str](doc="Storage class of flat.", default="MaskedImageV2")
     illumination_storage_class = Field[str](doc="Storage class of illuminationCorrection.", default="ImageV2")
 
+    def __setattr__(self, attr: str, value: Any, at: Any = None, label: str = "assignment") -> None:
+        # Refused values fail in one line naming the field, the value and the
+        # allowed values (pex_config prints a Config value as its whole dict).
+        value = renamed_choice(attr, value)
+        try:
+            super().__setattr__(attr, value, at=at, label=label)
+        except FieldValidationError:
+            if attr not in self._fields:
+                raise
+            raise one_line_error(self, attr, value) from None
+
     def column_names(self) -> dict[str, str]:
         """Standard column name → configured column name (``col_<name>``)."""
         return {name: getattr(self, f"col_{name}") for name in CONFIGURABLE_COLUMNS}
@@ -267,7 +297,13 @@ class VisitInjectTask(PipelineTask):
             where=f"Quantum {dict(inputRefs.visit_image.dataId.required)}", log=self.log,
         )
         inputs["flat"] = read_flat(inputs["flat"], with_variance=self.config.include_flat_variance)
-        outputs = self.run(**inputs, in_place=True)
+        if not inputRefs.injection_catalogs:
+            self.log.warning("%s", no_catalog_message(
+                VisitInjectConnections(config=self.config).injection_catalogs.name,
+                dict(inputRefs.visit_image.dataId.required),
+                self.config.process_all_data_ids,
+            ))
+        outputs = self.run(**inputs, in_place=True, catalogs_are_shards=True)
         del inputs
         release_freed_memory()
         butlerQC.put(outputs, outputRefs)
@@ -280,6 +316,7 @@ class VisitInjectTask(PipelineTask):
         flat: MaskedImage | Image | None = None,
         illumination_correction: Image | MaskedImage | None = None,
         in_place: bool = False,
+        catalogs_are_shards: bool = False,
         input_exposure: VisitImage | None = None,
         psf: Any = None,
         photo_calib: Any = None,
@@ -314,6 +351,11 @@ class VisitInjectTask(PipelineTask):
             Inject into ``visit_image`` itself (it becomes the output) instead
             of a copy; `runQuantum` does, as the butler's object is the
             quantum's own.
+        catalogs_are_shards
+            The catalogs are the htm7 shards overlapping the image (as in
+            `runQuantum`), which hold the neighbouring detectors' rows too:
+            rows centred off the image are logged at INFO, not as a warning
+            (a warning still when no row is on the image).
 
         Returns
         -------
@@ -331,15 +373,22 @@ class VisitInjectTask(PipelineTask):
         seed = np.random.SeedSequence([self.config.noise_seed, visit_id, detector_id])
         rng = np.random.Generator(np.random.PCG64(seed))
         catalog = compose_catalog(inputs.catalogs)
-        if len(catalog) == 0 and not self.config.process_all_data_ids:
-            raise NoWorkFound(
-                f"No injection catalog rows for visit {visit_id}, detector {detector_id}; "
-                "set process_all_data_ids=True to write the image anyway."
+        if len(catalog) == 0:
+            message = (
+                f"No injection catalog rows for visit {visit_id}, detector {detector_id} "
+                f"({len(inputs.catalogs)} catalog(s) given, all empty)"
             )
+            if not self.config.process_all_data_ids:
+                # NoWorkFound is logged at INFO by pipetask: say it louder.
+                self.log.warning("%s: nothing injected, no output written (process_all_data_ids=True writes "
+                                 "a copy of the image).", message)
+                raise NoWorkFound(f"{message}; set process_all_data_ids=True to write the image anyway.")
+            self.log.warning("%s: the output is a copy of the input image.", message)
         illumination = illumination_correction if self.config.do_illumination_correction else None
         result = inject_sources(
             inputs.visit_image, catalog, flat=inputs.flat, illumination=illumination, config=self.config,
             rng=rng, log=self.log, visit_id=visit_id, in_place=in_place,
+            off_image_level=logging.INFO if catalogs_are_shards else logging.WARNING,
         )
         # Rows that all failed still produce the visit: the flagged catalog is
         # the record of what went wrong, and downstream quanta keep running.
