@@ -725,3 +725,61 @@ def test_bright_star_saturates(sim) -> None:
     off = _inject(sim, catalog, do_saturation=False)
     assert not _flags(off)[0] & F.SATURATED
     assert np.array_equal(off.image.mask.get("SATURATED"), sim.visit_image.mask.get("SATURATED"))
+
+
+# --------------------------------------------------------------------------
+# Configuration errors (issue 26)
+# --------------------------------------------------------------------------
+
+
+def test_no_choice_is_a_name_pipetask_evaluates() -> None:
+    """B76: pipetask evaluates a bare ``-c label:field=word`` in the config module's namespace
+    plus ``config`` and ``parameters``; no choice of a ChoiceField may be such a name (the
+    former scaling_source choice 'config' was: it became the config object)."""
+    import inspect
+
+    from lsst.pex.config import ChoiceField
+
+    import isrinject.tasks.visit as visit_module
+
+    namespace = {name for name in vars(inspect.getmodule(VisitInjectConfig) or visit_module)
+                 if not name.startswith("__")} | {"config", "parameters"}
+    choices = {name: set(field.allowed) - {None} for name, field in VisitInjectConfig._fields.items()
+               if isinstance(field, ChoiceField)}
+    assert choices["scaling_source"] == {"visit_image", "empirical", "constant"}
+    assert all(not (allowed & namespace) for allowed in choices.values()), choices
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("scaling_source", "visit", "VisitInjectConfig.scaling_source: 'visit' is not allowed; expected one of "
+                                    "'visit_image', 'empirical', 'constant'."),
+        ("trim_padding", "abc", "VisitInjectConfig.trim_padding: 'abc' is not allowed; expected an integer."),
+        ("injection_core_size", 4, "VisitInjectConfig.injection_core_size: 4 is not allowed; expected an odd "
+                                   "integer ≥ 1."),
+        ("photometric_scaling", -1.0, "VisitInjectConfig.photometric_scaling: -1.0 is not allowed; expected a "
+                                      "finite number > 0 [nJy/e⁻] or None."),
+        ("bad_mask_names", 3, "VisitInjectConfig.bad_mask_names: 3 is not allowed; expected a list of strings."),
+    ],
+    ids=["B77-choice", "B77-type", "B77-check", "B77-optional", "B77-list"],
+)
+def test_config_errors_are_one_line(field, value, message) -> None:
+    """B77: every refused value fails in one line naming field, value and allowed values."""
+    from lsst.pex.config import FieldValidationError
+
+    with pytest.raises(FieldValidationError) as info:
+        setattr(VisitInjectConfig(), field, value)
+    assert str(info.value) == message
+
+
+def test_config_object_as_value_names_the_fix() -> None:
+    """B76: the config object itself (an unquoted ``config`` on the pipetask command line) is
+    refused in one line, without the config's field dictionary, naming the new choice."""
+    config = VisitInjectConfig()
+    with pytest.raises(ValueError) as info:
+        config.scaling_source = config
+    text = str(info.value)
+    assert "\n" not in text and "'trim_padding'" not in text
+    assert text.startswith("VisitInjectConfig.scaling_source: the VisitInjectConfig object itself is not allowed")
+    assert "the choice 'config' is now 'constant': -c LABEL:scaling_source=constant" in text

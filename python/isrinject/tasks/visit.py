@@ -170,7 +170,8 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         optional=True,
     )
     fits_alignment = ChoiceField[str](
-        doc="How Stamp sources (FITS images) are aligned.", allowed=FITS_ALIGNMENTS, default="pixel"
+        doc="How Stamp sources (FITS images) are aligned.", allowed=FITS_ALIGNMENTS, default="pixel",
+        optional=False,
     )
     stamp_prefix = Field[str](doc="Prefix (e.g. a directory) for the stamp column.", default="")
     inject_variance = Field[bool](doc="Add the injected variance ΔV to the variance plane.", default=True)
@@ -215,6 +216,7 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         "former name for 'constant', still works with a deprecation warning).",
         allowed=dict(SCALING_SOURCES),
         default="visit_image",
+        optional=False,
     )
     photometric_scaling = Field[float](
         doc="Photometric scaling [nJy per electron] used when scaling_source='constant', or for an "
