@@ -470,6 +470,17 @@ def test_cli_round_trip(repo, tmp_path: Path, capsys) -> None:
     assert "3 problems" in err and "'mag'" in err and "'Blob'" in err and "column 'n'" in err
     assert "cli/bad" not in butler.collections.query("*")
 
+    # B73 (issue 26): a 'magnitude' column: the error names the --column option that fixes it.
+    renamed = source_injection_catalog()
+    renamed.rename_column("mag", "magnitude")
+    renamed_path = tmp_path / "renamed.fits"
+    renamed.write(renamed_path)
+    assert main(["ingest-catalog", "-b", root, "-i", str(renamed_path), "g", "-o", "cli/renamed"]) == 1
+    err = capsys.readouterr().err
+    assert "required column 'mag' is missing; did you mean 'magnitude'? use --column mag=magnitude" in err
+    assert main(["ingest-catalog", "-b", root, "-i", str(renamed_path), "g", "-o", "cli/renamed",
+                 "--column", "mag=magnitude"]) == 0
+
 
 # --- robustness -----------------------------------------------------------------
 
