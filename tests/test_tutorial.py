@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from lsst.daf.butler import Butler, Timespan
 from nbclient import NotebookClient
 
 from isrinject.demo.build import EXPOSURE_TIME_S, load_demo_repo
+from isrinject.demo.notes import repository_note
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "tutorial.ipynb"
 
@@ -35,6 +37,16 @@ def test_tutorial_runs_and_finds_the_isr_relation(tmp_path: Path, monkeypatch: p
         capture_output=True, text=True, timeout=1200,
     )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
+    # B81 (issue 26): the demo ends saying where its repository is, with commands that work as printed.
+    note = built.stdout.rstrip().splitlines()[-5:]
+    assert note[0] == f"The demo repository is kept at {repo}.", note
+    assert note[3] == "Open the tutorial notebook on it:"
+    assert note[4] == f"  ISRINJECT_DEMO_REPO={repo} jupyter lab {NOTEBOOK}"
+    rerun = subprocess.run(shlex.split(note[2]), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert Butler.from_config(str(repo)).query_datasets(
+        "injected_visit_image", collections="u/demo/inject-again", explain=False
+    )
 
     monkeypatch.setenv("ISRINJECT_DEMO_REPO", str(repo))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
@@ -67,3 +79,15 @@ def test_tutorial_runs_and_finds_the_isr_relation(tmp_path: Path, monkeypatch: p
     assert results["slope_flux_gain"] < 0.8
     assert results["seed_column"] == ["123"]
     assert results["diagnose_passed"] is True
+
+
+def test_demo_note_when_the_repository_is_removed() -> None:
+    """B81: without --keep/--repo the demo says it removed its temporary repository and how to keep it."""
+    assert repository_note("/tmp/isrinject-demo-x", kept=False) == (
+        "Removed the temporary demo repository /tmp/isrinject-demo-x (keep it with --keep, or build it where "
+        "you like with --repo DIR)."
+    )
+    command = ["pipetask", "run", "-b", "R", "-i", "I", "-o", "u/demo/inject", "--output-run", "u/demo/inject/T",
+               "-p", "P"]
+    note = repository_note("R", kept=True, inputs="I", pipetask_command=command).splitlines()
+    assert note[2] == "  pipetask run -b R -i I -o u/demo/inject-again -p P"
