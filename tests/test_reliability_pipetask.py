@@ -17,6 +17,7 @@ and whose catalog has bad rows.  Four pipetask runs (~5 s each):
 from __future__ import annotations
 
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from astropy.time import Time, TimeDelta
 from lsst.daf.butler import Butler
 
 from _repo import BIN, LAYOUT, PIPELINE, add_visit, certify_flat, file_hashes, new_repo, run_pipetask, set_inputs
+from isrinject.cli import main
 from isrinject.demo.repo import RepoLayout, create_repo
 from isrinject.engine.catalog import ingest_injection_catalog
 from isrinject.engine.flags import InjectionFlag
@@ -169,14 +171,17 @@ def _off_image_catalog(butler: Butler) -> Table:
                   "mag": [20.0, 20.0]})
 
 
-def test_silent_outcomes_are_warnings_at_the_default_log_level(repo: Path) -> None:
-    """P5 (B69, B75, B76): at pipetask's default log level (no --log-level),
+def test_silent_outcomes_are_warnings_at_the_default_log_level(repo: Path, tmp_path: Path, capsys) -> None:
+    """P5 (B69, B75, B76, B78, B79): at pipetask's default log level (no --log-level),
 
     - the catalog's collection left out of ``-i``: rc 0, but a WARNING naming the dataset type and -i;
     - every source off the image: rc 0, a WARNING with the counts and the likely cause, the rows
       stored flagged NO_OVERLAP;
     - an unquoted ``scaling_source=config``: one line naming field, value and allowed values (and
-      the new name), not the config's field dictionary."""
+      the new name), not the config's field dictionary;
+    - ``isrinject diagnose`` on a misspelt collection lists the existing ones like it, and on the
+      run that injected nothing says "nothing injected — nothing to check" (exit 3, no NaN, no
+      numpy warning)."""
     writeable = Butler.from_config(str(repo), writeable=True)
     ingest_injection_catalog(writeable, _off_image_catalog(writeable), BAND, "u/cat/off_image")
     no_catalogs = f"{LAYOUT.raw_run},{LAYOUT.calib_collection}"
@@ -200,6 +205,21 @@ def test_silent_outcomes_are_warnings_at_the_default_log_level(repo: Path) -> No
     catalog = Butler.from_config(str(repo)).get("injected_visit_image_catalog", DATA_ID, collections="u/rel/offimage")
     assert sorted(catalog["injection_id"]) == [11, 12]
     assert list(catalog["injection_flag"]) == [InjectionFlag.NO_OVERLAP] * 2
+
+    capsys.readouterr()
+    diagnose = ["diagnose", "-b", str(repo), "--input-collections", RepoLayout.inputs, "-o", str(tmp_path / "d")]
+    assert main([*diagnose, "--collections", "u/rel/offimag"]) == 2
+    err = capsys.readouterr().err
+    assert "collection 'u/rel/offimag' does not exist (existing collections like it: u/rel/offimage, " \
+           "u/rel/offimage/" in err, err
+    assert "Pass config=" not in err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main([*diagnose, "--collections", "u/rel/offimage"]) == 3
+    out = capsys.readouterr().out
+    assert (f"visit {VISIT} band {BAND} detectors [{DETECTOR}]: nothing injected — nothing to check (2 sources in "
+            "the catalog, none injected; flags: NO_OVERLAP(2)") in out, out
+    assert "FAIL" not in out and "nan" not in out
 
     command = [str(BIN / "pipetask"), "build", "-p", str(PIPELINE), "-c", "inject_visit:scaling_source=config",
                "--show", "config=inject_visit::scaling_source"]
