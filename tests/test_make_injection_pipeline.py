@@ -296,3 +296,44 @@ def test_merged_pipeline_builds_and_runs_on_the_demo_repo(demo_repo, tmp_path: P
         summary = butler.get("injected_visit_measurement_summary", instrument=demo.layout.instrument, visit=visit)
         assert summary["n_detectors"][0] == len(demo.detectors)
         assert summary["image_sum"][0] == pytest.approx(summed, rel=1e-12)
+
+
+def _documented_command() -> str:
+    """The make-injection-pipeline example of doc/isrinject/coming-from-source-injection.rst."""
+    text = (ROOT / "doc" / "isrinject" / "coming-from-source-injection.rst").read_text()
+    [line] = [line.strip() for line in text.splitlines() if "-r tests/reference_pipeline.yaml" in line]
+    return line
+
+
+def test_documented_example_runs_as_written() -> None:
+    """B80 (issue 26): the docs' example, run from the source tree as written, prints the merged pipeline."""
+    result = subprocess.run(
+        ["bash", "-c", _documented_command()], cwd=ROOT, check=False, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "inject_visit:" in result.stdout and "injected_visit_image" in result.stdout
+
+
+def test_unimportable_task_is_one_line_naming_it_and_the_fix(capsys) -> None:
+    """B80: without the tasks' directory on the path, one line names the task, the class and the
+    PYTHONPATH that fixes it (it used to be a 24-line traceback)."""
+    from isrinject.tasks.messages import task_import_message
+
+    error = ModuleNotFoundError("Unable to import 'reference_tasks.FlatStatisticsTask' "
+                                "(No module named 'reference_tasks')")
+    message = task_import_message(error, [str(REFERENCE), None])
+    assert message == (
+        "cannot import task 'flat_statistics' (reference_tasks.FlatStatisticsTask): No module named "
+        f"'reference_tasks'; put its module on the Python path, e.g. PYTHONPATH={TESTS}{os.pathsep}$PYTHONPATH "
+        "isrinject ..."
+    )
+    # Through the command, in a process where the tests directory is not importable.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(ROOT / "python")
+    result = subprocess.run(
+        [str(BIN / "isrinject"), "make-injection-pipeline", "-t", "visit_image", "-r", str(REFERENCE)],
+        cwd=ROOT / "python", check=False, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"isrinject: error: {message}"], result.stderr
