@@ -783,3 +783,24 @@ def test_config_object_as_value_names_the_fix() -> None:
     assert "\n" not in text and "'trim_padding'" not in text
     assert text.startswith("VisitInjectConfig.scaling_source: the VisitInjectConfig object itself is not allowed")
     assert "the choice 'config' is now 'constant': -c LABEL:scaling_source=constant" in text
+
+
+def test_demo_galaxies_fit_the_demo_detector() -> None:
+    """B82 (issue 26): the demo's Sérsic galaxies (default 256 px detector, u band: the widest PSF)
+    are drawn whole: none is PARTIAL_OVERLAP, so the flag marks a galaxy that really reaches past
+    an edge.  (With the former n ≤ 3, half_light_radius ≤ 1.5″ all 10 were, stamps 87-301 px.)"""
+    from isrinject.demo.build import _sources
+
+    shape = (256, 256)
+    layout = _sources(np.random.default_rng(0), 20, ("Star", "Sersic"), shape, margin=12.0)
+    sim = simulate_exposure(band="u", visit=VISIT, detector=DETECTOR, shape=shape, seed=5, n_background_stars=0,
+                            n_background_galaxies=0)
+    catalog = _catalog(sim, layout["x"], layout["y"], source_type=layout["source_type"], n=layout["n"],
+                       half_light_radius=layout["half_light_radius"], q=layout["q"], beta=layout["beta"])
+    result = _inject(sim, catalog)
+    galaxies = result.catalog[result.catalog["source_type"] == "Sersic"]
+    assert len(galaxies) == 10
+    assert np.all(galaxies["injection_flag"] == 0), list(galaxies["injection_flag"])
+    sizes = np.asarray(galaxies["injection_draw_size"])
+    # Real galaxies (51-163 px stamps), each within the two thirds of the detector its margin allows.
+    assert sizes.max() > 100 and sizes.max() <= 2 * shape[0] / 3, sizes
