@@ -773,6 +773,23 @@ def test_config_errors_are_one_line(field, value, message) -> None:
     assert str(info.value) == message
 
 
+def test_config_validate_errors_are_one_line() -> None:
+    """B77: what only ``validate()`` checks (a list's check, a required value) is one line too."""
+    from lsst.pex.config import FieldValidationError
+
+    config = VisitInjectConfig()
+    config.plausible_mag_range = [30.0, 10.0]
+    with pytest.raises(FieldValidationError) as info:
+        config.validate()
+    assert str(info.value) == ("VisitInjectConfig.plausible_mag_range: [30.0, 10.0] is not allowed; expected two "
+                               "magnitudes [low, high] with low < high.")
+    config = VisitInjectConfig()
+    config.max_draw_size = None
+    with pytest.raises(FieldValidationError, match=r"^VisitInjectConfig.max_draw_size: None is not allowed; "
+                                                   r"expected an integer.$"):
+        config.validate()
+
+
 def test_config_object_as_value_names_the_fix() -> None:
     """B76: the config object itself (an unquoted ``config`` on the pipetask command line) is
     refused in one line, without the config's field dictionary, naming the new choice."""

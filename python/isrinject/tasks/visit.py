@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 from lsst.images import Image, MaskedImage, VisitImage
-from lsst.pex.config import ChoiceField, Field, FieldValidationError, ListField
+from lsst.pex.config import ChoiceField, Config, Field, FieldValidationError, ListField
 from lsst.pipe.base import (
     InputQuantizedConnection,
     NoWorkFound,
@@ -270,6 +270,17 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
                 raise
             raise one_line_error(self, attr, value) from None
 
+    def validate(self) -> None:
+        # The same one-line errors for what only validate() checks (a list's
+        # listCheck, a required value left None).
+        try:
+            super().validate()
+        except FieldValidationError as err:
+            value = getattr(self, err.fieldName, None) if err.fieldName in self._fields else None
+            if err.fieldName not in self._fields or isinstance(value, Config):
+                raise
+            raise one_line_error(self, err.fieldName, value) from None
+
     def column_names(self) -> dict[str, str]:
         """Standard column name → configured column name (``col_<name>``)."""
         return {name: getattr(self, f"col_{name}") for name in CONFIGURABLE_COLUMNS}
@@ -376,16 +387,18 @@ class VisitInjectTask(PipelineTask):
         rng = np.random.Generator(np.random.PCG64(seed))
         catalog = compose_catalog(inputs.catalogs)
         if len(catalog) == 0:
-            message = (
-                f"No injection catalog rows for visit {visit_id}, detector {detector_id} "
-                f"({len(inputs.catalogs)} catalog(s) given, all empty)"
-            )
+            given = f"{len(inputs.catalogs)} catalog(s) given, all empty" if inputs.catalogs else "no catalog given"
+            message = f"No injection catalog rows for visit {visit_id}, detector {detector_id} ({given})"
+            # NoWorkFound is logged at INFO by pipetask: say it louder (runQuantum
+            # has already said why when it received no catalog at all).
+            loud = not (catalogs_are_shards and not inputs.catalogs)
             if not self.config.process_all_data_ids:
-                # NoWorkFound is logged at INFO by pipetask: say it louder.
-                self.log.warning("%s: nothing injected, no output written (process_all_data_ids=True writes "
-                                 "a copy of the image).", message)
+                if loud:
+                    self.log.warning("%s: nothing injected, no output written (process_all_data_ids=True "
+                                     "writes a copy of the image).", message)
                 raise NoWorkFound(f"{message}; set process_all_data_ids=True to write the image anyway.")
-            self.log.warning("%s: the output is a copy of the input image.", message)
+            if loud:
+                self.log.warning("%s: the output is a copy of the input image.", message)
         illumination = illumination_correction if self.config.do_illumination_correction else None
         result = inject_sources(
             inputs.visit_image, catalog, flat=inputs.flat, illumination=illumination, config=self.config,
