@@ -223,7 +223,7 @@ def test_pipetask_on_the_dp1_file(fits_path: Path, tmp_path: Path) -> None:
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "Injected 1 of 1 sources (c from config)" in run.stderr + run.stdout
+    assert "Injected 1 of 1 sources (c from constant)" in run.stderr + run.stdout
 
     butler = Butler.from_config(str(tmp_path / "repo"), collections="u/test/dp1")
     data_id = {"instrument": instrument, "visit": VISIT, "detector": DETECTOR}
