@@ -614,6 +614,12 @@ def test_all_sources_off_the_image(sim, caplog) -> None:
         )
     [drop] = [r for r in caplog.records if "centred outside the image" in r.getMessage()]
     assert drop.levelno == logging.INFO
+    # An e⁻ image whose c is a Chebyshev field: far-off rows are NO_OVERLAP only (c is read at the
+    # image centre for them, never 5000 px outside the field's domain).
+    electrons = simulate_exposure(band="r", visit=VISIT, detector=DETECTOR, shape=SHAPE, seed=3, units="electron",
+                                  n_background_stars=2, n_background_galaxies=0)
+    result = _inject(electrons, _catalog(electrons, [64.0, -5000.0, 64.0], [64.0, 64.0, 90000.0]))
+    assert list(result.catalog["injection_flag"]) == [0, F.NO_OVERLAP, F.NO_OVERLAP]
 
 
 def test_radians_hint(sim, caplog) -> None:

@@ -204,7 +204,13 @@ def inject_sources(
     x = np.asarray(catalog["x"], dtype=float)
     y = np.asarray(catalog["y"], dtype=float)
     _centre_values(columns, x, y, planes, calibration_used.calibration)
-    flux = _fluxes_in_image_units(catalog, calibration_used.calibration, x, y, flags, log)
+    # Rows kept off the padded image are not drawn: their c is read at the
+    # image centre, not extrapolated far outside the field's domain.
+    off = (flags & InjectionFlag.NO_OVERLAP) != 0
+    flux = _fluxes_in_image_units(
+        catalog, calibration_used.calibration, np.where(off, visit_image.bbox.x.center, x),
+        np.where(off, visit_image.bbox.y.center, y), flags, log,
+    )
     draw_sizes = np.asarray(catalog["injection_draw_size"], dtype=np.int64).copy()
     batch = _StampBatch(planes, calibration_used.calibration, config, rng, columns, flags)
     stamp_boxes = _draw_sources(sources, x, y, flux, psf, visit_image, config, batch, draw_sizes)
