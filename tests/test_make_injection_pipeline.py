@@ -305,6 +305,7 @@ def _documented_command() -> str:
     return line
 
 
+@pytest.mark.slow
 def test_documented_example_runs_as_written() -> None:
     """B80 (issue 26): the docs' example, run from the source tree as written, prints the merged pipeline."""
     result = subprocess.run(
@@ -315,20 +316,28 @@ def test_documented_example_runs_as_written() -> None:
     assert "inject_visit:" in result.stdout and "injected_visit_image" in result.stdout
 
 
-def test_unimportable_task_is_one_line_naming_it_and_the_fix(capsys) -> None:
-    """B80: without the tasks' directory on the path, one line names the task, the class and the
-    PYTHONPATH that fixes it (it used to be a 24-line traceback)."""
+_IMPORT_MESSAGE = (
+    "cannot import task 'flat_statistics' (reference_tasks.FlatStatisticsTask): No module named "
+    f"'reference_tasks'; put its module on the Python path, e.g. PYTHONPATH={TESTS}{os.pathsep}$PYTHONPATH "
+    "isrinject ..."
+)
+
+
+def test_unimportable_task_message_names_it_and_the_fix() -> None:
+    """B80: the message for a task class that cannot be imported names the task, the class and the
+    PYTHONPATH that fixes it."""
     from isrinject.tasks.messages import task_import_message
 
     error = ModuleNotFoundError("Unable to import 'reference_tasks.FlatStatisticsTask' "
                                 "(No module named 'reference_tasks')")
-    message = task_import_message(error, [str(REFERENCE), None])
-    assert message == (
-        "cannot import task 'flat_statistics' (reference_tasks.FlatStatisticsTask): No module named "
-        f"'reference_tasks'; put its module on the Python path, e.g. PYTHONPATH={TESTS}{os.pathsep}$PYTHONPATH "
-        "isrinject ..."
-    )
-    # Through the command, in a process where the tests directory is not importable.
+    assert task_import_message(error, [str(REFERENCE), None]) == _IMPORT_MESSAGE
+
+
+@pytest.mark.slow
+def test_unimportable_task_is_one_line() -> None:
+    """B80: through the command, in a process where the tests directory is not importable, that
+    message is the only line (it used to be a 24-line traceback)."""
+    message = _IMPORT_MESSAGE
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["PYTHONPATH"] = str(ROOT / "python")
     result = subprocess.run(
