@@ -158,12 +158,16 @@ def implausible_magnitude_message(catalog: Table, mag_range: Sequence[float]) ->
     """
     if "mag" not in catalog.colnames or len(catalog) == 0:
         return None
-    values = np.full(len(catalog), np.nan)
-    for i, value in enumerate(np.ma.filled(np.ma.asarray(catalog["mag"], dtype=object), np.nan)):
-        try:
-            values[i] = float(value)
-        except (TypeError, ValueError):
-            pass
+    raw = np.ma.filled(np.ma.asarray(catalog["mag"], dtype=object), np.nan)
+    try:
+        values = raw.astype(float)
+    except (TypeError, ValueError):  # some values are not numbers (MAG_BAD): only the others count
+        values = np.full(len(catalog), np.nan)
+        for i, value in enumerate(raw):
+            try:
+                values[i] = float(value)
+            except (TypeError, ValueError):
+                pass
     low, high = float(mag_range[0]), float(mag_range[1])
     with np.errstate(invalid="ignore"):
         outside = np.isfinite(values) & ((values < low) | (values > high))
