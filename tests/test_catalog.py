@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -385,7 +386,7 @@ def test_generate_in_visit_footprint(repo) -> None:
         visit_regions(butler, visits=[99], instrument="Cam")
 
 
-def test_cli_round_trip(repo, tmp_path: Path, capsys) -> None:
+def test_cli_round_trip(repo, tmp_path: Path, capsys, caplog) -> None:
     root, butler = repo
     path = tmp_path / "cat.ecsv"
     args = [
@@ -480,6 +481,14 @@ def test_cli_round_trip(repo, tmp_path: Path, capsys) -> None:
     assert "required column 'mag' is missing; did you mean 'magnitude'? use --column mag=magnitude" in err
     assert main(["ingest-catalog", "-b", root, "-i", str(renamed_path), "g", "-o", "cli/renamed",
                  "--column", "mag=magnitude"]) == 0
+    # B71: a legal but implausible magnitude is ingested with a warning.
+    bright = source_injection_catalog()
+    bright["mag"][0] = -3.0
+    bright_path = tmp_path / "bright.fits"
+    bright.write(bright_path)
+    with caplog.at_level(logging.WARNING, logger="isrinject.engine.catalog"):
+        assert main(["ingest-catalog", "-b", root, "-i", str(bright_path), "g", "-o", "cli/bright"]) == 0
+    assert "1 of 5 sources have magnitudes outside the plausible range 10 ≤ mag ≤ 35 (values: [-3]" in caplog.text
 
 
 # --- robustness -----------------------------------------------------------------
