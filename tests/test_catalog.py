@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -385,7 +386,7 @@ def test_generate_in_visit_footprint(repo) -> None:
         visit_regions(butler, visits=[99], instrument="Cam")
 
 
-def test_cli_round_trip(repo, tmp_path: Path, capsys) -> None:
+def test_cli_round_trip(repo, tmp_path: Path, capsys, caplog) -> None:
     root, butler = repo
     path = tmp_path / "cat.ecsv"
     args = [
@@ -469,6 +470,25 @@ def test_cli_round_trip(repo, tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "3 problems" in err and "'mag'" in err and "'Blob'" in err and "column 'n'" in err
     assert "cli/bad" not in butler.collections.query("*")
+
+    # B73 (issue 26): a 'magnitude' column: the error names the --column option that fixes it.
+    renamed = source_injection_catalog()
+    renamed.rename_column("mag", "magnitude")
+    renamed_path = tmp_path / "renamed.fits"
+    renamed.write(renamed_path)
+    assert main(["ingest-catalog", "-b", root, "-i", str(renamed_path), "g", "-o", "cli/renamed"]) == 1
+    err = capsys.readouterr().err
+    assert "required column 'mag' is missing; did you mean 'magnitude'? use --column mag=magnitude" in err
+    assert main(["ingest-catalog", "-b", root, "-i", str(renamed_path), "g", "-o", "cli/renamed",
+                 "--column", "mag=magnitude"]) == 0
+    # B71: a legal but implausible magnitude is ingested with a warning.
+    bright = source_injection_catalog()
+    bright["mag"][0] = -3.0
+    bright_path = tmp_path / "bright.fits"
+    bright.write(bright_path)
+    with caplog.at_level(logging.WARNING, logger="isrinject.engine.catalog"):
+        assert main(["ingest-catalog", "-b", root, "-i", str(bright_path), "g", "-o", "cli/bright"]) == 0
+    assert "1 of 5 sources have magnitudes outside the plausible range 10 ≤ mag ≤ 35 (values: [-3]" in caplog.text
 
 
 # --- robustness -----------------------------------------------------------------
@@ -572,3 +592,45 @@ def test_lazy_catalog_namespace_matches_the_submodules() -> None:
     assert set(catalog.__all__) == set(exported)
     for public, module in exported.items():
         assert getattr(catalog, public) is getattr(module, public)
+
+
+@pytest.mark.parametrize(
+    ("standard", "columns", "expected"),
+    [
+        ("mag", ["ra", "dec", "magnitude"], "magnitude"),
+        ("mag", ["MAG"], "MAG"),
+        ("mag", ["ab_mag"], "ab_mag"),
+        ("ra", ["RAJ2000", "DEJ2000"], "RAJ2000"),
+        ("dec", ["coord_ra", "coord_dec"], "coord_dec"),
+        ("source_type", ["type", "mag"], "type"),
+        ("half_light_radius", ["hlr"], "hlr"),
+        ("ra", ["radius", "rank"], None),  # "ra" + anything is not a suggestion
+        ("mag", ["flux"], None),
+    ],
+)
+def test_column_suggestions(standard, columns, expected) -> None:
+    """Issue 26 (B73): the column a missing standard column probably is, and the rename hint."""
+    from isrinject.engine.catalog.plausibility import column_suggestion, missing_column_hint
+
+    assert column_suggestion(standard, columns) == expected
+    if expected is None:
+        assert missing_column_hint(standard, columns) == ""
+    else:
+        assert missing_column_hint(standard, columns, "cli") == f"; did you mean {expected!r}? use --column " \
+                                                                 f"{standard}={expected}"
+
+
+def test_source_type_any_case_and_suggestions() -> None:
+    """Issue 26 (B72): any case is accepted by validation; near misses get a did-you-mean."""
+    from isrinject.engine.catalog.plausibility import match_source_type, source_type_hint
+
+    assert match_source_type("star") == "Star" and match_source_type(" SERSIC ") == "Sersic"
+    assert match_source_type("Blob") is None
+    assert source_type_hint("Sersik") == " (did you mean 'Sersic'?)"
+    assert source_type_hint("Gausian") == " (did you mean 'Gaussian'?)"
+    assert source_type_hint("Blob") == "" and source_type_hint("") == ""
+    table = Table({"ra": [150.0, 150.0], "dec": [2.0, 2.0], "source_type": ["star", "exponential"],
+                   "mag": [20.0, 21.0], "half_light_radius": [np.nan, 0.5]})
+    report = check_catalog(table)
+    assert report.ok, [str(p) for p in report.problems]
+    assert list(report.source_types) == ["DeltaFunction", "Exponential"]

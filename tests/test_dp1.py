@@ -129,20 +129,20 @@ def test_read_noise_alone_says_how_to_give_c(visit_image: VisitImage) -> None:
         _run(visit_image, _flat(visit_image.bbox), read_noise=READ_NOISE)
     message = str(caught.value)
     assert f"ALL: {n_good} good pixels (needs 100)" in message
-    assert "config.scaling_source='config'" in message and "config.photometric_scaling" in message
+    assert "config.scaling_source='constant'" in message and "config.photometric_scaling" in message
 
 
 def test_injected_star_follows_c_over_f_per_pixel(visit_image: VisitImage, fits_path: Path) -> None:
     """With read_noise and c configured: ΔV/ΔI = c/f per pixel, injection_flux = ΣΔI."""
     flat = _flat(visit_image.bbox)
     before = visit_image.copy()
-    result = _run(visit_image, flat, read_noise=READ_NOISE, scaling_source="config",
+    result = _run(visit_image, flat, read_noise=READ_NOISE, scaling_source="constant",
                   photometric_scaling=SCALING)
     out = result.injected_visit_image
     catalog = result.injected_visit_image_catalog
     # The 25 × 25 Piff stamp is larger than the crop: injected, flagged partial only.
     assert list(catalog["injection_flag"]) == [int(InjectionFlag.PARTIAL_OVERLAP)]
-    assert catalog.meta["scaling_source"] == "config"
+    assert catalog.meta["scaling_source"] == "constant"
     delta_image = out.image.array.astype(np.float64) - before.image.array
     delta_variance = out.variance.array.astype(np.float64) - before.variance.array
     f = flat.array.astype(np.float64)
@@ -218,12 +218,12 @@ def test_pipetask_on_the_dp1_file(fits_path: Path, tmp_path: Path) -> None:
         str(bin_dir / "pipetask"), "--log-level", "isrinject=INFO", "run", "-b", str(tmp_path / "repo"),
         "-i", "inputs", "-o", "u/test/dp1", "-p", str(ROOT / "pipelines" / "inject.yaml"),
         "--register-dataset-types", "-d", f"instrument='{instrument}' AND visit={VISIT}",
-        "-c", f"inject_visit:read_noise={READ_NOISE}", "-c", "inject_visit:scaling_source='config'",
+        "-c", f"inject_visit:read_noise={READ_NOISE}", "-c", "inject_visit:scaling_source='constant'",
         "-c", f"inject_visit:photometric_scaling={SCALING!r}",
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "Injected 1 of 1 sources (c from config)" in run.stderr + run.stdout
+    assert "Injected 1 of 1 sources (c from constant)" in run.stderr + run.stdout
 
     butler = Butler.from_config(str(tmp_path / "repo"), collections="u/test/dp1")
     data_id = {"instrument": instrument, "visit": VISIT, "detector": DETECTOR}

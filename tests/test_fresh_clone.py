@@ -10,12 +10,14 @@ can be found.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from lsst.daf.butler import Butler
 
 pytestmark = pytest.mark.slow
 
@@ -61,14 +63,25 @@ def test_demo_runs_in_a_fresh_clone(clone: Path) -> None:
     assert all(Path(path).resolve().is_relative_to(clone.resolve()) for path in where), where
 
     output = clone / "demo_output"
+    repo = clone / "demo_repo"
     demo = subprocess.run(
         # One band is enough to find what the clone lacks (tests/test_demo.py runs two).
         [sys.executable, "-m", "isrinject.cli", "demo", "--size", "128", "--bands", "u",
-         "--detectors", "0", "--n-sources", "12", "--output", str(output)],
+         "--detectors", "0", "--n-sources", "12", "--output", str(output), "--repo", str(repo)],
         cwd=clone, env=env, capture_output=True, text=True, timeout=900,
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "1/1 bands pass" in demo.stdout
+    # B81 (issue 26): the demo ends saying where its repository is, with commands that work as printed.
+    note = demo.stdout.rstrip().splitlines()[-5:]
+    assert note[0] == f"The demo repository is kept at {repo}.", note
+    assert note[3] == "Open the tutorial notebook on it:"
+    assert note[4].startswith(f"  ISRINJECT_DEMO_REPO={repo} jupyter lab "), note
+    rerun = subprocess.run(shlex.split(note[2]), cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert Butler.from_config(str(repo)).query_datasets(
+        "injected_visit_image", collections="u/demo/inject-again", explain=False
+    )
     for band in ("u",):
         (png,) = output.glob(f"diagnose_*_{band}_flux_variance.png")
         assert png.read_bytes()[:8] == PNG_SIGNATURE, png

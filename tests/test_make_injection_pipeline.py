@@ -296,3 +296,53 @@ def test_merged_pipeline_builds_and_runs_on_the_demo_repo(demo_repo, tmp_path: P
         summary = butler.get("injected_visit_measurement_summary", instrument=demo.layout.instrument, visit=visit)
         assert summary["n_detectors"][0] == len(demo.detectors)
         assert summary["image_sum"][0] == pytest.approx(summed, rel=1e-12)
+
+
+def _documented_command() -> str:
+    """The make-injection-pipeline example of doc/isrinject/coming-from-source-injection.rst."""
+    text = (ROOT / "doc" / "isrinject" / "coming-from-source-injection.rst").read_text()
+    [line] = [line.strip() for line in text.splitlines() if "-r tests/reference_pipeline.yaml" in line]
+    return line
+
+
+@pytest.mark.slow
+def test_documented_example_runs_as_written() -> None:
+    """B80 (issue 26): the docs' example, run from the source tree as written, prints the merged pipeline."""
+    result = subprocess.run(
+        ["bash", "-c", _documented_command()], cwd=ROOT, check=False, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "inject_visit:" in result.stdout and "injected_visit_image" in result.stdout
+
+
+_IMPORT_MESSAGE = (
+    "cannot import task 'flat_statistics' (reference_tasks.FlatStatisticsTask): No module named "
+    f"'reference_tasks'; put its module on the Python path, e.g. PYTHONPATH={TESTS}{os.pathsep}$PYTHONPATH "
+    "isrinject ..."
+)
+
+
+def test_unimportable_task_message_names_it_and_the_fix() -> None:
+    """B80: the message for a task class that cannot be imported names the task, the class and the
+    PYTHONPATH that fixes it."""
+    from isrinject.tasks.messages import task_import_message
+
+    error = ModuleNotFoundError("Unable to import 'reference_tasks.FlatStatisticsTask' "
+                                "(No module named 'reference_tasks')")
+    assert task_import_message(error, [str(REFERENCE), None]) == _IMPORT_MESSAGE
+
+
+@pytest.mark.slow
+def test_unimportable_task_is_one_line() -> None:
+    """B80: through the command, in a process where the tests directory is not importable, that
+    message is the only line (it used to be a 24-line traceback)."""
+    message = _IMPORT_MESSAGE
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(ROOT / "python")
+    result = subprocess.run(
+        [str(BIN / "isrinject"), "make-injection-pipeline", "-t", "visit_image", "-r", str(REFERENCE)],
+        cwd=ROOT / "python", check=False, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"isrinject: error: {message}"], result.stderr

@@ -58,4 +58,4 @@ def test_electron_override_file() -> None:
 
     config = VisitInjectConfig()
     config.load(str(ROOT / "config" / "electrons.py"))
-    assert config.scaling_source == "config" and config.photometric_scaling == pytest.approx(1.0)
+    assert config.scaling_source == "constant" and config.photometric_scaling == pytest.approx(1.0)

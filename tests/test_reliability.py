@@ -430,9 +430,13 @@ def test_electron_image_without_any_scaling(sim) -> None:
 
 
 def test_config_scaling_without_value(sim) -> None:
-    """B35: scaling_source='config' and no photometric_scaling: a configuration error."""
-    with pytest.raises(CalibrationError, match="visit 31, detector 2: scaling_source='config' needs"):
-        _inject(sim, _catalog(sim, 64, 64), scaling_source="config")
+    """B35: scaling_source='constant' (or its former name 'config', deprecated) and no
+    photometric_scaling: a configuration error."""
+    with pytest.raises(CalibrationError, match="visit 31, detector 2: scaling_source='constant' needs"):
+        _inject(sim, _catalog(sim, 64, 64), scaling_source="constant")
+    with pytest.warns(FutureWarning, match="scaling_source='config' is deprecated: use scaling_source='constant'"):
+        config = _config(scaling_source="config")
+    assert config.scaling_source == "constant"
 
 
 # --------------------------------------------------------------------------
@@ -562,7 +566,7 @@ def test_hypothesis_garbage_magnitudes(sim, mags) -> None:
 
 def test_sources_partly_and_wholly_off_the_image(sim, caplog) -> None:
     """B59: partly off (PARTIAL_OVERLAP, injected), off but within trim_padding (NO_OVERLAP),
-    far off (dropped, logged)."""
+    far off (kept as NO_OVERLAP with a warning; left out with keep_off_image_rows=False)."""
     catalog = _catalog(sim, [64.0, -2.0, -60.0, -5000.0], [64.0, 64.0, 64.0, 64.0])
     with caplog.at_level(logging.INFO, logger=LOG.name):
         result = _inject(sim, catalog)
@@ -570,7 +574,108 @@ def test_sources_partly_and_wholly_off_the_image(sim, caplog) -> None:
     assert flags[0] == 0
     assert flags[1] == F.PARTIAL_OVERLAP and result.catalog["injection_flux"][1] > 0
     assert flags[2] == F.NO_OVERLAP
-    assert 3 not in flags and "Dropping 1 sources centred outside the image padded by 100 px" in caplog.text
+    assert flags[3] == F.NO_OVERLAP and np.isnan(result.catalog["injection_flux"][3])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(
+        f"1 of 4 sources for visit {VISIT}, detector {DETECTOR} are centred outside the image padded by 100 px "
+        "(trim_padding) and are not injected (kept in the output catalog, flagged NO_OVERLAP)."
+    )
+    # The image is 128 px × 0.2"; the far row is 5064 px × 0.2" = 0.281° from the centre.
+    assert "the nearest of these rows is 0.281 deg from its centre" in warnings[0]
+    result = _inject(sim, catalog, keep_off_image_rows=False)
+    assert sorted(_flags(result)) == [0, 1, 2]
+
+
+def test_all_sources_off_the_image(sim, caplog) -> None:
+    """B69: every source off the image: a WARNING with the counts and the likely cause; the
+    rows are in the output catalog flagged NO_OVERLAP (through run() as well)."""
+    catalog = _catalog(sim, [-3000.0, 4000.0, 64.0], [64.0, 64.0, 9000.0])
+    task = VisitInjectTask(config=_config())
+    with caplog.at_level(logging.WARNING):
+        output = task.run(visit_image=sim.visit_image, injection_catalogs=[catalog], flat=sim.flat)
+    result = output.injected_visit_image_catalog
+    assert list(result["injection_flag"]) == [F.NO_OVERLAP] * 3
+    assert np.array_equal(output.injected_visit_image.image.array, sim.visit_image.image.array, equal_nan=True)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    text = "\n".join(r.getMessage() for r in warnings)
+    assert f"3 of 3 sources for visit {VISIT}, detector {DETECTOR} are centred outside the image" in text
+    assert (f"0 of 3 sources were injected into visit {VISIT}, detector {DETECTOR} (flags: NO_OVERLAP(3)); "
+            "likely cause: every source is centred off the image") in text
+    # run() warns through the task's own logger (isrinject.<label> under pipetask, whose WARNINGs
+    # pipetask shows at its default log level: test_reliability_pipetask.py).
+    assert {r.name for r in warnings} == {task.log.name} == {"isrinject.visitInject"}
+    # From runQuantum (htm7 shards) a partial drop is INFO, a total one still a warning.
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        VisitInjectTask(config=_config()).run(
+            visit_image=sim.visit_image, injection_catalogs=[_catalog(sim, [64.0, -3000.0], [64.0, 64.0])],
+            flat=sim.flat, catalogs_are_shards=True,
+        )
+    [drop] = [r for r in caplog.records if "centred outside the image" in r.getMessage()]
+    assert drop.levelno == logging.INFO
+    # An e⁻ image whose c is a Chebyshev field: far-off rows are NO_OVERLAP only (c is read at the
+    # image centre for them, never 5000 px outside the field's domain).
+    electrons = simulate_exposure(band="r", visit=VISIT, detector=DETECTOR, shape=SHAPE, seed=3, units="electron",
+                                  n_background_stars=2, n_background_galaxies=0)
+    result = _inject(electrons, _catalog(electrons, [64.0, -5000.0, 64.0], [64.0, 64.0, 90000.0]))
+    assert list(result.catalog["injection_flag"]) == [0, F.NO_OVERLAP, F.NO_OVERLAP]
+
+
+def test_radians_hint(sim, caplog) -> None:
+    """B70: ra/dec given in radians: the warning says so and how to convert."""
+    catalog = _catalog(sim, [64.0, 40.0], [64.0, 40.0])
+    catalog["ra"], catalog["dec"] = np.radians(catalog["ra"]), np.radians(catalog["dec"])
+    with caplog.at_level(logging.WARNING, logger=LOG.name):
+        result = _inject(sim, catalog)
+    assert list(result.catalog["injection_flag"]) == [F.NO_OVERLAP] * 2
+    assert ("These ra/dec look like radians: converted to degrees 2 of them fall on this image; give ra/dec in "
+            "degrees (numpy.degrees)") in caplog.text
+    # With the unit declared, the same values are converted and injected.
+    catalog["ra"].unit = catalog["dec"].unit = u.rad
+    assert list(_inject(sim, catalog).catalog["injection_flag"]) == [0, 0]
+
+
+def test_implausible_magnitude_is_injected_with_a_warning(sim, caplog) -> None:
+    """B71: mag −3 is legal (inside −10 < mag < 40) but implausible: injected, with a warning
+    naming the value, the id and config.plausible_mag_range."""
+    catalog = _catalog(sim, [64.0, 30.0], [64.0, 30.0], mag=[-3.0, 20.0])
+    with caplog.at_level(logging.WARNING, logger=LOG.name):
+        result = _inject(sim, catalog)
+    assert result.catalog["injection_flag"][0] & int(FATAL_FLAGS) == 0
+    assert result.catalog["injection_flux"][0] > 1e13  # nJy: mag −3 is 10**(-0.4 * (-3 - 31.4)) = 5.8e13 nJy
+    assert ("1 of 2 sources have magnitudes outside the plausible range 10 ≤ mag ≤ 35 (values: [-3]; "
+            "injection_id [0])") in caplog.text and "config.plausible_mag_range" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=LOG.name):
+        _inject(sim, catalog, plausible_mag_range=[-5.0, 30.0])
+    assert "plausible range" not in caplog.text
+
+
+def test_source_types_any_case_and_did_you_mean(sim, caplog) -> None:
+    """B72: 'star' and 'SERSIC' are Star and Sersic; 'Sersik' is TYPE_UNKNOWN with a did-you-mean."""
+    catalog = _catalog(sim, [64.0, 30.0, 100.0], [64.0, 30.0, 100.0],
+                       source_type=["star", "SERSIC", "Sersik"], n=[np.nan, 1.0, 1.0],
+                       half_light_radius=[np.nan, 0.4, 0.4])
+    with caplog.at_level(logging.WARNING, logger=LOG.name):
+        result = _inject(sim, catalog)
+    flags = _flags(result)
+    assert flags[0] == 0 and flags[1] & int(FATAL_FLAGS) == 0 and flags[2] == F.TYPE_UNKNOWN
+    assert "'Sersik' (did you mean 'Sersic'?)" in caplog.text
+
+
+def test_misnamed_magnitude_column_suggests_the_rename(sim, caplog) -> None:
+    """B73: a 'magnitude' column: every row MAG_BAD, the warning names the column meant and
+    config.col_mag; with col_mag set the rows are injected."""
+    catalog = _catalog(sim, [64.0, 30.0], [64.0, 30.0])
+    catalog.rename_column("mag", "magnitude")
+    with caplog.at_level(logging.WARNING, logger=LOG.name):
+        result = _inject(sim, catalog)
+    assert np.all(result.catalog["injection_flag"] & F.MAG_BAD)
+    assert ("required column 'mag' is missing; did you mean 'magnitude'? set config.col_mag = 'magnitude' or "
+            "rename the column to 'mag'") in caplog.text
+    assert "likely cause: no usable magnitude" in caplog.text
+    assert list(_inject(sim, catalog, col_mag="magnitude").catalog["injection_flag"]) == [0, 0]
 
 
 def test_duplicate_injection_ids(sim, caplog) -> None:
@@ -583,11 +688,16 @@ def test_duplicate_injection_ids(sim, caplog) -> None:
     assert "column 'injection_id' [DUPLICATE_ID]" in caplog.text and "rows [0, 1]" in caplog.text
 
 
-def test_empty_catalog(sim) -> None:
+def test_empty_catalog(sim, caplog) -> None:
     """B61: no catalog rows: NoWorkFound, or a copy with the INJECTED planes if process_all_data_ids."""
     empty = _catalog(sim, [64.0], [64.0])[:0]
     with pytest.raises(NoWorkFound, match=f"visit {VISIT}, detector {DETECTOR}"):
         VisitInjectTask(config=_config()).run(visit_image=sim.visit_image, injection_catalogs=[empty], flat=sim.flat)
+    # B74: pipetask logs NoWorkFound at INFO only: the task warns as well.
+    with caplog.at_level(logging.WARNING), pytest.raises(NoWorkFound):
+        VisitInjectTask(config=_config()).run(visit_image=sim.visit_image, injection_catalogs=[empty], flat=sim.flat)
+    assert (f"No injection catalog rows for visit {VISIT}, detector {DETECTOR} (1 catalog(s) given, all empty): "
+            "nothing injected") in caplog.text
     result = VisitInjectTask(config=_config(process_all_data_ids=True)).run(
         visit_image=sim.visit_image, injection_catalogs=[], flat=sim.flat
     )
@@ -624,3 +734,99 @@ def test_bright_star_saturates(sim) -> None:
     off = _inject(sim, catalog, do_saturation=False)
     assert not _flags(off)[0] & F.SATURATED
     assert np.array_equal(off.image.mask.get("SATURATED"), sim.visit_image.mask.get("SATURATED"))
+
+
+# --------------------------------------------------------------------------
+# Configuration errors (issue 26)
+# --------------------------------------------------------------------------
+
+
+def test_no_choice_is_a_name_pipetask_evaluates() -> None:
+    """B76: pipetask evaluates a bare ``-c label:field=word`` in the config module's namespace
+    plus ``config`` and ``parameters``; no choice of a ChoiceField may be such a name (the
+    former scaling_source choice 'config' was: it became the config object)."""
+    import inspect
+
+    from lsst.pex.config import ChoiceField
+
+    import isrinject.tasks.visit as visit_module
+
+    namespace = {name for name in vars(inspect.getmodule(VisitInjectConfig) or visit_module)
+                 if not name.startswith("__")} | {"config", "parameters"}
+    choices = {name: set(field.allowed) - {None} for name, field in VisitInjectConfig._fields.items()
+               if isinstance(field, ChoiceField)}
+    assert choices["scaling_source"] == {"visit_image", "empirical", "constant"}
+    assert all(not (allowed & namespace) for allowed in choices.values()), choices
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("scaling_source", "visit", "VisitInjectConfig.scaling_source: 'visit' is not allowed; expected one of "
+                                    "'visit_image', 'empirical', 'constant'."),
+        ("trim_padding", "abc", "VisitInjectConfig.trim_padding: 'abc' is not allowed; expected an integer."),
+        ("injection_core_size", 4, "VisitInjectConfig.injection_core_size: 4 is not allowed; expected an odd "
+                                   "integer ≥ 1."),
+        ("photometric_scaling", -1.0, "VisitInjectConfig.photometric_scaling: -1.0 is not allowed; expected a "
+                                      "finite number > 0 [nJy/e⁻] or None."),
+        ("bad_mask_names", 3, "VisitInjectConfig.bad_mask_names: 3 is not allowed; expected a list of strings."),
+    ],
+    ids=["B77-choice", "B77-type", "B77-check", "B77-optional", "B77-list"],
+)
+def test_config_errors_are_one_line(field, value, message) -> None:
+    """B77: every refused value fails in one line naming field, value and allowed values."""
+    from lsst.pex.config import FieldValidationError
+
+    with pytest.raises(FieldValidationError) as info:
+        setattr(VisitInjectConfig(), field, value)
+    assert str(info.value) == message
+
+
+def test_config_validate_errors_are_one_line() -> None:
+    """B77: what only ``validate()`` checks (a list's check, a required value) is one line too."""
+    from lsst.pex.config import FieldValidationError
+
+    config = VisitInjectConfig()
+    config.plausible_mag_range = [30.0, 10.0]
+    with pytest.raises(FieldValidationError) as info:
+        config.validate()
+    assert str(info.value) == ("VisitInjectConfig.plausible_mag_range: [30.0, 10.0] is not allowed; expected two "
+                               "magnitudes [low, high] with low < high.")
+    config = VisitInjectConfig()
+    config.max_draw_size = None
+    with pytest.raises(FieldValidationError, match=r"^VisitInjectConfig.max_draw_size: None is not allowed; "
+                                                   r"expected an integer.$"):
+        config.validate()
+
+
+def test_config_object_as_value_names_the_fix() -> None:
+    """B76: the config object itself (an unquoted ``config`` on the pipetask command line) is
+    refused in one line, without the config's field dictionary, naming the new choice."""
+    config = VisitInjectConfig()
+    with pytest.raises(ValueError) as info:
+        config.scaling_source = config
+    text = str(info.value)
+    assert "\n" not in text and "'trim_padding'" not in text
+    assert text.startswith("VisitInjectConfig.scaling_source: the VisitInjectConfig object itself is not allowed")
+    assert "the choice 'config' is now 'constant': -c LABEL:scaling_source=constant" in text
+
+
+def test_demo_galaxies_fit_the_demo_detector() -> None:
+    """B82 (issue 26): the demo's Sérsic galaxies (default 256 px detector, u band: the widest PSF)
+    are drawn whole: none is PARTIAL_OVERLAP, so the flag marks a galaxy that really reaches past
+    an edge.  (With the former n ≤ 3, half_light_radius ≤ 1.5″ all 10 were, stamps 87-301 px.)"""
+    from isrinject.demo.build import _sources
+
+    shape = (256, 256)
+    layout = _sources(np.random.default_rng(0), 20, ("Star", "Sersic"), shape, margin=12.0)
+    sim = simulate_exposure(band="u", visit=VISIT, detector=DETECTOR, shape=shape, seed=5, n_background_stars=0,
+                            n_background_galaxies=0)
+    catalog = _catalog(sim, layout["x"], layout["y"], source_type=layout["source_type"], n=layout["n"],
+                       half_light_radius=layout["half_light_radius"], q=layout["q"], beta=layout["beta"])
+    result = _inject(sim, catalog)
+    galaxies = result.catalog[result.catalog["source_type"] == "Sersic"]
+    assert len(galaxies) == 10
+    assert np.all(galaxies["injection_flag"] == 0), list(galaxies["injection_flag"])
+    sizes = np.asarray(galaxies["injection_draw_size"])
+    # Real galaxies (51-163 px stamps), each within the two thirds of the detector its margin allows.
+    assert sizes.max() > 100 and sizes.max() <= 2 * shape[0] / 3, sizes

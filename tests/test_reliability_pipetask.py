@@ -8,11 +8,16 @@ and whose catalog has bad rows.  Four pipetask runs (~5 s each):
   the output RUNs, bad rows flagged in the stored catalog;
 - P3: a configuration error raised inside ``run()``: the run fails loudly and
   leaves no ``injected_visit_image`` (nor catalog) for the quantum;
-- P4: no flat certified: graph building fails naming the dataset type.
+- P4: no flat certified: graph building fails naming the dataset type;
+- P5: outcomes that used to be silent (no catalog in ``-i``, every source off
+  the image, an unquoted string config value) are warnings or one-line errors
+  at pipetask's default log level.
 """
 
 from __future__ import annotations
 
+import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +26,8 @@ from astropy.table import Table
 from astropy.time import Time, TimeDelta
 from lsst.daf.butler import Butler
 
-from _repo import LAYOUT, add_visit, certify_flat, file_hashes, new_repo, run_pipetask, set_inputs
+from _repo import BIN, LAYOUT, PIPELINE, add_visit, certify_flat, file_hashes, new_repo, run_pipetask, set_inputs
+from isrinject.cli import main
 from isrinject.demo.repo import RepoLayout, create_repo
 from isrinject.engine.catalog import ingest_injection_catalog
 from isrinject.engine.flags import InjectionFlag
@@ -120,11 +126,11 @@ def test_data_safety_and_reproducibility(repo: Path) -> None:
 
 
 def test_failing_quantum_leaves_no_partial_output(repo: Path) -> None:
-    """P3 (B67): scaling_source='config' without photometric_scaling raises inside run()."""
-    result = run_pipetask(repo, RepoLayout.inputs, "u/rel/fail", "-c", "inject_visit:scaling_source='config'")
+    """P3 (B67): scaling_source='constant' without photometric_scaling raises inside run()."""
+    result = run_pipetask(repo, RepoLayout.inputs, "u/rel/fail", "-c", "inject_visit:scaling_source='constant'")
     assert result.returncode != 0
     log = result.stderr + result.stdout
-    assert f"visit {VISIT}, detector {DETECTOR}: scaling_source='config' needs config.photometric_scaling" in log
+    assert f"visit {VISIT}, detector {DETECTOR}: scaling_source='constant' needs config.photometric_scaling" in log
     butler = Butler.from_config(str(repo))
     for name in ("injected_visit_image", "injected_visit_image_catalog"):
         refs = butler.query_datasets(name, collections="u/rel/fail*", find_first=False, explain=False)
@@ -146,3 +152,81 @@ def test_missing_flat_fails_at_graph_build(repo: Path) -> None:
         message[-3000:]
     assert f"detector: {DETECTOR}, visit: {VISIT}" in message, message[-3000:]
     assert "no_flats" not in message.split("Not enough datasets")[1].splitlines()[0]  # collections not named
+
+
+def _off_image_catalog(butler: Butler) -> Table:
+    """Two stars 400 px off the image, in the image centre's htm7 trixel (so the quantum gets them)."""
+    from lsst.images import XY
+
+    from isrinject.engine.catalog import htm_indices
+
+    vi = butler.get("visit_image", DATA_ID, collections=RepoLayout.inputs)
+    centre = vi.sky_projection.pixel_to_sky(XY(x=np.array([64.0]), y=np.array([64.0])))
+    candidates = np.array([(-400.0, 64.0), (528.0, 64.0), (64.0, -400.0), (64.0, 528.0), (-400.0, -400.0)])
+    sky = vi.sky_projection.pixel_to_sky(XY(x=candidates[:, 0], y=candidates[:, 1]))
+    same = htm_indices(sky.ra.deg, sky.dec.deg) == htm_indices(centre.ra.deg, centre.dec.deg)[0]
+    assert same.sum() >= 2, "no off-image position in the image's trixel"
+    ra, dec = sky.ra.deg[same][:2], sky.dec.deg[same][:2]
+    return Table({"injection_id": [11, 12], "ra": ra, "dec": dec, "source_type": ["Star", "Star"],
+                  "mag": [20.0, 20.0]})
+
+
+def test_silent_outcomes_are_warnings_at_the_default_log_level(repo: Path, tmp_path: Path, capsys) -> None:
+    """P5 (B69, B75, B76, B78, B79): at pipetask's default log level (no --log-level),
+
+    - the catalog's collection left out of ``-i``: rc 0, but a WARNING naming the dataset type and -i;
+    - every source off the image: rc 0, a WARNING with the counts and the likely cause, the rows
+      stored flagged NO_OVERLAP;
+    - an unquoted ``scaling_source=config``: one line naming field, value and allowed values (and
+      the new name), not the config's field dictionary;
+    - ``isrinject diagnose`` on a misspelt collection lists the existing ones like it, and on the
+      run that injected nothing says "nothing injected — nothing to check" (exit 3, no NaN, no
+      numpy warning)."""
+    writeable = Butler.from_config(str(repo), writeable=True)
+    ingest_injection_catalog(writeable, _off_image_catalog(writeable), BAND, "u/cat/off_image")
+    no_catalogs = f"{LAYOUT.raw_run},{LAYOUT.calib_collection}"
+
+    result = run_pipetask(repo, no_catalogs, "u/rel/nocat")
+    log = result.stderr + result.stdout
+    assert result.returncode == 0, log[-3000:]
+    assert "WARNING" in log and "No 'injection_catalog' dataset (dimensions htm7, band) was found for" in log, \
+        log[-3000:]
+    assert "Is the catalog's collection in the inputs? Add it to -i" in log
+
+    result = run_pipetask(repo, f"{no_catalogs},u/cat/off_image", "u/rel/offimage")
+    log = result.stderr + result.stdout
+    assert result.returncode == 0, log[-3000:]
+    assert f"2 of 2 sources for visit {VISIT}, detector {DETECTOR} are centred outside the image padded by " \
+           "100 px" in log, log[-3000:]
+    assert f"0 of 2 sources were injected into visit {VISIT}, detector {DETECTOR} (flags: NO_OVERLAP(2)); " \
+           "likely cause: every source is centred off the image" in log
+    [warning] = [line for line in log.splitlines() if "0 of 2 sources were injected" in line]
+    assert "WARNING" in warning and "isrinject.inject_visit" in warning, warning
+    catalog = Butler.from_config(str(repo)).get("injected_visit_image_catalog", DATA_ID, collections="u/rel/offimage")
+    assert sorted(catalog["injection_id"]) == [11, 12]
+    assert list(catalog["injection_flag"]) == [InjectionFlag.NO_OVERLAP] * 2
+
+    capsys.readouterr()
+    diagnose = ["diagnose", "-b", str(repo), "--input-collections", RepoLayout.inputs, "-o", str(tmp_path / "d")]
+    assert main([*diagnose, "--collections", "u/rel/offimag"]) == 2
+    err = capsys.readouterr().err
+    assert "collection 'u/rel/offimag' does not exist (existing collections like it: u/rel/offimage, " \
+           "u/rel/offimage/" in err, err
+    assert "Pass config=" not in err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main([*diagnose, "--collections", "u/rel/offimage"]) == 3
+    out = capsys.readouterr().out
+    assert (f"visit {VISIT} band {BAND} detectors [{DETECTOR}]: nothing injected — nothing to check (2 sources in "
+            "the catalog, none injected; flags: NO_OVERLAP(2)") in out, out
+    assert "FAIL" not in out and "nan" not in out
+
+    command = [str(BIN / "pipetask"), "build", "-p", str(PIPELINE), "-c", "inject_visit:scaling_source=config",
+               "--show", "config=inject_visit::scaling_source"]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
+    log = result.stderr + result.stdout
+    assert result.returncode != 0
+    assert ("VisitInjectConfig.scaling_source: the VisitInjectConfig object itself is not allowed; expected one "
+            "of 'visit_image', 'empirical', 'constant'.") in log.splitlines()[-1], log[-3000:]
+    assert "-c LABEL:scaling_source=constant" in log
+    assert "'trim_padding': 100" not in log  # the config's dictionary is not printed

@@ -178,8 +178,9 @@ def test_masks_and_catalog_columns(u_band) -> None:
                      "source_type": "Blob", "mag": 20.0, "n": 1.0, "half_light_radius": 1.0, "q": 1.0, "beta": 0.0})
     result = _run(u_band, catalog)
     out_catalog = result.injected_visit_image_catalog
-    # The far-away source is dropped (outside the padded image), like upstream.
-    assert 99 not in out_catalog["injection_id"]
+    # The far-away source is not drawn; it stays in the catalog flagged NO_OVERLAP (issue 26).
+    far = out_catalog[out_catalog["injection_id"] == 99]
+    assert list(far["injection_flag"]) == [InjectionFlag.NO_OVERLAP] and np.isnan(far["injection_flux"][0])
     unknown = out_catalog[out_catalog["injection_id"] == 100]
     assert unknown["injection_flag"][0] & InjectionFlag.TYPE_UNKNOWN
     good = out_catalog[out_catalog["injection_flag"] == 0]

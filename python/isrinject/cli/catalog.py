@@ -50,16 +50,22 @@ def _add_validation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(table: Any, args: argparse.Namespace) -> Any:
+    from ..engine.catalog.plausibility import DEFAULT_PLAUSIBLE_MAG_RANGE, implausible_magnitude_message
     from ..engine.catalog.validate import validate_catalog
 
-    return validate_catalog(
+    validated = validate_catalog(
         table,
         column_names=_column_map(args.column),
         pixel_scale_arcsec=args.pixel_scale,
         max_draw_size=args.max_draw_size,
         stamp_prefix=args.stamp_prefix,
         check_stamps=not args.no_check_stamps,
+        hint_style="cli",
     )
+    # Legal but implausible magnitudes are ingested; say so now, not only when the task runs.
+    if message := implausible_magnitude_message(validated, DEFAULT_PLAUSIBLE_MAG_RANGE):
+        _LOG.warning("%s", message)
+    return validated
 
 
 def _error(message: str) -> int:

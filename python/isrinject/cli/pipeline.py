@@ -43,6 +43,12 @@ def make_injection_pipeline_main(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"isrinject: error: {err}", file=sys.stderr)
         return 1
+    except ImportError as err:  # a task class of a pipeline file is not importable
+        from ..tasks.messages import task_import_message
+
+        pipelines = [args.reference_pipeline, args.injection_pipeline, *(args.additional_pipelines or ())]
+        print(f"isrinject: error: {task_import_message(err, pipelines)}", file=sys.stderr)
+        return 1
     if args.filename:
         if os.path.exists(args.filename):
             os.remove(args.filename)  # write_to_uri does not replace files

@@ -42,6 +42,7 @@ from ..sim.camera import COMCAM_FULL_WELL_ELECTRONS, amplifier_boxes
 from ..sim.isr import AB_MAG_OF_ONE_NJY
 from ..tasks.provenance import record_isr_flat
 from .difference import put_difference_image, register_difference_image
+from .galaxies import HALF_LIGHT_RADIUS_RANGE, SERSIC_N_RANGE, edge_margins
 from .repo import (
     RepoLayout,
     certify_calibration,
@@ -182,21 +183,30 @@ def _detector_center(detector: int, shape: tuple[int, int], index: int) -> tuple
 def _sources(
     rng: np.random.Generator, n: int, source_types: Sequence[str], shape: tuple[int, int], margin: float
 ) -> Table:
-    """Pixel positions, types, shapes and a magnitude quantile per source."""
+    """Pixel positions, types, shapes and a magnitude quantile per source;
+    galaxies are sized to the detector and kept half a stamp from its edges
+    (`isrinject.demo.galaxies`)."""
     ny, nx = shape
     kinds = [source_types[i % len(source_types)] for i in range(n)]
-    return Table(
+    table = Table(
         {
-            "x": rng.uniform(margin, nx - 1 - margin, n),
-            "y": rng.uniform(margin, ny - 1 - margin, n),
+            "x": rng.uniform(0.0, 1.0, n),  # fractions of the allowed span, set below
+            "y": rng.uniform(0.0, 1.0, n),
             "source_type": kinds,
             "quantile": rng.uniform(0, 1, n),
-            "n": rng.uniform(0.8, 3.0, n),
-            "half_light_radius": rng.uniform(0.4, 1.5, n),
+            "n": rng.uniform(*SERSIC_N_RANGE, n),
+            "half_light_radius": rng.uniform(*HALF_LIGHT_RADIUS_RANGE, n),
             "q": rng.uniform(0.4, 1.0, n),
             "beta": rng.uniform(0.0, 180.0, n),
         }
     )
+    worst_seeing = max(p.psf_fwhm_arcsec for p in BAND_PARAMETERS.values())
+    margins = edge_margins(np.asarray(kinds), np.asarray(table["n"]), np.asarray(table["half_light_radius"]),
+                           np.asarray(table["q"]), shape=shape, psf_fwhm=worst_seeing,
+                           pixel_scale=PIXEL_SCALE_ARCSEC, point_margin=margin)
+    table["x"] = margins + table["x"] * (nx - 1 - 2 * margins)
+    table["y"] = margins + table["y"] * (ny - 1 - 2 * margins)
+    return table
 
 
 def _flats_and_seed(

@@ -79,7 +79,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="S/N of the faintest injected sources; below ≈ 5 the completeness curve drops "
                              "(default: %(default)s).")
     parser.add_argument("--keep", action="store_true",
-                        help="Keep the temporary repository (printed) instead of deleting it.")
+                        help="Keep the temporary repository instead of deleting it (the demo ends by printing "
+                             "where it is and the commands to use it; --repo DIR is always kept).")
     parser.set_defaults(func=main)
     return parser
 
@@ -125,11 +126,13 @@ def _tables(visits: dict[str, VisitDiagnosis]) -> tuple[str, str, str]:
 def main(args: argparse.Namespace) -> int:
     """Run the demo; return 0 if every band passes."""
     from .build import build_demo_repo, load_demo_repo
+    from .notes import repository_note
     from .run import diagnose_demo, run_pipetask
 
     start = time.monotonic()
     temporary = args.repo is None
     root = Path(tempfile.mkdtemp(prefix="isrinject-demo-")) if temporary else args.repo
+    pipetask_command: list[str] | None = None  # for the closing note, once pipetask has run
     try:
         if (root / "demo.json").exists():
             demo = load_demo_repo(root)
@@ -146,6 +149,7 @@ def main(args: argparse.Namespace) -> int:
         print("Running pipetask ...", flush=True)
         result = run_pipetask(demo.root, demo.layout.inputs,
                               do_illumination_correction=demo.do_illumination_correction)
+        pipetask_command = result.command
         print("  " + " ".join(result.command))
         if result.returncode != 0:
             print(result.stderr[-5000:], file=sys.stderr)
@@ -184,7 +188,7 @@ def main(args: argparse.Namespace) -> int:
               f"total {time.monotonic() - start:.1f} s.")
         return 0 if n_pass == len(visits) and n_gain_fail == len(visits) and bright_passed else 1
     finally:
-        if temporary and not args.keep:
+        kept = not temporary or args.keep
+        if not kept:
             shutil.rmtree(root, ignore_errors=True)
-        elif temporary:
-            print(f"Kept the repository {root}")
+        print(repository_note(root, kept=kept, pipetask_command=pipetask_command))

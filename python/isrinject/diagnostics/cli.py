@@ -32,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "(forced PSF photometry pulls, detection completeness; JSON and completeness/pull PNGs). With fewer than "
             f"{MIN_REAL_PIXELS} real pixels above 5σ (a sparse field) the real-vs-injected comparisons are "
             "reported as not available and the verdict uses the checks that ran. " + criteria_text() + ". "
-            "Exit code 0: every visit passed; 1: some visit failed; 2: a dataset is missing or bad input."
+            "Exit code 0: every visit passed; 1: some visit failed; 2: a dataset is missing or bad input; "
+            "3: nothing was injected (every catalog row flagged), so nothing was checked."
         ),
     )
     parser.add_argument("-b", "--butler", "--repo", dest="repo", required=True, help="Butler repository.")
@@ -102,6 +103,12 @@ def run(args: argparse.Namespace) -> int:
     except (LookupError, ValueError) as err:
         print(f"isrinject diagnose: error: {err}", file=sys.stderr)
         return 2
+    empty = [v.visit for v in result.visits if v.nothing_injected]
+    if result.nothing_injected:
+        print(f"Wrote {len(result.paths)} files to {args.output}; nothing injected — nothing to check (visits "
+              f"{empty}: every catalog row is flagged; the pipetask log and injection_flag say why).")
+        return 3
+    note = f" (nothing injected in visits {empty})" if empty else ""
     print(f"Wrote {len(result.paths)} files to {args.output}; "
-          f"{'all visits passed' if result.passed else 'SOME VISITS FAILED'}.")
+          f"{'all visits with injected sources passed' if result.passed else 'SOME VISITS FAILED'}{note}.")
     return 0 if result.passed else 1

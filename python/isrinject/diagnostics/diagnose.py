@@ -73,6 +73,7 @@ from ..engine.flags import FATAL_FLAGS
 from ..engine.inject import INJECTION_RESULT_COLUMNS, inject_sources
 from ..engine.masks import mask_bits
 from ..tasks.visit import VisitInjectConfig
+from .advice import NOTHING_INJECTED, missing_collections_message, nothing_injected_line
 from .results import CatalogChecks, DiagnosisResult, RegionData, VisitDiagnosis
 from .stats import (
     DetectorPixels,
@@ -84,6 +85,10 @@ from .stats import (
 from .verdict import Verdict, criteria, verdict
 
 _LOG = logging.getLogger(__name__)
+#: The noiseless re-render's logger: its warnings about the catalog repeat
+#: what the run logged, so only errors are shown.
+_RERENDER_LOG = logging.getLogger(f"{__name__}.rerender")
+_RERENDER_LOG.setLevel(logging.ERROR)
 
 #: Columns the task adds to the injection catalog (dropped before re-rendering).
 _OUTPUT_COLUMNS = ("x", "y", *INJECTION_RESULT_COLUMNS)
@@ -288,7 +293,7 @@ def _detector_regions(
     rng = np.random.default_rng([seed, visit_id, detector_id])
     noiseless = inject_sources(
         original, rows, flat=flat, illumination=illumination, config=noiseless_config, rng=rng,
-        log=_LOG, visit_id=visit_id,
+        log=_RERENDER_LOG, visit_id=visit_id,
     )
     i0 = np.asarray(original.image.array, np.float64)
     v0 = np.asarray(original.variance.array, np.float64)
@@ -579,10 +584,13 @@ def diagnose(
     """
     outputs = _as_collections(collections)
     inputs = outputs if input_collections is None else _as_collections(input_collections)
+    if message := missing_collections_message(butler, [*outputs, *inputs]):
+        raise LookupError(message)
     instrument = _instrument(butler, instrument)
     if config is None:
         ref = _find(butler, config_dataset, {}, outputs,
-                    hint="Pass config= (or --config-dataset <label>_config) for the configuration of the run.")
+                    hint="Are these the pipetask -o output collections? If the task label is not inject_visit, "
+                    "pass --config-dataset <label>_config (or config= in Python).")
         config = butler.get(ref)
     run = _Run(
         butler=butler, instrument=instrument, collections=outputs, input_collections=inputs, config=config,
@@ -649,17 +657,21 @@ def _diagnose_visit(
         )
     ]
     detectors = sorted({r.detector for r in regions})
-    stats_isr = injection_statistics([r.pixels for r in regions], seed=run.seed)
-    verdict_isr = verdict(stats_isr)
-    stats_gain: InjectionStatistics | None = None
-    verdict_gain: Verdict | None = None
-    if run.compare_gain_only:
-        stats_gain = injection_statistics(
-            [r.gain_only_pixels for r in regions if r.gain_only_pixels is not None], seed=run.seed
-        )
-        verdict_gain = verdict(stats_gain)
     per_detector = {r.detector: r for r in regions}.values()
     sources = Table(np.concatenate([np.asarray(r.sources) for r in per_detector]))
+    nothing_injected = not np.any(sources["injected"])
+    # Statistics of empty pixel sets are NaN by design (the verdict says n/a):
+    # numpy need not warn about them.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stats_isr = injection_statistics([r.pixels for r in regions], seed=run.seed)
+        verdict_isr = verdict(stats_isr)
+        stats_gain: InjectionStatistics | None = None
+        verdict_gain: Verdict | None = None
+        if run.compare_gain_only:
+            stats_gain = injection_statistics(
+                [r.gain_only_pixels for r in regions if r.gain_only_pixels is not None], seed=run.seed
+            )
+            verdict_gain = verdict(stats_gain)
     config = run.config
     summary: dict[str, Any] = {
         "visit": visit_id, "band": band, "instrument": run.instrument, "detectors": detectors,
@@ -677,13 +689,16 @@ def _diagnose_visit(
     }
     if stats_gain is not None and verdict_gain is not None:
         summary["gain_only"] = statistics_dict(stats_gain, verdict_gain)
-    checks = _catalog_checks(regions) if run.catalog_checks else {}
+    if nothing_injected:
+        summary["status"] = NOTHING_INJECTED
+        summary["isrinject"]["passed"] = None
+    checks = _catalog_checks(regions) if run.catalog_checks and not nothing_injected else {}
     if checks:
         summary["catalog_checks"] = _json_ready({label: c.as_dict() for label, c in checks.items()})
     diagnosis = VisitDiagnosis(
         visit=visit_id, band=band, detectors=detectors, unit=regions[0].unit,
         statistics=stats_isr, verdict=verdict_isr, gain_only=stats_gain, gain_only_verdict=verdict_gain,
-        sources=sources, summary=summary, catalog_checks=checks,
+        sources=sources, summary=summary, catalog_checks=checks, nothing_injected=nothing_injected,
     )
     return diagnosis, regions
 
@@ -694,7 +709,7 @@ def _write_visit_outputs(
     """Write one visit's PNGs (with ``figures``) and JSON summary; list them in ``diagnosis.paths``."""
     visit_id, band, checks = diagnosis.visit, diagnosis.band, diagnosis.catalog_checks
     stem = f"diagnose_{visit_id}_{band}"
-    if figures:
+    if figures and not diagnosis.nothing_injected:
         from .figures import (
             plot_completeness,
             plot_flux_variance,
@@ -719,8 +734,10 @@ def _write_visit_outputs(
 
 def _progress_line(k: int, n_visits: int, diagnosis: VisitDiagnosis) -> str:
     """One line per visit: both verdicts and the catalog checks."""
-    line = (f"[{k}/{n_visits}] visit {diagnosis.visit} band {diagnosis.band} detectors {diagnosis.detectors}: "
-            f"isrinject {diagnosis.verdict.describe()}")
+    line = f"[{k}/{n_visits}] visit {diagnosis.visit} band {diagnosis.band} detectors {diagnosis.detectors}: "
+    if diagnosis.nothing_injected:
+        return line + nothing_injected_line(np.asarray(diagnosis.sources["injection_flag"]))
+    line += f"isrinject {diagnosis.verdict.describe()}"
     if diagnosis.gain_only_verdict is not None:
         line += f" | flux/gain: {diagnosis.gain_only_verdict.describe()}"
     for label, c in diagnosis.catalog_checks.items():
@@ -741,5 +758,7 @@ def _overall_summary(results: list[VisitDiagnosis]) -> dict[str, Any]:
             record["catalog_checks"] = {label: {k: c[k] for k in ("pulls", "completeness")}
                                         for label, c in v.summary["catalog_checks"].items()}
         records.append(record)
-    return {"passed": all(v.passed for v in results), "criteria": criteria(), "visits": records}
+    checked = [v for v in results if not v.nothing_injected]
+    return {"passed": bool(checked) and all(v.passed for v in checked), "criteria": criteria(), "visits": records,
+            "nothing_injected": [v.visit for v in results if v.nothing_injected]}
 

@@ -144,6 +144,9 @@ class VisitDiagnosis:
     """label → forced photometry and completeness (``catalog_checks=True``)."""
     paths: list[Path] = dataclasses.field(default_factory=list)
     """Files written."""
+    nothing_injected: bool = False
+    """No source of the visit was injected (every catalog row flagged): no
+    check had pixels to look at; neither passed nor failed."""
 
     @property
     def passed(self) -> bool:
@@ -162,8 +165,14 @@ class DiagnosisResult:
 
     @property
     def passed(self) -> bool:
-        """True when every visit passed."""
-        return all(v.passed for v in self.visits)
+        """True when every visit with injected sources passed (and there is one)."""
+        checked = [v for v in self.visits if not v.nothing_injected]
+        return bool(checked) and all(v.passed for v in checked)
+
+    @property
+    def nothing_injected(self) -> bool:
+        """True when no visit had an injected source: nothing was checked."""
+        return bool(self.visits) and all(v.nothing_injected for v in self.visits)
 
     def by_band(self) -> dict[str, VisitDiagnosis]:
         """band → diagnosis (the last visit of each band)."""

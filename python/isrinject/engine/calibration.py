@@ -69,14 +69,14 @@ from .masks import mask_bits
 _LOG = logging.getLogger(__name__)
 
 #: Where the photometric scaling c comes from (``VisitInjectConfig.scaling_source``).
-type ScalingSource = Literal["visit_image", "empirical", "config"]
+type ScalingSource = Literal["visit_image", "empirical", "constant"]
 
 #: Every `ScalingSource` and what it means (the config's choices).
 SCALING_SOURCES: dict[ScalingSource, str] = {
     "visit_image": "The VisitImage's photometric_scaling; an nJy image without a usable one falls "
     "back to the empirical fit (logged).",
     "empirical": "A per-amplifier fit of V·(f·R)² against f·R·I over the real pixels.",
-    "config": "The constant photometric_scaling [nJy/e⁻] of the configuration.",
+    "constant": "The constant photometric_scaling [nJy/e⁻] of the configuration (formerly 'config').",
 }
 
 
@@ -373,7 +373,7 @@ def fit_scaling_per_amplifier(
         raise CalibrationError(
             "Empirical fit of V·(f·R)² against f·R·I failed on every amplifier ("
             + "; ".join(failures)
-            + "). Give c instead: config.scaling_source='config' and config.photometric_scaling "
+            + "). Give c instead: config.scaling_source='constant' and config.photometric_scaling "
             "[nJy/e⁻] (from visit_summary: the flux of a source of magnitude zeroPoint, "
             "(zeroPoint * astropy.units.ABmag).to_value('nJy'))."
         )
@@ -566,10 +566,10 @@ def build_calibration(
         suspect_level=getattr(config, "suspect_level", None),
     )
     source = config.scaling_source
-    if source == "config":
+    if source == "constant":
         if config.photometric_scaling is None:
-            raise CalibrationError("scaling_source='config' needs config.photometric_scaling [nJy/e⁻].")
-        return PixelCalibration(visit_image.bbox, amps, None, config.photometric_scaling, image_per_njy, "config")
+            raise CalibrationError("scaling_source='constant' needs config.photometric_scaling [nJy/e⁻].")
+        return PixelCalibration(visit_image.bbox, amps, None, config.photometric_scaling, image_per_njy, "constant")
     if source == "visit_image":
         field = _visit_image_scaling(visit_image, log)
         if field is not None:
@@ -581,7 +581,7 @@ def build_calibration(
                     "The visit image is in electrons and has no usable photometric_scaling; set "
                     "config.photometric_scaling [nJy/e⁻] to convert magnitudes."
                 )
-            return PixelCalibration(visit_image.bbox, amps, None, config.photometric_scaling, None, "config")
+            return PixelCalibration(visit_image.bbox, amps, None, config.photometric_scaling, None, "constant")
         log.warning(
             "Visit image in %s has no usable photometric_scaling; fitting c per amplifier from V·(f·R)² "
             "against f·R·I instead.",

@@ -37,6 +37,7 @@ from lsst.utils.logging import LsstLoggers
 
 from .calibration import CalibrationConfig, CalibrationError, CalibrationPlanes, PixelCalibration, calibration_planes
 from .catalog import check_catalog, standardize_columns
+from .catalog.plausibility import implausible_magnitude_message, nothing_injected_message, off_image_message
 from .draw import FitsAlignment, RenderSettings, SourceSpec, draw_source, local_jacobian, sky_to_pixel
 from .draw.psf_cache import PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
@@ -70,6 +71,10 @@ class InjectionConfig(CalibrationConfig, Protocol):
 
     @property
     def trim_padding(self) -> int: ...
+    @property
+    def keep_off_image_rows(self) -> bool: ...
+    @property
+    def plausible_mag_range(self) -> Sequence[float]: ...
     @property
     def selection(self) -> str | None: ...
     @property
@@ -156,6 +161,7 @@ def inject_sources(
     log: LsstLoggers = _LOG,
     visit_id: int = 0,
     in_place: bool = False,
+    off_image_level: int = logging.WARNING,
 ) -> InjectionResult:
     """Inject a composed catalog into a copy of ``visit_image`` (or into
     ``visit_image`` itself when ``in_place``).
@@ -179,6 +185,10 @@ def inject_sources(
         The visit, for messages and the ``{visit}`` of ``config.selection``.
     in_place
         Inject into ``visit_image`` itself.
+    off_image_level
+        Log level of the message about rows centred off the image when some
+        rows are on it (`logging.INFO` for the htm7 shards of a quantum, which
+        cover the neighbouring detectors too); always a warning when no row is.
 
     Raises
     ------
@@ -191,7 +201,7 @@ def inject_sources(
         raise CalibrationError(f"The visit image of {where} has no sky projection (WCS): sources cannot be placed.")
     calibration_used = calibration_planes(visit_image, flat, illumination, config, log, where)
     psf = _usable_psf(visit_image, log, where)
-    catalog, flags, sources = _located_catalog(catalog, visit_image, config, log, where, visit_id)
+    catalog, flags, sources = _located_catalog(catalog, visit_image, config, log, where, visit_id, off_image_level)
 
     output = visit_image if in_place else visit_image.copy()
     core_name = f"{config.mask_plane_name}_CORE"
@@ -206,7 +216,13 @@ def inject_sources(
     x = np.asarray(catalog["x"], dtype=float)
     y = np.asarray(catalog["y"], dtype=float)
     _centre_values(columns, x, y, planes, calibration_used.calibration)
-    flux = _fluxes_in_image_units(catalog, calibration_used.calibration, x, y, flags, log)
+    # Rows kept off the padded image are not drawn: their c is read at the
+    # image centre, not extrapolated far outside the field's domain.
+    off = (flags & InjectionFlag.NO_OVERLAP) != 0
+    flux = _fluxes_in_image_units(
+        catalog, calibration_used.calibration, np.where(off, visit_image.bbox.x.center, x),
+        np.where(off, visit_image.bbox.y.center, y), flags, log,
+    )
     draw_sizes = np.asarray(catalog["injection_draw_size"], dtype=np.int64).copy()
     batch = _StampBatch(planes, calibration_used.calibration, config, rng, columns, flags)
     batch.saturation = _saturation_treatment(output, planes, calibration_used, config)
@@ -225,6 +241,8 @@ def inject_sources(
         n_injected, len(catalog), calibration_used.calibration.scaling_source,
         ", ".join(f"{k}({v})" for k, v in counts.items() if v) or "none",
     )
+    if n_injected == 0 and len(catalog):
+        log.warning("%s", nothing_injected_message(counts, len(catalog), where))
     output.metadata["INJECTED"] = "visit_image"
     output.metadata["INJECTION_N_SOURCES"] = n_injected
     return InjectionResult(image=output, catalog=catalog, planes=calibration_used)
@@ -273,11 +291,18 @@ def _usable_psf(visit_image: VisitImage, log: LsstLoggers, where: str) -> PointS
 
 
 def _located_catalog(
-    catalog: Table, visit_image: VisitImage, config: InjectionConfig, log: LsstLoggers, where: str, visit_id: int
+    catalog: Table,
+    visit_image: VisitImage,
+    config: InjectionConfig,
+    log: LsstLoggers,
+    where: str,
+    visit_id: int,
+    off_image_level: int = logging.WARNING,
 ) -> tuple[Table, np.ndarray, list[SourceSpec | None]]:
     """Standardise, select, locate and check the catalog rows: the rows kept
-    (with absolute ``x``, ``y``), their flags (POSITION_BAD included) and
-    their checked sources (`None` for flagged rows)."""
+    (with absolute ``x``, ``y``), their flags (POSITION_BAD, and NO_OVERLAP
+    for rows centred off the padded image, included) and their checked
+    sources (`None` for flagged rows)."""
     bbox = visit_image.bbox
     centre_wcs = local_jacobian(visit_image.sky_projection, bbox.x.center, bbox.y.center)
     pixel_scale = float(np.sqrt(abs(centre_wcs.pixelArea())))  # arcsec per pixel
@@ -302,17 +327,29 @@ def _located_catalog(
     )
     dropped = located & ~inside
     if np.any(dropped):
-        log.info(
-            "Dropping %d sources centred outside the image padded by %d px.", int(np.sum(dropped)), config.trim_padding
-        )
-    # Rows without a usable position are kept (flagged POSITION_BAD).
-    catalog = catalog[~dropped]
-    report = check_catalog(catalog, max_draw_size=config.max_draw_size, stamp_prefix=config.stamp_prefix)
+        level = logging.WARNING if np.all(dropped[located]) else off_image_level
+        log.log(level, "%s", off_image_message(
+            catalog, dropped, visit_image, config.trim_padding, kept=config.keep_off_image_rows, where=where
+        ))
+    # Rows without a usable position are kept (flagged POSITION_BAD); rows
+    # off the image are checked only if they could be drawn (a quantum's
+    # htm7 shards hold the neighbouring detectors' rows too).
+    on_image = catalog[~dropped]
+    report = check_catalog(on_image, max_draw_size=config.max_draw_size, stamp_prefix=config.stamp_prefix)
     for problem in report.problems:
         log.warning("Injection catalog: %s", problem)
-    flags = np.asarray(catalog["injection_flag"], dtype=np.int64) | np.asarray(report.flags, dtype=np.int64)
-    flags[~located[~dropped]] |= InjectionFlag.POSITION_BAD
-    return catalog, flags, report.sources
+    if message := implausible_magnitude_message(on_image, config.plausible_mag_range):
+        log.warning("Injection catalog for %s: %s", where, message)
+    flags = np.asarray(catalog["injection_flag"], dtype=np.int64)
+    flags[~dropped] |= np.asarray(report.flags, dtype=np.int64)
+    flags[~located] |= InjectionFlag.POSITION_BAD
+    flags[dropped] |= InjectionFlag.NO_OVERLAP
+    sources: list[SourceSpec | None] = [None] * len(catalog)
+    for row, source in zip(np.flatnonzero(~dropped), report.sources):
+        sources[row] = source
+    if config.keep_off_image_rows:
+        return catalog, flags, sources
+    return catalog[~dropped], flags[~dropped], [s for s, off in zip(sources, dropped) if not off]
 
 
 def _add_pixel_positions(catalog: Table, visit_image: VisitImage) -> Table:
@@ -351,10 +388,10 @@ def _add_pixel_positions(catalog: Table, visit_image: VisitImage) -> Table:
 
 
 def _centre_pixels(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer pixel of each position (far off the image where not finite)."""
+    """Integer pixel of each position (far off the image where not finite or huge)."""
     return (
-        np.floor(np.nan_to_num(x, nan=-1e9) + 0.5).astype(np.int64),
-        np.floor(np.nan_to_num(y, nan=-1e9) + 0.5).astype(np.int64),
+        np.floor(np.clip(np.nan_to_num(x, nan=-1e9), -1e9, 1e9) + 0.5).astype(np.int64),
+        np.floor(np.clip(np.nan_to_num(y, nan=-1e9), -1e9, 1e9) + 0.5).astype(np.int64),
     )
 
 

@@ -15,14 +15,16 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-from lsst.pex.config import ChoiceField, Config, Field, ListField
+from lsst.pex.config import ChoiceField, Config, Field, FieldValidationError, ListField
 from lsst.pipe.base import PipelineTaskConnections
 from lsst.pipe.base import connectionTypes as cT
 
 from ..engine.calibration import SCALING_SOURCES
+from ..engine.catalog.plausibility import DEFAULT_PLAUSIBLE_MAG_RANGE
 from ..engine.catalog.schema import CONFIGURABLE_COLUMNS
 from ..engine.draw import FITS_ALIGNMENTS
 from ..engine.draw.psf_cache import DEFAULT_SPACING
+from .config_errors import one_line_error, renamed_choice
 
 
 class InjectionInputConnections(
@@ -87,8 +89,22 @@ class InjectionConfigBase(Config):
         default=False,
     )
     trim_padding = Field[int](
-        doc="Sources whose centre falls outside the image bbox grown by this many pixels are dropped.",
+        doc="Sources whose centre falls outside the image bbox grown by this many pixels are not drawn "
+        "(see keep_off_image_rows).",
         default=100,
+    )
+    keep_off_image_rows = Field[bool](
+        doc="Keep the rows centred outside the image padded by trim_padding in the output catalog, "
+        "flagged NO_OVERLAP; False leaves them out (as lsst.source.injection does).",
+        default=True,
+    )
+    plausible_mag_range = ListField[float](
+        doc="Magnitudes [AB] outside [low, high] are injected with a warning (a mag -3 star is a legal "
+        "number but almost certainly a mistake); values outside -10 < mag < 40 are MAG_BAD.",
+        default=list(DEFAULT_PLAUSIBLE_MAG_RANGE),
+        length=2,
+        itemCheck=np.isfinite,
+        listCheck=lambda values: values[0] < values[1],
     )
     selection = Field[str](
         doc="Boolean expression selecting catalog rows, evaluated with ``injection_catalog`` (the "
@@ -110,7 +126,8 @@ class InjectionConfigBase(Config):
         optional=True,
     )
     fits_alignment = ChoiceField[str](
-        doc="How Stamp sources (FITS images) are aligned.", allowed=FITS_ALIGNMENTS, default="pixel"
+        doc="How Stamp sources (FITS images) are aligned.", allowed=FITS_ALIGNMENTS, default="pixel",
+        optional=False,
     )
     stamp_prefix = Field[str](doc="Prefix (e.g. a directory) for the stamp column.", default="")
     inject_variance = Field[bool](doc="Add the injected variance ΔV to the variance plane.", default=True)
@@ -180,12 +197,14 @@ class InjectionConfigBase(Config):
         default=False,
     )
     scaling_source = ChoiceField[str](
-        doc="Where the photometric scaling c (image units per electron) comes from.",
+        doc="Where the photometric scaling c (image units per electron) comes from ('config', its "
+        "former name for 'constant', still works with a deprecation warning).",
         allowed=dict(SCALING_SOURCES),
         default="visit_image",
+        optional=False,
     )
     photometric_scaling = Field[float](
-        doc="Photometric scaling [nJy per electron] used when scaling_source='config', or for an "
+        doc="Photometric scaling [nJy per electron] used when scaling_source='constant', or for an "
         "image in electrons that carries none.  From a visit_summary row: the flux of a source of "
         "magnitude zeroPoint, (zeroPoint * astropy.units.ABmag).to_value('nJy').",
         default=None,
@@ -222,6 +241,28 @@ class InjectionConfigBase(Config):
 
     flat_storage_class = Field[str](doc="Storage class of flat.", default="MaskedImageV2")
     illumination_storage_class = Field[str](doc="Storage class of illuminationCorrection.", default="ImageV2")
+
+    def __setattr__(self, attr: str, value: Any, at: Any = None, label: str = "assignment") -> None:
+        # Refused values fail in one line naming the field, the value and the
+        # allowed values (pex_config prints a Config value as its whole dict).
+        value = renamed_choice(attr, value)
+        try:
+            super().__setattr__(attr, value, at=at, label=label)
+        except FieldValidationError:
+            if attr not in self._fields:
+                raise
+            raise one_line_error(self, attr, value) from None
+
+    def validate(self) -> None:
+        # The same one-line errors for what only validate() checks (a list's
+        # listCheck, a required value left None).
+        try:
+            super().validate()
+        except FieldValidationError as err:
+            value = getattr(self, err.fieldName, None) if err.fieldName in self._fields else None
+            if err.fieldName not in self._fields or isinstance(value, Config):
+                raise
+            raise one_line_error(self, err.fieldName, value) from None
 
     def column_names(self) -> dict[str, str]:
         """Standard column name → configured column name (``col_<name>``)."""

@@ -15,6 +15,7 @@ __all__ = [
 ]
 
 import dataclasses
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any, cast
@@ -42,6 +43,7 @@ from .call import run_inputs
 from .files import resolve_file_arguments
 from .inputs import read_flat
 from .marking import mark_injected_catalog, mark_injected_image
+from .messages import no_catalog_message
 from .provenance import check_recorded_flat
 from .shared import InjectionConfigBase, InjectionInputConnections
 
@@ -115,7 +117,13 @@ class VisitInjectTask(PipelineTask):
             where=f"Quantum {dict(inputRefs.visit_image.dataId.required)}", log=self.log,
         )
         inputs["flat"] = read_flat(inputs["flat"], with_variance=self.config.include_flat_variance)
-        outputs = self.run(**inputs, in_place=True)
+        if not inputRefs.injection_catalogs:
+            self.log.warning("%s", no_catalog_message(
+                VisitInjectConnections(config=self.config).injection_catalogs.name,
+                dict(inputRefs.visit_image.dataId.required),
+                self.config.process_all_data_ids,
+            ))
+        outputs = self.run(**inputs, in_place=True, catalogs_are_shards=True)
         del inputs
         release_freed_memory()
         butlerQC.put(outputs, outputRefs)
@@ -128,6 +136,7 @@ class VisitInjectTask(PipelineTask):
         flat: MaskedImage | Image | str | os.PathLike[str] | None = None,
         illumination_correction: Image | MaskedImage | str | os.PathLike[str] | None = None,
         in_place: bool = False,
+        catalogs_are_shards: bool = False,
         input_exposure: VisitImage | None = None,
         psf: Any = None,
         photo_calib: Any = None,
@@ -165,6 +174,11 @@ class VisitInjectTask(PipelineTask):
             Inject into ``visit_image`` itself (it becomes the output) instead
             of a copy; `runQuantum` does, as the butler's object is the
             quantum's own.
+        catalogs_are_shards
+            The catalogs are the htm7 shards overlapping the image (as in
+            `runQuantum`), which hold the neighbouring detectors' rows too:
+            rows centred off the image are logged at INFO, not as a warning
+            (a warning still when no row is on the image).
 
         Returns
         -------
@@ -195,11 +209,19 @@ class VisitInjectTask(PipelineTask):
         seed = np.random.SeedSequence([self.config.noise_seed, visit_id, detector_id])
         rng = np.random.Generator(np.random.PCG64(seed))
         catalog = catalog_at_exposure(compose_catalog(inputs.catalogs), inputs.visit_image, visit_id, self.log)
-        if len(catalog) == 0 and not self.config.process_all_data_ids:
-            raise NoWorkFound(
-                f"No injection catalog rows for visit {visit_id}, detector {detector_id}; "
-                "set process_all_data_ids=True to write the image anyway."
-            )
+        if len(catalog) == 0:
+            given = f"{len(inputs.catalogs)} catalog(s) given, all empty" if inputs.catalogs else "no catalog given"
+            message = f"No injection catalog rows for visit {visit_id}, detector {detector_id} ({given})"
+            # NoWorkFound is logged at INFO by pipetask: say it louder (runQuantum
+            # has already said why when it received no catalog at all).
+            loud = not (catalogs_are_shards and not inputs.catalogs)
+            if not self.config.process_all_data_ids:
+                if loud:
+                    self.log.warning("%s: nothing injected, no output written (process_all_data_ids=True "
+                                     "writes a copy of the image).", message)
+                raise NoWorkFound(f"{message}; set process_all_data_ids=True to write the image anyway.")
+            if loud:
+                self.log.warning("%s: the output is a copy of the input image.", message)
         illumination = cast(
             "Image | MaskedImage | None",
             illumination_correction if self.config.do_illumination_correction else None,
@@ -207,6 +229,7 @@ class VisitInjectTask(PipelineTask):
         result = inject_sources(
             inputs.visit_image, catalog, flat=inputs.flat, illumination=illumination, config=self.config,
             rng=rng, log=self.log, visit_id=visit_id, in_place=in_place,
+            off_image_level=logging.INFO if catalogs_are_shards else logging.WARNING,
         )
         mark_injected_image(result.image, self.config)
         mark_injected_catalog(result.catalog, self.config)

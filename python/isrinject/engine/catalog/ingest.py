@@ -116,9 +116,14 @@ def ingest_injection_catalog(
         table = vstack(list(table)) if len(table) else Table()
     missing = [name for name in ("ra", "dec") if name not in table.colnames]
     if missing:
+        from .plausibility import column_suggestion
+
+        found = {name: column_suggestion(name, table.colnames) for name in missing}
+        hint = " ".join(f"--column {name}={column}" for name, column in found.items() if column)
         raise ValueError(
             f"Cannot shard the injection catalog by HTM7: column(s) {missing} missing "
-            f"(columns are {table.colnames}); rename them to 'ra'/'dec' in degrees."
+            f"(columns are {table.colnames}); rename them to 'ra'/'dec' in degrees"
+            + (f" (isrinject ingest-catalog: {hint})." if hint else ".")
         )
     ra = np.ma.getdata(table["ra"]).astype(float)
     dec = np.ma.getdata(table["dec"]).astype(float)

@@ -41,6 +41,7 @@ from ..draw.profiles import (
     profile_parameters,
 )
 from ..flags import InjectionFlag
+from .plausibility import HintStyle, match_source_type, missing_column_hint, source_type_hint
 from .schema import BOOKKEEPING_COLUMNS, normalize_source_types, standardize_columns
 
 #: How many offending values/rows a problem message quotes before "...".
@@ -204,8 +205,10 @@ def _present_values(catalog: Table, name: str) -> np.ndarray:
 class _Checker:
     """Accumulates flags and problems while checking one catalog."""
 
-    def __init__(self, catalog: Table):
+    def __init__(self, catalog: Table, hint_style: HintStyle = "task"):
         self.catalog = catalog
+        self.hint_style: HintStyle = hint_style
+        """How missing-column messages say to rename a column (`missing_column_hint`)."""
         self.n_rows = len(catalog)
         self.colnames = set(catalog.colnames)
         self.all_rows = np.ones(self.n_rows, dtype=bool)
@@ -243,6 +246,12 @@ class _Checker:
         )
         self.add(column, flag, rows, f"{what} (values: {_quote(distinct)})")
 
+    def missing(self, column: str, flag: InjectionFlag, message: str, *standards: str) -> None:
+        """Flag every row for a missing required column, suggesting the
+        catalog column that probably holds it (`missing_column_hint`)."""
+        hints = "".join(missing_column_hint(s, self.catalog.colnames, self.hint_style) for s in standards or (column,))
+        self.add(column, flag, self.all_rows, message + hints)
+
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float | np.floating):
@@ -253,26 +262,31 @@ def _fmt(value: Any) -> str:
 def _check_source_types(check: _Checker) -> None:
     """TYPE_UNKNOWN; sets the canonical type of every row (each distinct value canonicalised once)."""
     if "source_type" not in check.colnames:
-        check.add("source_type", InjectionFlag.TYPE_UNKNOWN, check.all_rows, "required column 'source_type' is missing")
+        check.missing("source_type", InjectionFlag.TYPE_UNKNOWN, "required column 'source_type' is missing")
         return
     user_types = normalize_source_types(check.catalog["source_type"]).astype(object)
     unknown = np.zeros(check.n_rows, dtype=bool)
+    hints = []
     for value in np.unique(user_types.astype(str)) if check.n_rows else []:
         rows = user_types == value
         try:
-            check.types[rows] = canonical_source_type(value)
+            # Any case is accepted: 'star' is 'Star', 'sersic' is 'Sersic'.
+            check.types[rows] = canonical_source_type(match_source_type(value) or value)
         except ValueError:
             unknown |= rows
+            if hint := source_type_hint(value):
+                hints.append(f"{str(value)!r}{hint}")
     check.add_values(
         "source_type", InjectionFlag.TYPE_UNKNOWN, unknown, user_types,
-        "unknown source_type (expected a GalSim profile name, Star, Stamp or Trail)",
+        "unknown source_type (expected a GalSim profile name, Star, Stamp or Trail; isrinject show-source-types "
+        "lists them)" + (": " + ", ".join(hints) if hints else ""),
     )
 
 
 def _check_magnitudes(check: _Checker, mag_range: tuple[float, float]) -> None:
     """MAG_BAD: no ``mag`` column, masked/NaN/non-numeric or outside ``mag_range``."""
     if "mag" not in check.colnames:
-        check.add("mag", InjectionFlag.MAG_BAD, check.all_rows, "required column 'mag' is missing")
+        check.missing("mag", InjectionFlag.MAG_BAD, "required column 'mag' is missing")
         return
     mag, present, numeric = _float_values(check.catalog, "mag")
     check.add_values(
@@ -291,9 +305,9 @@ def _check_positions(check: _Checker) -> None:
     has_sky = {"ra", "dec"} <= check.colnames
     has_pixel = {"x", "y"} <= check.colnames
     if not has_sky and not has_pixel:
-        check.add(
-            "ra/dec or x/y", InjectionFlag.POSITION_BAD, check.all_rows,
-            "no position columns: need 'ra' and 'dec' or 'x' and 'y'",
+        check.missing(
+            "ra/dec or x/y", InjectionFlag.POSITION_BAD, "no position columns: need 'ra' and 'dec' or 'x' and 'y'",
+            "ra", "dec",
         )
         return
     sky_ok = np.zeros(check.n_rows, dtype=bool)
@@ -537,6 +551,7 @@ def check_catalog(
     stamp_prefix: str = "",
     mag_range: tuple[float, float] = (-10.0, 40.0),
     check_stamps: bool = True,
+    hint_style: HintStyle = "task",
 ) -> CatalogReport:
     """Check every row of a standardized injection catalog.
 
@@ -555,6 +570,11 @@ def check_catalog(
         Allowed (min, max) magnitudes, exclusive.
     check_stamps
         Check that the FITS files of ``Stamp`` rows exist.
+    hint_style
+        How a missing required column's message says to rename the column
+        that probably holds it: ``"cli"`` (``--column``) or ``"task"``
+        (``config.col_*``); see
+        `isrinject.engine.catalog.plausibility.missing_column_hint`.
 
     Returns
     -------
@@ -576,7 +596,7 @@ def check_catalog(
     values of optional columns count as absent (``vstack`` masks the shape
     columns of Star rows).
     """
-    check = _Checker(catalog)
+    check = _Checker(catalog, hint_style)
     _check_source_types(check)
     _check_magnitudes(check, mag_range)
     _check_positions(check)
@@ -621,7 +641,7 @@ def validate_catalog(
         Passed to `standardize_columns`.
     **kwargs
         Passed to `check_catalog` (``max_draw_size``, ``stamp_prefix``,
-        ``mag_range``, ``check_stamps``).
+        ``mag_range``, ``check_stamps``, ``hint_style``).
 
     Returns
     -------
