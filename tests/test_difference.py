@@ -190,8 +190,8 @@ def test_missing_scaling_says_what_to_configure(difference_image: DifferenceImag
                        "config.photometric_scaling"):
         _run(unscaled, _flat(d.bbox))
     # Given as a constant, it works (the fixture's own value).
-    result = _run(unscaled, _flat(d.bbox), scaling_source="config", photometric_scaling=0.4974)
-    assert result.injected_difference_image_catalog.meta["scaling_source"] == "config"
+    result = _run(unscaled, _flat(d.bbox), scaling_source="constant", photometric_scaling=0.4974)
+    assert result.injected_difference_image_catalog.meta["scaling_source"] == "constant"
     config = DifferenceInjectConfig()
     config.scaling_source = "empirical"
     with pytest.raises(ValueError, match="difference pixels do not follow"):

@@ -105,7 +105,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "-c", "--config", action="append", metavar="NAME=VALUE",
         help="VisitInjectConfig override, parsed as pipetask -c does, e.g. -c noise_seed=3 "
-        "-c \"scaling_source='config'\" (strings need their own quotes).",
+        "-c \"scaling_source='constant'\" (strings need their own quotes).",
     )
     parser.add_argument(
         "-C", "--config-file", action="append", metavar="FILE", help="pex_config override file (as pipetask -C)."

@@ -356,7 +356,7 @@ def _check_scaling(difference_image: VisitImage, config: InjectionConfig) -> Non
         raise CalibrationError(
             "A difference image needs its photometric scaling c: it carries none (or "
             f"scaling_source={config.scaling_source!r}), and c cannot be fitted from difference pixels. "
-            "Set config.scaling_source='config' and config.photometric_scaling [nJy/e⁻] (the science "
+            "Set config.scaling_source='constant' and config.photometric_scaling [nJy/e⁻] (the science "
             "visit's visit_summary zero point: (zeroPoint * astropy.units.ABmag).to_value('nJy'))."
         )
 
