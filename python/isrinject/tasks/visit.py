@@ -38,6 +38,7 @@ from ..engine.calibration import SCALING_SOURCES
 from ..engine.catalog import compose_catalog
 from ..engine.catalog.schema import CONFIGURABLE_COLUMNS
 from ..engine.draw import FITS_ALIGNMENTS
+from ..engine.draw.extent import DEFAULT_INJECTED_NOISE_FRACTION, DEFAULT_STAMP_NOISE_FRACTION
 from ..engine.draw.psf_cache import DEFAULT_SPACING
 from ..engine.inject import inject_sources
 from ..engine.memory import release_freed_memory
@@ -224,7 +225,23 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         default=DEFAULT_SPACING,
     )
     stamp_size_factor = Field[float](
-        doc="Automatic stamp side as a multiple of GalSim's getGoodImageSize.", default=1.5
+        doc="Largest automatic stamp side as a multiple of GalSim's getGoodImageSize (the side itself when "
+        "stamp_noise_fraction <= 0).",
+        default=1.5,
+    )
+    stamp_noise_fraction = Field[float](
+        doc="Noise-aware stamp extent: an automatic stamp ends where the PSF-convolved model falls below this "
+        "fraction of the local per-pixel sky sigma (from the input variance plane), between the PSF kernel's "
+        "side and stamp_size_factor x GalSim's good size; the default keeps the flux left outside within "
+        "0.1 sigma of each source's own flux error (isrinject.engine.draw.extent). <= 0 draws every automatic "
+        "stamp on its upper bound.",
+        default=DEFAULT_STAMP_NOISE_FRACTION,
+    )
+    injected_noise_fraction = Field[float](
+        doc="<mask_plane_name> is set where a source's noiseless model is at least this fraction of the local "
+        "per-pixel sky sigma (isrinject.engine.noise_level); <= 0 sets it over the whole stamp, as "
+        "lsst.source.injection does.",
+        default=DEFAULT_INJECTED_NOISE_FRACTION,
     )
 
     check_flat_provenance = Field[bool](
