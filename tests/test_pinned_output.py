@@ -18,6 +18,15 @@ the peak of GalSim's exact profile): with the table switched off the old
 pins still held.  ``catalog.meta`` once when the modules moved into
 `isrinject.engine` / `isrinject.tasks`: its ``injection_flag_doc`` string names
 the module of `~isrinject.engine.flags.InjectionFlag` (no number changed).
+``image``, ``variance``, ``mask``, ``injection_draw_size``, ``injection_flux``
+and ``injection_flux_electrons`` once more, with the new
+``injection_truncated_fraction`` pin, when stamps became noise-aware and
+``INJECTED`` a threshold on the model (issue 22,
+`isrinject.engine.draw.extent`): smaller stamps leave out wings below the
+noise (so fewer pixels draw noise and the seeded draws fall differently) and
+``INJECTED`` no longer covers the whole stamp.  With
+``stamp_noise_fraction = injected_noise_fraction = 0`` every old pin still
+held; only the new column was added.
 
 The input is pinned as well: if the simulator changes, the input hashes fail
 first and the output hashes must be re-recorded (``ISRINJECT_PRINT_PINS=1``
@@ -53,13 +62,13 @@ INPUT_PINS = {
 
 #: sha256 of the output planes and of every output catalog column.
 OUTPUT_PINS = {
-    "image": "e93146bf0b6b4cbeda90b5b4ea6d9208e38781770106ff608e349cf6581e4526",
-    "variance": "a4fb9a3394bf03a2f9a0f0a7982f3e78c92a3beddb09591937e13e34e93e8897",
-    "mask": "68d00dec78d8ddd3bd6158ac974cd82322366cef71a3d48c44df8201ca433094",
+    "image": "5a8850638de9909d68fc9fcb53d0ed17cfebe5faefb775fd289bc1671a9dc883",
+    "variance": "0dee697a7e77177cb978145f36af2fb84711ee3de2ad6d09a3d56a616fa4a468",
+    "mask": "9002a81120fc0d0c7624f664c1daa28459ee65c9260b22884d911d6347ed2bf6",
     "mask_planes": "ab9943008abe515bdb1a30ffa73e4608ebb3f6d214c76fcf1d63468d08d633a8",
     "catalog.injection_id": "84ca4f50986f859425dcfceda2b5fe6bd467aa7c5fe638ba980433b5ab47761f",
-    "catalog.injection_flag": "df91ffd52a27488dd0b818afe6b34f8e0f9df3a6fecbcbae6ba4bc995cb4ba64",
-    "catalog.injection_draw_size": "d0e6860cbc70b4c34a322e7362a0414c1b7374a29cf6317078117642855f32c6",
+    "catalog.injection_flag": "f01eb11036efef998a1822ec67ce9cbf61190f1e5da3c97479443e6f5fd540ba",
+    "catalog.injection_draw_size": "869855356e951c363a87355b96a5d42e7ee9b51b21fd7917b0342cb3763e3eaf",
     "catalog.ra": "bac472ee9db5265ddfa3d1e380150b943c827ccb42415d2171eedc5a22ab286f",
     "catalog.dec": "b6c2785f8c440b249edcbf1bec72c852d0bfc431305c249da83814fe051c779d",
     "catalog.source_type": "3ed08a4706aa79240627e4b29c87e928ccbfbb451ecb14082f9b5fec31411b44",
@@ -72,11 +81,12 @@ OUTPUT_PINS = {
     "catalog.stamp": "c62c47fa93389c4ce9dec61ffef13a3a1ff34cbfaf7aab92ce144d328e85ab64",
     "catalog.x": "30bfed7ba6b0a407fc12fb2eccb04ca99baa3c82144a412b67a6d1fd51735e10",
     "catalog.y": "3e9020c0f12851ea3ff9e519e19c206ad9aee0107ee8a47141f80c947a5c023e",
-    "catalog.injection_flux": "914dca756c5ab0b5a5467f106ce33d2b296911c6b4795dc1f3139a0a6e340094",
-    "catalog.injection_flux_electrons": "b6cdbd41abcbca6867e691f78620d1b4f53bd8367c90fc12bd180ad4bde13e07",
+    "catalog.injection_flux": "ef6fbceb2fc029e107eb4dc2a492a2fcb2369ce021ceadfcb04d96081c39219e",
+    "catalog.injection_flux_electrons": "1570bac9dbe6df4f2c1fca8028fbc515bd34b4941e23b544128c7e521cb6ec5a",
     "catalog.injection_model_flux": "2c7215a5a26a72d3e5f20baead7b892fe3b15c49a82392d96a21d070ba0c0264",
     "catalog.injection_flat": "e34f67952202e83a17b7af243189af2ac74934e42575f22f6154797778e33e37",
     "catalog.injection_effective_gain": "e09a9b188c0879ee8280d4cb8f80a13da9f0fa60ebc91863446edf63f1a4a7a0",
+    "catalog.injection_truncated_fraction": "ad73bee671e94d974ae669fe2d79eb177784b8865a5254428366aa6a8c3664c7",
     "catalog.meta": "12e3ee980de1812817076ec7191f721aa8a5a3b2b2650ce11f27ef3b4edf5721",
 }
 
