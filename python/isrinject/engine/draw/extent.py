@@ -144,7 +144,9 @@ def flux_half_width(stamp: np.ndarray, profile_flux: float, sigma: float, epsilo
     return int(meets[0]) if meets.size else size // 2
 
 
-def stamp_half_width(stamp: np.ndarray, profile_flux: float, sigma: float, noise_fraction: float, epsilon: float) -> int:
+def stamp_half_width(
+    stamp: np.ndarray, profile_flux: float, sigma: float, noise_fraction: float, epsilon: float
+) -> int:
     """Half-width of the noise-aware box: the larger of `noise_half_width`
     (every pixel outside below t·σ) and `flux_half_width` (flux outside
     ≤ ε·σ_F); ``stamp.shape[0] // 2`` means the box reaches the stamp's edge."""
