@@ -104,6 +104,8 @@ class InjectionConfig(CalibrationConfig, Protocol):
     @property
     def stamp_noise_fraction(self) -> float: ...
     @property
+    def stamp_flux_error_fraction(self) -> float: ...
+    @property
     def injected_noise_fraction(self) -> float: ...
 
     def column_names(self) -> Mapping[str, str]:
@@ -407,6 +409,7 @@ def _draw_sources(
         max_draw_size=config.max_draw_size,
         stamp_size_factor=config.stamp_size_factor,
         stamp_noise_fraction=config.stamp_noise_fraction,
+        stamp_flux_error_fraction=config.stamp_flux_error_fraction,
         psf_cache_spacing=config.psf_cache_spacing,
         # pex_config's ChoiceField has checked the value against FITS_ALIGNMENTS.
         fits_alignment=cast(FitsAlignment, config.fits_alignment),

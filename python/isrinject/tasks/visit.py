@@ -38,7 +38,11 @@ from ..engine.calibration import SCALING_SOURCES
 from ..engine.catalog import compose_catalog
 from ..engine.catalog.schema import CONFIGURABLE_COLUMNS
 from ..engine.draw import FITS_ALIGNMENTS
-from ..engine.draw.extent import DEFAULT_INJECTED_NOISE_FRACTION, DEFAULT_STAMP_NOISE_FRACTION
+from ..engine.draw.extent import (
+    DEFAULT_INJECTED_NOISE_FRACTION,
+    DEFAULT_STAMP_FLUX_ERROR_FRACTION,
+    DEFAULT_STAMP_NOISE_FRACTION,
+)
 from ..engine.draw.psf_cache import DEFAULT_SPACING
 from ..engine.inject import inject_sources
 from ..engine.memory import release_freed_memory
@@ -236,6 +240,12 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         "0.1 sigma of each source's own flux error (isrinject.engine.draw.extent). <= 0 draws every automatic "
         "stamp on its upper bound.",
         default=DEFAULT_STAMP_NOISE_FRACTION,
+    )
+    stamp_flux_error_fraction = Field[float](
+        doc="Noise-aware stamp extent: an automatic stamp also holds all but this fraction of the source's "
+        "sky-limited flux error sigma_F = sigma / sqrt(sum m^2) (m the unit-flux model) of its flux "
+        "(isrinject.engine.draw.extent); <= 0 drops this condition.",
+        default=DEFAULT_STAMP_FLUX_ERROR_FRACTION,
     )
     injected_noise_fraction = Field[float](
         doc="<mask_plane_name> is set where a source's noiseless model is at least this fraction of the local "

@@ -1,15 +1,23 @@
 """Noise-aware stamp extent: draw a source only as far as the noise can see it.
 
 The rule (per source, automatic stamp sizes only)
---------------------------------------------------
+-------------------------------------------------
 With M the noiseless model stamp [image units] (the profile convolved with
-the PSF, pixelized) and σ the local per-pixel sky noise [image units]
-(`isrinject.engine.noise_level.local_sky_sigma`: the square root of the
-median input variance around the source, i.e. after the flat), the stamp is
-the smallest centred square box of odd side ``2h + 1`` such that every pixel
-outside it has
+the PSF, pixelized), F the model's total flux, m = M / F, and σ the local
+per-pixel sky noise [image units] (`isrinject.engine.noise_level.local_sky_sigma`:
+from the input variance plane around the source, i.e. after the flat), the
+stamp is the smallest centred square box of odd side ``2h + 1`` that meets
+both
 
-    M < t · σ,                 t = ``stamp_noise_fraction``,
+1. every pixel outside it has M < t · σ   (t = ``stamp_noise_fraction``);
+2. the flux left outside it, F − Σ_box M (also what lies beyond the drawn
+   stamp), is ≤ ε · σ_F  (ε = ``stamp_flux_error_fraction``, 0.1), where
+
+       σ_F = σ / √(Σ_p m_p²)
+
+   is the sky-limited error of an optimal (model-weighted) flux measurement
+   of the source (its own Poisson noise only makes the error larger, so
+   this is the strict case),
 
 clipped to ``[K, U]``: K the PSF kernel's side (lower bound) and U =
 ``stamp_size_factor`` × GalSim's ``getGoodImageSize`` (upper bound, the size
@@ -17,29 +25,22 @@ used when the rule is off).  The model is first drawn on GalSim's good size
 (× 1, the size ``lsst.source.injection`` draws); only when the box reaches
 that stamp's edge (bright sources) is it drawn again on U.
 
-Why the default t = 0.02 is enough
-----------------------------------
-What the cut leaves out must be invisible next to the source's own
-measurement error.  With m = M / F the unit-flux model, the sky-limited
-error of an optimal (model-weighted) flux measurement is
-
-    σ_F = σ / √(Σ_p m_p²)
-
-(the source's own Poisson noise only makes it larger, so this is the strict
-case).  The requirement is that the flux of the U-stamp that falls outside
-the cut box is
-
-    ΔF = Σ_{p ∈ U, p ∉ box} M_p  ≤  0.1 · σ_F.
-
-ΔF is the number of outside pixels times their mean value, which the rule
-keeps below t·σ; `tests/test_stamp_extent.py` measures ΔF / σ_F over stars
-and Sérsic profiles (n 0.3–6.2, half-light radii 0.1–3″, q 0.3–1, bright
-and faint) and finds the largest ratio well inside 0.1 at t = 0.02 (the
-worst case: faint, large, high-n galaxies, whose wings are wide and whose
-σ_F is large).  Flux beyond U itself is not the rule's doing (it is what
-every GalSim-sized stamp loses, ≤ 0.5 % of F at U = good size); the
-output catalog's ``injection_truncated_fraction`` reports the whole
-fraction of the model flux not drawn, so users can correct for it.
+Why both conditions, and the defaults
+-------------------------------------
+The requirement is ΔF ≤ 0.1 σ_F: what the cut leaves out must be invisible
+next to the source's own flux error.  A per-pixel threshold alone cannot
+guarantee it: the flux under a fixed t·σ grows with the source's flux (a
+bright n = 4 galaxy loses tens of σ_F at any t that still shrinks faint
+stamps; `tests/test_stamp_extent.py` shows it), so condition 2 *is* the
+guarantee, with ε = 0.1 by default.  Condition 1 (default t = 0.05) keeps
+every pixel where the model is at least 0.05 σ, so the ``INJECTED`` plane
+(model ≥ 0.1 σ by default) is never cut by the stamp.  The test measures
+ΔF / σ_F over stars and Sérsic profiles (n 0.3–6.2, half-light radii
+0.1–3″, q 0.3–1, total flux 5–10⁵ σ): the largest is just under 0.1 for
+every stamp below U.  Flux beyond U itself is not the rule's doing (it is
+what every GalSim-sized stamp loses); the output catalog's
+``injection_truncated_fraction`` reports the whole fraction of the model
+flux not drawn, so users can correct for it.
 """
 
 from __future__ import annotations

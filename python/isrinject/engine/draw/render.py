@@ -30,7 +30,7 @@ from lsst.images import Box, NoOverlapError, SkyProjection
 from lsst.images.psfs import PointSpreadFunction
 
 from ..flags import InjectionFlag
-from .extent import centred_crop, stamp_half_width
+from .extent import DEFAULT_STAMP_FLUX_ERROR_FRACTION, centred_crop, stamp_half_width
 from .fast import fft_grid_size, fft_stamp, shifted_kernel_stamp
 from .geometry import aperture_fraction, odd_size
 from .profiles import SourceSpec, profile_parameters
@@ -63,7 +63,7 @@ class RenderSettings:
     """t of the noise-aware extent (`isrinject.engine.draw.extent`): the
     stamp stops where the model falls below t × the local sky σ; ``<= 0``
     (or no finite σ) draws every automatic stamp on the upper bound."""
-    stamp_flux_error_fraction: float = 0.1
+    stamp_flux_error_fraction: float = DEFAULT_STAMP_FLUX_ERROR_FRACTION
     """ε of the noise-aware extent: the stamp also holds all but ε × σ_F of
     the model's flux (σ_F the source's sky-limited flux error)."""
     fits_alignment: FitsAlignment = "pixel"
