@@ -21,7 +21,9 @@ from isrinject.engine.draw import RenderSettings, draw_source
 from isrinject.engine.draw.extent import (
     DEFAULT_STAMP_FLUX_ERROR_FRACTION,
     DEFAULT_STAMP_NOISE_FRACTION,
+    centred_box_sums,
     centred_crop,
+    flux_error,
     flux_half_width,
     noise_half_width,
 )
@@ -201,3 +203,30 @@ def test_injected_plane_is_the_model_above_its_threshold(r_band) -> None:
     core_on = out.mask.get("INJECTED_CORE")
     core_off = results[0.0].injected_visit_image.mask.get("INJECTED_CORE")
     assert np.array_equal(core_on, core_off) and 8 * n < core_on.sum() <= 9 * n
+
+
+def test_flux_error_is_the_scatter_of_the_optimal_flux_estimate() -> None:
+    """σ_F of `flux_error` (sky + the source's own Poisson noise) is the measured
+    scatter of the inverse-variance model-weighted flux over noise realizations."""
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[-10:11, -10:11]
+    unit = np.exp(-(xx**2 + yy**2) / (2 * 2.0**2))
+    unit /= unit.sum()
+    flux, sigma, gain = 2000.0, 3.0, 0.5  # the source's Poisson noise matters: M/g ~ σ² at the peak
+    model = flux * unit
+    variance = sigma**2 + model / gain
+    weights = unit / variance
+    trials = 4000
+    noisy = model + rng.normal(size=(trials, *model.shape)) * np.sqrt(variance)
+    estimates = (noisy * weights).sum(axis=(1, 2)) / (unit * weights).sum()
+    expected = flux_error(model, flux, sigma, gain)
+    # The standard deviation of a sample of N has a relative error of 1/√(2N); 5 of them.
+    assert estimates.std() == pytest.approx(expected, rel=5 / np.sqrt(2 * trials))
+    assert flux_error(model, flux, sigma) == pytest.approx(sigma / np.sqrt(np.sum(unit**2)), rel=1e-12)
+    assert expected > 1.2 * flux_error(model, flux, sigma)
+
+
+def test_centred_box_sums() -> None:
+    stamp = np.random.default_rng(2).normal(size=(9, 9))
+    expected = [stamp[4 - h : 5 + h, 4 - h : 5 + h].sum() for h in range(5)]
+    np.testing.assert_allclose(centred_box_sums(stamp), expected, rtol=1e-12, atol=1e-12)

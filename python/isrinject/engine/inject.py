@@ -430,7 +430,7 @@ def _draw_sources(
         stamp = draw_source(
             source, x=float(x[i]), y=float(y[i]), flux=float(flux[i]), psf=psf,
             sky_projection=visit_image.sky_projection, image_bbox=bbox, settings=settings, psf_cache=psf_cache,
-            noise_sigma=float(sky_sigma[i]),
+            noise_sigma=float(sky_sigma[i]), gain=float(batch.columns["injection_effective_gain"][i]),
         )
         flags[i] |= int(stamp.flags)
         draw_sizes[i] = stamp.draw_size

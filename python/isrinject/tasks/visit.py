@@ -242,9 +242,9 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         default=DEFAULT_STAMP_NOISE_FRACTION,
     )
     stamp_flux_error_fraction = Field[float](
-        doc="Noise-aware stamp extent: an automatic stamp also holds all but this fraction of the source's "
-        "sky-limited flux error sigma_F = sigma / sqrt(sum m^2) (m the unit-flux model) of its flux "
-        "(isrinject.engine.draw.extent); <= 0 drops this condition.",
+        doc="Noise-aware stamp extent: an automatic stamp also holds all of the model's flux but at most this "
+        "fraction of the source's own flux error sigma_F (optimal model-weighted measurement, sky plus the "
+        "source's Poisson noise; isrinject.engine.draw.extent); <= 0 drops this condition.",
         default=DEFAULT_STAMP_FLUX_ERROR_FRACTION,
     )
     injected_noise_fraction = Field[float](

@@ -13,11 +13,12 @@ both
 2. the flux left outside it, F − Σ_box M (also what lies beyond the drawn
    stamp), is ≤ ε · σ_F  (ε = ``stamp_flux_error_fraction``, 0.1), where
 
-       σ_F = σ / √(Σ_p m_p²)
+       σ_F² = 1 / Σ_p (m_p² / (σ² + M_p / g))
 
-   is the sky-limited error of an optimal (model-weighted) flux measurement
-   of the source (its own Poisson noise only makes the error larger, so
-   this is the strict case),
+   is the error of an optimal (inverse-variance, model-weighted) flux
+   measurement of the source, sky plus its own Poisson noise (g the
+   effective gain at the source, `flux_error`); without a usable g it is
+   the sky-limited σ / √(Σ m²), the strict case,
 
 clipped to ``[K, U]``: K the PSF kernel's side (lower bound) and U =
 ``stamp_size_factor`` × GalSim's ``getGoodImageSize`` (upper bound, the size
@@ -28,7 +29,9 @@ that stamp's edge (bright sources) is it drawn again on U.
 Why both conditions, and the defaults
 -------------------------------------
 The requirement is ΔF ≤ 0.1 σ_F: what the cut leaves out must be invisible
-next to the source's own flux error.  A per-pixel threshold alone cannot
+next to the source's own flux error.  The tests check it with the strict,
+sky-limited σ_F (and that `flux_error` is the measured scatter of the
+optimal estimate).  A per-pixel threshold alone cannot
 guarantee it: the flux under a fixed t·σ grows with the source's flux (a
 bright n = 4 galaxy loses tens of σ_F at any t that still shrinks faint
 stamps; `tests/test_stamp_extent.py` shows it), so condition 2 *is* the
@@ -49,13 +52,13 @@ __all__ = [
     "DEFAULT_INJECTED_NOISE_FRACTION",
     "DEFAULT_STAMP_FLUX_ERROR_FRACTION",
     "DEFAULT_STAMP_NOISE_FRACTION",
+    "centred_box_sums",
     "centred_crop",
+    "flux_error",
     "flux_half_width",
     "noise_half_width",
     "stamp_half_width",
 ]
-
-import functools
 
 import numpy as np
 
@@ -87,11 +90,12 @@ def noise_half_width(stamp: np.ndarray, level: float) -> int:
         pixel on the stamp's border does (the box reaches the edge).
     """
     centre = stamp.shape[0] // 2
-    above = stamp >= level
-    rows = np.flatnonzero(above.any(axis=1))
+    # Two reductions instead of a boolean image: a row (column) holds a pixel
+    # ≥ level iff its maximum does.
+    rows = np.flatnonzero(stamp.max(axis=1) >= level)
     if rows.size == 0:
         return 0
-    cols = np.flatnonzero(above.any(axis=0))
+    cols = np.flatnonzero(stamp.max(axis=0) >= level)
     return int(max(centre - rows[0], rows[-1] - centre, centre - cols[0], cols[-1] - centre))
 
 
@@ -101,22 +105,30 @@ def centred_crop(stamp: np.ndarray, size: int) -> np.ndarray:
     return stamp[start : start + size, start : start + size]
 
 
-@functools.lru_cache(maxsize=64)
-def _ring_index(size: int) -> np.ndarray:
-    """Chebyshev distance of every pixel of a ``size × size`` grid from its centre (read-only)."""
-    offset = np.abs(np.arange(size) - size // 2)
-    ring = np.maximum(offset[:, None], offset[None, :]).ravel()
-    ring.setflags(write=False)
-    return ring
+def centred_box_sums(stamp: np.ndarray) -> np.ndarray:
+    """Σ of the centred ``(2h+1)²`` box of a square stamp of odd side, for h = 0 … side // 2.
+
+    From the summed-area table P (two cumulative sums):
+    box(h) = P[c+h, c+h] − P[c−h−1, c+h] − P[c+h, c−h−1] + P[c−h−1, c−h−1].
+    """
+    size = stamp.shape[0]
+    table = np.zeros((size + 1, size + 1))
+    np.cumsum(np.cumsum(stamp, axis=0), axis=1, out=table[1:, 1:])
+    centre = size // 2
+    h = np.arange(centre + 1)
+    low, high = centre - h, centre + h + 1  # half-open box [low, high) in stamp indices
+    return table[high, high] - table[low, high] - table[high, low] + table[low, low]
 
 
-def flux_half_width(stamp: np.ndarray, profile_flux: float, sigma: float, epsilon: float) -> int:
+def flux_half_width(
+    stamp: np.ndarray, profile_flux: float, sigma: float, epsilon: float, gain: float = float("nan")
+) -> int:
     """Half-width h of the smallest centred box leaving ≤ ε · σ_F of the flux outside.
 
     The flux outside the box is taken as ``profile_flux`` − Σ_box M: every
     flux the model does not put inside the box, also what lies beyond the
-    stamp; σ_F = σ · F / √(Σ M²) is the sky-limited error of an optimal
-    flux measurement of the model (see the module docstring).
+    stamp; σ_F is the error of an optimal flux measurement of the source
+    (see `flux_error`).
 
     Parameters
     ----------
@@ -128,6 +140,9 @@ def flux_half_width(stamp: np.ndarray, profile_flux: float, sigma: float, epsilo
         Local per-pixel sky noise [image units], > 0.
     epsilon
         ε, > 0.
+    gain
+        Effective gain g [e⁻ per image unit] at the source, for its own
+        Poisson noise; not finite: the sky-limited σ_F.
 
     Returns
     -------
@@ -136,22 +151,50 @@ def flux_half_width(stamp: np.ndarray, profile_flux: float, sigma: float, epsilo
     """
     size = stamp.shape[0]
     values = stamp.ravel()
-    norm = float(np.dot(values, values))
-    if not (norm > 0 and np.isfinite(norm) and np.isfinite(profile_flux)):
+    error = flux_error(values, profile_flux, sigma, gain)
+    if not np.isfinite(error):
         return size // 2
-    budget = epsilon * sigma * abs(profile_flux) / np.sqrt(norm)
-    inside = np.cumsum(np.bincount(_ring_index(size), weights=values, minlength=size // 2 + 1))
+    budget = epsilon * error
+    inside = centred_box_sums(stamp)
     meets = np.flatnonzero(profile_flux - inside <= budget)
     return int(meets[0]) if meets.size else size // 2
 
 
+def flux_error(model: np.ndarray, profile_flux: float, sigma: float, gain: float = float("nan")) -> float:
+    """Error σ_F [image units] of an optimal flux measurement of a source.
+
+    The inverse-variance, model-weighted estimator of the flux F of a
+    profile m = M / F on pixels of variance V_p = σ² + M_p / g (sky plus the
+    source's own Poisson noise, g the effective gain in e⁻ per image unit)
+    has
+
+        σ_F² = 1 / Σ_p (m_p² / V_p) = F² / Σ_p (M_p² / (σ² + M_p / g));
+
+    without a usable g, V_p = σ² (the sky-limited error, the smallest).
+    NaN when the model has no positive power or F is not finite.
+    """
+    values = np.ravel(model)
+    if np.isfinite(gain) and gain > 0:
+        information = float(np.sum(values * values / (sigma * sigma + np.maximum(values, 0.0) / gain)))
+    else:
+        information = float(np.dot(values, values)) / (sigma * sigma)
+    if not (information > 0 and np.isfinite(information) and np.isfinite(profile_flux)):
+        return float("nan")
+    return float(abs(profile_flux) / np.sqrt(information))
+
+
 def stamp_half_width(
-    stamp: np.ndarray, profile_flux: float, sigma: float, noise_fraction: float, epsilon: float
+    stamp: np.ndarray,
+    profile_flux: float,
+    sigma: float,
+    noise_fraction: float,
+    epsilon: float,
+    gain: float = float("nan"),
 ) -> int:
     """Half-width of the noise-aware box: the larger of `noise_half_width`
     (every pixel outside below t·σ) and `flux_half_width` (flux outside
     ≤ ε·σ_F); ``stamp.shape[0] // 2`` means the box reaches the stamp's edge."""
     half = 0 if noise_fraction <= 0 else noise_half_width(stamp, noise_fraction * sigma)
     if epsilon > 0 and half < stamp.shape[0] // 2:
-        half = max(half, flux_half_width(stamp, profile_flux, sigma, epsilon))
+        half = max(half, flux_half_width(stamp, profile_flux, sigma, epsilon, gain))
     return half

@@ -162,6 +162,7 @@ def draw_source(
     settings: RenderSettings,
     psf_cache: PsfCache | None = None,
     noise_sigma: float = float("nan"),
+    gain: float = float("nan"),
 ) -> DrawnStamp:
     """Draw one source's noiseless model stamp, clipped to the image.
 
@@ -193,6 +194,10 @@ def draw_source(
         Local per-pixel sky noise σ [image units] at the source, for the
         noise-aware extent (`isrinject.engine.draw.extent`) of an automatic
         stamp; not finite: the stamp is drawn on its upper bound.
+    gain
+        Effective gain g [e⁻ per image unit] at the source (its own Poisson
+        noise in the flux error of the extent rule); not finite: the
+        sky-limited flux error.
 
     Returns
     -------
@@ -272,7 +277,7 @@ def draw_source(
 
     def half_width_of(stamp: np.ndarray) -> int:
         return stamp_half_width(
-            stamp, profile_flux, noise_sigma, settings.stamp_noise_fraction, settings.stamp_flux_error_fraction
+            stamp, profile_flux, noise_sigma, settings.stamp_noise_fraction, settings.stamp_flux_error_fraction, gain
         )
 
     stamp = draw(first_size)
