@@ -18,13 +18,16 @@ the peak of GalSim's exact profile): with the table switched off the old
 pins still held.  ``catalog.meta`` once when the modules moved into
 `isrinject.engine` / `isrinject.tasks`: its ``injection_flag_doc`` string names
 the module of `~isrinject.engine.flags.InjectionFlag` (no number changed).
-``image``, ``variance``, ``mask``, ``injection_draw_size``, ``injection_flux``
-and ``injection_flux_electrons`` once more, with the new
+``image``, ``variance``, ``mask``, ``injection_flag``, ``injection_draw_size``,
+``injection_flux`` and ``injection_flux_electrons`` once more, with the new
 ``injection_truncated_fraction`` pin, when stamps became noise-aware and
 ``INJECTED`` a threshold on the model (issue 22,
 `isrinject.engine.draw.extent`): smaller stamps leave out wings below the
 noise (so fewer pixels draw noise and the seeded draws fall differently) and
-``INJECTED`` no longer covers the whole stamp.  With
+``INJECTED`` no longer covers the whole stamp; the flags because the
+trail's smaller stamp no longer leaves the image (no PARTIAL_OVERLAP) and the
+overlapping Sérsic's pixels on the saturated star now cross saturation in
+this noise realization.  With
 ``stamp_noise_fraction = injected_noise_fraction = 0`` every old pin still
 held; only the new column was added.
 
@@ -62,13 +65,13 @@ INPUT_PINS = {
 
 #: sha256 of the output planes and of every output catalog column.
 OUTPUT_PINS = {
-    "image": "5a8850638de9909d68fc9fcb53d0ed17cfebe5faefb775fd289bc1671a9dc883",
-    "variance": "0dee697a7e77177cb978145f36af2fb84711ee3de2ad6d09a3d56a616fa4a468",
+    "image": "6b1559add36ddaa7bba2f672857a44b1ba369247d03eb736042fd2b80cc2eeb4",
+    "variance": "a5e247f975480fece0af78387bd8cba5e3392197b2a8163813f47c34bc6894e4",
     "mask": "9002a81120fc0d0c7624f664c1daa28459ee65c9260b22884d911d6347ed2bf6",
     "mask_planes": "ab9943008abe515bdb1a30ffa73e4608ebb3f6d214c76fcf1d63468d08d633a8",
     "catalog.injection_id": "84ca4f50986f859425dcfceda2b5fe6bd467aa7c5fe638ba980433b5ab47761f",
-    "catalog.injection_flag": "f01eb11036efef998a1822ec67ce9cbf61190f1e5da3c97479443e6f5fd540ba",
-    "catalog.injection_draw_size": "869855356e951c363a87355b96a5d42e7ee9b51b21fd7917b0342cb3763e3eaf",
+    "catalog.injection_flag": "5d60d8fe6edc96438b298d8b7498e364ce159bc70ca9255ad5a97cbe2ba9b308",
+    "catalog.injection_draw_size": "efec3286b8e6635319364fb7ff6a21c25f75cd2cec6ac6bafa9ab718e7bd0672",
     "catalog.ra": "bac472ee9db5265ddfa3d1e380150b943c827ccb42415d2171eedc5a22ab286f",
     "catalog.dec": "b6c2785f8c440b249edcbf1bec72c852d0bfc431305c249da83814fe051c779d",
     "catalog.source_type": "3ed08a4706aa79240627e4b29c87e928ccbfbb451ecb14082f9b5fec31411b44",
@@ -81,12 +84,12 @@ OUTPUT_PINS = {
     "catalog.stamp": "c62c47fa93389c4ce9dec61ffef13a3a1ff34cbfaf7aab92ce144d328e85ab64",
     "catalog.x": "30bfed7ba6b0a407fc12fb2eccb04ca99baa3c82144a412b67a6d1fd51735e10",
     "catalog.y": "3e9020c0f12851ea3ff9e519e19c206ad9aee0107ee8a47141f80c947a5c023e",
-    "catalog.injection_flux": "ef6fbceb2fc029e107eb4dc2a492a2fcb2369ce021ceadfcb04d96081c39219e",
-    "catalog.injection_flux_electrons": "1570bac9dbe6df4f2c1fca8028fbc515bd34b4941e23b544128c7e521cb6ec5a",
+    "catalog.injection_flux": "e4b18800904e24609c2f6cb249cfb418c2212ad08e458bd835b32e4e5c1f765a",
+    "catalog.injection_flux_electrons": "206e76c34eaba1840cb2a932d5017698ac4e8d34444a7f26372d6583fcc791b8",
     "catalog.injection_model_flux": "2c7215a5a26a72d3e5f20baead7b892fe3b15c49a82392d96a21d070ba0c0264",
     "catalog.injection_flat": "e34f67952202e83a17b7af243189af2ac74934e42575f22f6154797778e33e37",
     "catalog.injection_effective_gain": "e09a9b188c0879ee8280d4cb8f80a13da9f0fa60ebc91863446edf63f1a4a7a0",
-    "catalog.injection_truncated_fraction": "ad73bee671e94d974ae669fe2d79eb177784b8865a5254428366aa6a8c3664c7",
+    "catalog.injection_truncated_fraction": "3494eb0d452e749f88a8b584193dea48ae3d51b6568376a2ce6eb87352d43c66",
     "catalog.meta": "12e3ee980de1812817076ec7191f721aa8a5a3b2b2650ce11f27ef3b4edf5721",
 }
 

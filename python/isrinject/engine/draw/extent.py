@@ -52,7 +52,6 @@ __all__ = [
     "DEFAULT_INJECTED_NOISE_FRACTION",
     "DEFAULT_STAMP_FLUX_ERROR_FRACTION",
     "DEFAULT_STAMP_NOISE_FRACTION",
-    "centred_box_sums",
     "centred_crop",
     "flux_error",
     "flux_half_width",
@@ -105,30 +104,16 @@ def centred_crop(stamp: np.ndarray, size: int) -> np.ndarray:
     return stamp[start : start + size, start : start + size]
 
 
-def centred_box_sums(stamp: np.ndarray) -> np.ndarray:
-    """Σ of the centred ``(2h+1)²`` box of a square stamp of odd side, for h = 0 … side // 2.
-
-    From the summed-area table P (two cumulative sums):
-    box(h) = P[c+h, c+h] − P[c−h−1, c+h] − P[c+h, c−h−1] + P[c−h−1, c−h−1].
-    """
-    size = stamp.shape[0]
-    table = np.zeros((size + 1, size + 1))
-    np.cumsum(np.cumsum(stamp, axis=0), axis=1, out=table[1:, 1:])
-    centre = size // 2
-    h = np.arange(centre + 1)
-    low, high = centre - h, centre + h + 1  # half-open box [low, high) in stamp indices
-    return table[high, high] - table[low, high] - table[high, low] + table[low, low]
-
-
 def flux_half_width(
-    stamp: np.ndarray, profile_flux: float, sigma: float, epsilon: float, gain: float = float("nan")
+    stamp: np.ndarray, profile_flux: float, sigma: float, epsilon: float, gain: float = float("nan"), start: int = 0
 ) -> int:
-    """Half-width h of the smallest centred box leaving ≤ ε · σ_F of the flux outside.
+    """Half-width h ≥ ``start`` of the smallest centred box leaving ≤ ε · σ_F of the flux outside.
 
     The flux outside the box is taken as ``profile_flux`` − Σ_box M: every
     flux the model does not put inside the box, also what lies beyond the
     stamp; σ_F is the error of an optimal flux measurement of the source
-    (see `flux_error`).
+    (see `flux_error`).  Σ_box M grows with h (M ≥ 0 but for FFT ringing), so
+    h is found by bisection: a few box sums instead of one per ring.
 
     Parameters
     ----------
@@ -143,21 +128,36 @@ def flux_half_width(
     gain
         Effective gain g [e⁻ per image unit] at the source, for its own
         Poisson noise; not finite: the sky-limited σ_F.
+    start
+        Smallest h to consider (e.g. `noise_half_width`'s).
 
     Returns
     -------
     h
         ``stamp.shape[0] // 2`` when no box inside the stamp meets the budget.
     """
-    size = stamp.shape[0]
-    values = stamp.ravel()
-    error = flux_error(values, profile_flux, sigma, gain)
+    centre = stamp.shape[0] // 2
+    error = flux_error(stamp, profile_flux, sigma, gain)
     if not np.isfinite(error):
-        return size // 2
+        return centre
     budget = epsilon * error
-    inside = centred_box_sums(stamp)
-    meets = np.flatnonzero(profile_flux - inside <= budget)
-    return int(meets[0]) if meets.size else size // 2
+
+    def meets(h: int) -> bool:
+        return bool(profile_flux - stamp[centre - h : centre + h + 1, centre - h : centre + h + 1].sum() <= budget)
+
+    low = min(max(start, 0), centre)
+    if meets(low):
+        return low
+    if not meets(centre):
+        return centre
+    high = centre  # meets(high), not meets(low)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if meets(middle):
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def flux_error(model: np.ndarray, profile_flux: float, sigma: float, gain: float = float("nan")) -> float:
@@ -196,5 +196,5 @@ def stamp_half_width(
     ≤ ε·σ_F); ``stamp.shape[0] // 2`` means the box reaches the stamp's edge."""
     half = 0 if noise_fraction <= 0 else noise_half_width(stamp, noise_fraction * sigma)
     if epsilon > 0 and half < stamp.shape[0] // 2:
-        half = max(half, flux_half_width(stamp, profile_flux, sigma, epsilon, gain))
+        half = flux_half_width(stamp, profile_flux, sigma, epsilon, gain, start=half)
     return half
