@@ -144,7 +144,11 @@ class VisitInjectConfig(PipelineTaskConfig, pipelineConnections=VisitInjectConne
         default=None,
         optional=True,
     )
-    mask_plane_name = Field[str](doc="Mask plane set over every injected stamp.", default="INJECTED")
+    mask_plane_name = Field[str](
+        doc="Mask plane set where an injected source's model is at least injected_noise_fraction of the local "
+        "sky sigma (over every stamp when that is <= 0).",
+        default="INJECTED",
+    )
     injection_core_size = Field[int](
         doc="Side [pixels, odd] of the box at each source centre given the <mask_plane_name>_CORE plane.",
         default=3,
