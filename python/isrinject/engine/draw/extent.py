@@ -34,7 +34,7 @@ sky-limited σ_F (and that `flux_error` is the measured scatter of the
 optimal estimate).  A per-pixel threshold alone cannot
 guarantee it: the flux under a fixed t·σ grows with the source's flux (a
 bright n = 4 galaxy loses tens of σ_F at any t that still shrinks faint
-stamps; `tests/test_stamp_extent.py` shows it), so condition 2 *is* the
+stamps; ``tests/test_stamp_extent.py`` shows it), so condition 2 *is* the
 guarantee, with ε = 0.1 by default.  Condition 1 (default t = 0.05) keeps
 every pixel where the model is at least 0.05 σ, so the ``INJECTED`` plane
 (model ≥ 0.1 σ by default) is never cut by the stamp.  The test measures
