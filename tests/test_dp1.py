@@ -163,7 +163,8 @@ def test_injected_star_follows_c_over_f_per_pixel(visit_image: VisitImage, fits_
     assert float(catalog["injection_effective_gain"][0]) == pytest.approx(f[iy, ix] / SCALING, rel=1e-6)
     # No saturation level is known for these pixels: SATURATED is never set.
     assert not out.mask.get("SATURATED").any()
-    assert out.mask.get("INJECTED").all()
+    # INJECTED: where the model is ≥ 0.1 σ of the sky, every pixel with ≥ 100 e⁻ among them.
+    assert out.mask.get("INJECTED")[bright].all()
     # The user's file and the input image are untouched.
     np.testing.assert_array_equal(visit_image.image.array, before.image.array)
     np.testing.assert_array_equal(VisitImage.read(str(fits_path)).image.array, before.image.array)

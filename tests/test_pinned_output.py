@@ -18,6 +18,18 @@ the peak of GalSim's exact profile): with the table switched off the old
 pins still held.  ``catalog.meta`` once when the modules moved into
 `isrinject.engine` / `isrinject.tasks`: its ``injection_flag_doc`` string names
 the module of `~isrinject.engine.flags.InjectionFlag` (no number changed).
+``image``, ``variance``, ``mask``, ``injection_flag``, ``injection_draw_size``,
+``injection_flux`` and ``injection_flux_electrons`` once more, with the new
+``injection_truncated_fraction`` pin, when stamps became noise-aware and
+``INJECTED`` a threshold on the model (issue 22,
+`isrinject.engine.draw.extent`): smaller stamps leave out wings below the
+noise (so fewer pixels draw noise and the seeded draws fall differently) and
+``INJECTED`` no longer covers the whole stamp; the flags because the
+trail's smaller stamp no longer leaves the image (no PARTIAL_OVERLAP) and the
+overlapping Sérsic's pixels on the saturated star now cross saturation in
+this noise realization.  With
+``stamp_noise_fraction = injected_noise_fraction = 0`` every old pin still
+held; only the new column was added.
 
 Issue 23 (bleed trails and ISR's saturation treatment) re-recorded the pins
 the pinned run's saturating star changes, and only those: source 1 (mag 11.5)
@@ -30,6 +42,10 @@ the bled charge; ``injection_flag`` gains BLED / INTERPOLATED; the new
 new flag bits.  `PINS_BEFORE_BLEED` are the pins before issue 23:
 ``do_bleed=False`` and ``do_saturation_interpolation=False`` reproduce them
 all (only the new column and the flag list in ``catalog.meta`` differ).
+When issues 22 and 23 were merged the combined pins were recorded once:
+with the bleed and interpolation off, every pin of issue 22's noise-aware
+stamps held unchanged (only ``injection_lost_electrons`` and the flag list in
+``catalog.meta`` are new), which is what `PINS_BEFORE_BLEED` holds now.
 
 The input is pinned as well: if the simulator changes, the input hashes fail
 first and the output hashes must be re-recorded (``ISRINJECT_PRINT_PINS=1``
@@ -66,13 +82,13 @@ INPUT_PINS = {
 
 #: sha256 of the output planes and of every output catalog column.
 OUTPUT_PINS = {
-    "image": "9d191ac9ee8afc6e5de60c722df08f33d457f58846925e70cef910a3e7bad182",
-    "variance": "42795d01c35db110384da9b383beadf75f11afbf224431f4759b8fdedca29564",
-    "mask": "d8f57ceba5809552d79ea2a7e315ae933c1056006f0a1ae8c81e68885cef5e68",
+    "image": "15d745cb814c614590b1159c594560b741c0e43031d09a536587d9ce6a472cca",
+    "variance": "c5435832ee69aae48aed7a997e14099f5f79ad7b859e2d5e54347390665cd42c",
+    "mask": "2ed9614c240d7ec95086967cb31784acd2774677935fc46960f8f90a62ce987b",
     "mask_planes": "ab9943008abe515bdb1a30ffa73e4608ebb3f6d214c76fcf1d63468d08d633a8",
     "catalog.injection_id": "84ca4f50986f859425dcfceda2b5fe6bd467aa7c5fe638ba980433b5ab47761f",
-    "catalog.injection_flag": "979e264249735925640c0045fe3b7df298fe08e2926415e1206497ad31e8358d",
-    "catalog.injection_draw_size": "d0e6860cbc70b4c34a322e7362a0414c1b7374a29cf6317078117642855f32c6",
+    "catalog.injection_flag": "9e025a75b7e212c58843e5f2fccdd45bb585e142b37ced2a53a42d5d48c293e4",
+    "catalog.injection_draw_size": "efec3286b8e6635319364fb7ff6a21c25f75cd2cec6ac6bafa9ab718e7bd0672",
     "catalog.ra": "bac472ee9db5265ddfa3d1e380150b943c827ccb42415d2171eedc5a22ab286f",
     "catalog.dec": "b6c2785f8c440b249edcbf1bec72c852d0bfc431305c249da83814fe051c779d",
     "catalog.source_type": "3ed08a4706aa79240627e4b29c87e928ccbfbb451ecb14082f9b5fec31411b44",
@@ -85,12 +101,13 @@ OUTPUT_PINS = {
     "catalog.stamp": "c62c47fa93389c4ce9dec61ffef13a3a1ff34cbfaf7aab92ce144d328e85ab64",
     "catalog.x": "30bfed7ba6b0a407fc12fb2eccb04ca99baa3c82144a412b67a6d1fd51735e10",
     "catalog.y": "3e9020c0f12851ea3ff9e519e19c206ad9aee0107ee8a47141f80c947a5c023e",
-    "catalog.injection_flux": "ab24d9c0b876b44d635c28421a5f767ca0a5197b50012536bdac6a0beec529ea",
-    "catalog.injection_flux_electrons": "b6cdbd41abcbca6867e691f78620d1b4f53bd8367c90fc12bd180ad4bde13e07",
+    "catalog.injection_flux": "652cd6c2bfa76b0deff30a52e67c1838233258c7b237239671883882194725ab",
+    "catalog.injection_flux_electrons": "206e76c34eaba1840cb2a932d5017698ac4e8d34444a7f26372d6583fcc791b8",
     "catalog.injection_model_flux": "2c7215a5a26a72d3e5f20baead7b892fe3b15c49a82392d96a21d070ba0c0264",
     "catalog.injection_flat": "e34f67952202e83a17b7af243189af2ac74934e42575f22f6154797778e33e37",
     "catalog.injection_effective_gain": "e09a9b188c0879ee8280d4cb8f80a13da9f0fa60ebc91863446edf63f1a4a7a0",
     "catalog.injection_lost_electrons": "c60c71867456d5bccb3841549bb545987add908187ee6a73a9acbbcf5235da1d",
+    "catalog.injection_truncated_fraction": "3494eb0d452e749f88a8b584193dea48ae3d51b6568376a2ce6eb87352d43c66",
     "catalog.meta": "585405dae89b15709fa377ce99ac65d752518767fb956522fb63f3e2551b76da",
 }
 
@@ -98,11 +115,11 @@ OUTPUT_PINS = {
 #: new column's pin and the meta listing its two new flag bits.
 PINS_BEFORE_BLEED = {
     **OUTPUT_PINS,
-    "image": "e93146bf0b6b4cbeda90b5b4ea6d9208e38781770106ff608e349cf6581e4526",
-    "variance": "a4fb9a3394bf03a2f9a0f0a7982f3e78c92a3beddb09591937e13e34e93e8897",
-    "mask": "68d00dec78d8ddd3bd6158ac974cd82322366cef71a3d48c44df8201ca433094",
-    "catalog.injection_flag": "df91ffd52a27488dd0b818afe6b34f8e0f9df3a6fecbcbae6ba4bc995cb4ba64",
-    "catalog.injection_flux": "914dca756c5ab0b5a5467f106ce33d2b296911c6b4795dc1f3139a0a6e340094",
+    "image": "6b1559add36ddaa7bba2f672857a44b1ba369247d03eb736042fd2b80cc2eeb4",
+    "variance": "a5e247f975480fece0af78387bd8cba5e3392197b2a8163813f47c34bc6894e4",
+    "mask": "9002a81120fc0d0c7624f664c1daa28459ee65c9260b22884d911d6347ed2bf6",
+    "catalog.injection_flag": "5d60d8fe6edc96438b298d8b7498e364ce159bc70ca9255ad5a97cbe2ba9b308",
+    "catalog.injection_flux": "e4b18800904e24609c2f6cb249cfb418c2212ad08e458bd835b32e4e5c1f765a",
 }
 
 

@@ -15,8 +15,13 @@ plain function of in-memory objects (no butler), in five steps:
    SATURATED bit to the image; charge above the saturation level bleeds
    along the column and ISR's masks and interpolation follow
    (`isrinject.engine.saturation`);
-5. the stamps are marked INJECTED (and a small core INJECTED_CORE), and the
-   per-source results are added to the output catalog.
+5. the stamps are marked INJECTED where the model is above
+   ``injected_noise_fraction`` × the local sky σ (`isrinject.engine.noise_level`;
+   the whole stamp when that is ``<= 0``), a small box at the centre
+   INJECTED_CORE, and the per-source results are added to the output catalog.
+
+Automatic stamps end where the noise can no longer see the model
+(`isrinject.engine.draw.extent`, ``stamp_noise_fraction``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from .draw.psf_cache import PsfCache
 from .flags import FATAL_FLAGS, InjectionFlag, flag_descriptions
 from .masks import add_mask_planes, any_bit, plane_bits
 from .model import PixelInjection, PixelTerms, effective_gain, inject_pixels, reconstruct_pre_flat_electrons
+from .noise_level import local_sky_sigma
 from .saturation import BatchBleed, SaturationTreatment
 
 _LOG = logging.getLogger(__name__)
@@ -56,6 +62,7 @@ INJECTION_RESULT_COLUMNS: tuple[str, ...] = (
     "injection_flat",
     "injection_effective_gain",
     "injection_lost_electrons",
+    "injection_truncated_fraction",
 )
 
 #: Stamp pixels gathered before the pixel model runs on them in one pass
@@ -64,6 +71,8 @@ _BATCH_PIXELS = 1_000_000
 #: Stamps bigger than this run alone: batching saves per-call overhead,
 #: which only small stamps notice, and costs a copy of every pixel.
 _ALONE_PIXELS = 128 * 128
+#: Cell side [pixels] of the local sky σ (`isrinject.engine.noise_level`).
+_NOISE_CELL = 128
 
 
 class InjectionConfig(CalibrationConfig, Protocol):
@@ -109,6 +118,12 @@ class InjectionConfig(CalibrationConfig, Protocol):
     def psf_cache_spacing(self) -> float: ...
     @property
     def stamp_size_factor(self) -> float: ...
+    @property
+    def stamp_noise_fraction(self) -> float: ...
+    @property
+    def stamp_flux_error_fraction(self) -> float: ...
+    @property
+    def injected_noise_fraction(self) -> float: ...
 
     def column_names(self) -> Mapping[str, str]:
         """Standard column name → the catalog's column name."""
@@ -226,7 +241,11 @@ def inject_sources(
     draw_sizes = np.asarray(catalog["injection_draw_size"], dtype=np.int64).copy()
     batch = _StampBatch(planes, calibration_used.calibration, config, rng, columns, flags)
     batch.saturation = _saturation_treatment(output, planes, calibration_used, config)
-    stamp_boxes = _draw_sources(sources, x, y, flux, psf, visit_image, config, batch, draw_sizes)
+    # The input's sky noise, before any source adds to the variance plane.
+    sky_sigma = local_sky_sigma(
+        planes.variance, x, y, x0=planes.bbox.x.start, y0=planes.bbox.y.start, cell=_NOISE_CELL
+    )
+    stamp_boxes = _draw_sources(sources, x, y, flux, psf, visit_image, config, batch, draw_sizes, sky_sigma)
     if batch.saturation is not None:
         _flag_interpolated(batch.saturation.finish(), stamp_boxes, planes.bbox, flags)
     _mark_stamps(
@@ -270,12 +289,15 @@ def _saturation_treatment(
 
 
 def _flag_interpolated(
-    interpolated: np.ndarray | None, stamp_boxes: Mapping[int, Box], bbox: Box, flags: np.ndarray
+    interpolated: np.ndarray | None,
+    stamp_boxes: Mapping[int, tuple[Box, np.ndarray]],
+    bbox: Box,
+    flags: np.ndarray,
 ) -> None:
     """INTERPOLATED for every source whose stamp holds an interpolated pixel."""
     if interpolated is None or not interpolated.any():
         return
-    for i, stamp_bbox in stamp_boxes.items():
+    for i, (stamp_bbox, _) in stamp_boxes.items():
         sl = stamp_bbox.slice_within(bbox)
         if interpolated[sl.y, sl.x].any():
             flags[i] |= InjectionFlag.INTERPOLATED
@@ -459,11 +481,14 @@ def _draw_sources(
     config: InjectionConfig,
     batch: _StampBatch,
     draw_sizes: np.ndarray,
-) -> dict[int, Box]:
+    sky_sigma: np.ndarray,
+) -> dict[int, tuple[Box, np.ndarray]]:
     """Draw every unflagged source and hand its stamp to the pixel model.
 
-    Fills ``draw_sizes``, the model flux column and the flags; returns the
-    box of every stamp drawn (for the masks).
+    Fills ``draw_sizes``, the model flux and truncated-fraction columns and
+    the flags; returns the box of every stamp drawn with its INJECTED
+    footprint (model ≥ ``injected_noise_fraction`` × ``sky_sigma``, or the
+    whole stamp where that level is not positive and finite).
     """
     flags = batch.flags
     bbox = visit_image.bbox
@@ -471,6 +496,8 @@ def _draw_sources(
         calib_flux_radius=config.calib_flux_radius,
         max_draw_size=config.max_draw_size,
         stamp_size_factor=config.stamp_size_factor,
+        stamp_noise_fraction=config.stamp_noise_fraction,
+        stamp_flux_error_fraction=config.stamp_flux_error_fraction,
         psf_cache_spacing=config.psf_cache_spacing,
         # pex_config's ChoiceField has checked the value against FITS_ALIGNMENTS.
         fits_alignment=cast(FitsAlignment, config.fits_alignment),
@@ -484,20 +511,24 @@ def _draw_sources(
     )
     todo = (flags & int(FATAL_FLAGS)) == 0
     psf_cache.prepare(x[todo], y[todo])
-    stamp_boxes: dict[int, Box] = {}
+    stamp_boxes: dict[int, tuple[Box, np.ndarray]] = {}
     for i, source in enumerate(sources):
         if source is None or flags[i] & int(FATAL_FLAGS):
             continue
         stamp = draw_source(
             source, x=float(x[i]), y=float(y[i]), flux=float(flux[i]), psf=psf,
             sky_projection=visit_image.sky_projection, image_bbox=bbox, settings=settings, psf_cache=psf_cache,
+            noise_sigma=float(sky_sigma[i]), gain=float(batch.columns["injection_effective_gain"][i]),
         )
         flags[i] |= int(stamp.flags)
         draw_sizes[i] = stamp.draw_size
         batch.columns["injection_model_flux"][i] = stamp.total_flux
         if stamp.model is None or stamp.bbox is None:
             continue
-        stamp_boxes[i] = stamp.bbox
+        batch.columns["injection_truncated_fraction"][i] = stamp.truncated_fraction
+        level = config.injected_noise_fraction * sky_sigma[i]
+        footprint = stamp.model >= level if np.isfinite(level) and level > 0 else np.ones(stamp.model.shape, bool)
+        stamp_boxes[i] = (stamp.bbox, footprint)
         batch.add(i, stamp.bbox, stamp.model)
     batch.flush()
     return stamp_boxes
@@ -697,20 +728,23 @@ def _any_overlap(regions: Sequence[YX[slice]]) -> bool:
 
 def _mark_stamps(
     planes: _Planes,
-    stamp_boxes: Mapping[int, Box],
+    stamp_boxes: Mapping[int, tuple[Box, np.ndarray]],
     x: np.ndarray,
     y: np.ndarray,
     core_size: int,
     injected_bit: MaskPlaneBit,
     core_bit: MaskPlaneBit,
 ) -> None:
-    """Masks: the whole stamp as INJECTED, a ``core_size`` box at the centre as INJECTED_CORE."""
+    """Masks: each stamp's footprint (`_draw_sources`) as INJECTED, a
+    ``core_size`` box at the centre as INJECTED_CORE."""
     bbox = planes.bbox
     half_core = core_size // 2
     ix_all, iy_all = _centre_pixels(x, y)
-    for i, stamp_bbox in stamp_boxes.items():
+    for i, (stamp_bbox, footprint) in stamp_boxes.items():
         sl = stamp_bbox.slice_within(bbox)
-        planes.mask[sl.y, sl.x, injected_bit.index] |= injected_bit.mask
+        planes.mask[sl.y, sl.x, injected_bit.index] |= np.where(footprint, injected_bit.mask, 0).astype(
+            planes.mask.dtype
+        )
         ix, iy = int(ix_all[i]), int(iy_all[i])
         core = Box.factory[iy - half_core : iy + half_core + 1, ix - half_core : ix + half_core + 1]
         try:

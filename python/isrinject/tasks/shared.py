@@ -23,6 +23,11 @@ from ..engine.calibration import SCALING_SOURCES
 from ..engine.catalog.plausibility import DEFAULT_PLAUSIBLE_MAG_RANGE
 from ..engine.catalog.schema import CONFIGURABLE_COLUMNS
 from ..engine.draw import FITS_ALIGNMENTS
+from ..engine.draw.extent import (
+    DEFAULT_INJECTED_NOISE_FRACTION,
+    DEFAULT_STAMP_FLUX_ERROR_FRACTION,
+    DEFAULT_STAMP_NOISE_FRACTION,
+)
 from ..engine.draw.psf_cache import DEFAULT_SPACING
 from .config_errors import one_line_error, renamed_choice
 
@@ -113,7 +118,11 @@ class InjectionConfigBase(Config):
         default=None,
         optional=True,
     )
-    mask_plane_name = Field[str](doc="Mask plane set over every injected stamp.", default="INJECTED")
+    mask_plane_name = Field[str](
+        doc="Mask plane set where an injected source's model is at least injected_noise_fraction of the local "
+        "sky sigma (over every stamp when that is <= 0).",
+        default="INJECTED",
+    )
     injection_core_size = Field[int](
         doc="Side [pixels, odd] of the box at each source centre given the <mask_plane_name>_CORE plane.",
         default=3,
@@ -230,7 +239,29 @@ class InjectionConfigBase(Config):
         default=DEFAULT_SPACING,
     )
     stamp_size_factor = Field[float](
-        doc="Automatic stamp side as a multiple of GalSim's getGoodImageSize.", default=1.5
+        doc="Largest automatic stamp side as a multiple of GalSim's getGoodImageSize (the side itself when "
+        "stamp_noise_fraction <= 0).",
+        default=1.5,
+    )
+    stamp_noise_fraction = Field[float](
+        doc="Noise-aware stamp extent: an automatic stamp ends where the PSF-convolved model falls below this "
+        "fraction of the local per-pixel sky sigma (from the input variance plane), between the PSF kernel's "
+        "side and stamp_size_factor x GalSim's good size; the default keeps the flux left outside within "
+        "0.1 sigma of each source's own flux error (isrinject.engine.draw.extent). <= 0 draws every automatic "
+        "stamp on its upper bound.",
+        default=DEFAULT_STAMP_NOISE_FRACTION,
+    )
+    stamp_flux_error_fraction = Field[float](
+        doc="Noise-aware stamp extent: an automatic stamp also holds all of the model's flux but at most this "
+        "fraction of the source's own flux error sigma_F (optimal model-weighted measurement, sky plus the "
+        "source's Poisson noise; isrinject.engine.draw.extent); <= 0 drops this condition.",
+        default=DEFAULT_STAMP_FLUX_ERROR_FRACTION,
+    )
+    injected_noise_fraction = Field[float](
+        doc="<mask_plane_name> is set where a source's noiseless model is at least this fraction of the local "
+        "per-pixel sky sigma (isrinject.engine.noise_level); <= 0 sets it over the whole stamp, as "
+        "lsst.source.injection does.",
+        default=DEFAULT_INJECTED_NOISE_FRACTION,
     )
 
     check_flat_provenance = Field[bool](

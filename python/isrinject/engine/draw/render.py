@@ -30,6 +30,7 @@ from lsst.images import Box, NoOverlapError, SkyProjection
 from lsst.images.psfs import PointSpreadFunction
 
 from ..flags import InjectionFlag
+from .extent import DEFAULT_STAMP_FLUX_ERROR_FRACTION, centred_crop, stamp_half_width
 from .fast import fft_grid_size, fft_stamp, shifted_kernel_stamp
 from .geometry import aperture_fraction, odd_size
 from .profiles import SourceSpec, profile_parameters
@@ -55,8 +56,16 @@ class RenderSettings:
     max_draw_size: int = 1001
     """Largest stamp side [pixels]; bigger automatic sizes are clipped."""
     stamp_size_factor: float = 1.5
-    """Automatic stamp side = this × GalSim's ``getGoodImageSize`` (so
-    that ≥ 99.9 % of an extended profile's flux lands in the stamp)."""
+    """Largest automatic stamp side = this × GalSim's ``getGoodImageSize``
+    (so that ≥ 99.9 % of an extended profile's flux lands in the stamp); the
+    automatic side itself when ``stamp_noise_fraction <= 0``."""
+    stamp_noise_fraction: float = 0.0
+    """t of the noise-aware extent (`isrinject.engine.draw.extent`): the
+    stamp stops where the model falls below t × the local sky σ; ``<= 0``
+    (or no finite σ) draws every automatic stamp on the upper bound."""
+    stamp_flux_error_fraction: float = DEFAULT_STAMP_FLUX_ERROR_FRACTION
+    """ε of the noise-aware extent: the stamp also holds all but ε × σ_F of
+    the model's flux (σ_F the source's sky-limited flux error)."""
     fits_alignment: FitsAlignment = "pixel"
     """``pixel``: a Stamp's pixels map onto image pixels; ``wcs``: its FITS
     WCS is honoured."""
@@ -77,8 +86,19 @@ class DrawnStamp:
     draw_size: int
     """Side of the full (unclipped) stamp [pixels]."""
     total_flux: float
-    """Flux the profile carries [image units] (after ``calib_flux_radius``)."""
+    """Flux the profile carries [image units] (after ``calib_flux_radius``;
+    for a ``Trail``, per pixel of length)."""
     flags: InjectionFlag = InjectionFlag(0)
+    profile_flux: float = float("nan")
+    """The whole profile's flux [image units] (``total_flux`` × length for
+    a ``Trail``), which ``model`` would sum to on an unbounded stamp."""
+
+    @property
+    def truncated_fraction(self) -> float:
+        """Fraction of ``profile_flux`` not in ``model`` (outside the stamp or off the image)."""
+        if self.model is None or not np.isfinite(self.profile_flux) or self.profile_flux == 0:
+            return float("nan")
+        return float(1.0 - self.model.sum() / self.profile_flux)
 
 
 def source_profile(
@@ -141,6 +161,8 @@ def draw_source(
     image_bbox: Box,
     settings: RenderSettings,
     psf_cache: PsfCache | None = None,
+    noise_sigma: float = float("nan"),
+    gain: float = float("nan"),
 ) -> DrawnStamp:
     """Draw one source's noiseless model stamp, clipped to the image.
 
@@ -168,6 +190,14 @@ def draw_source(
     psf_cache
         PSF/Jacobian cache of the image to reuse across sources; by default
         one is made for this call (``settings.psf_cache_spacing``).
+    noise_sigma
+        Local per-pixel sky noise σ [image units] at the source, for the
+        noise-aware extent (`isrinject.engine.draw.extent`) of an automatic
+        stamp; not finite: the stamp is drawn on its upper bound.
+    gain
+        Effective gain g [e⁻ per image unit] at the source (its own Poisson
+        noise in the flux error of the extent rule); not finite: the
+        sky-limited flux error.
 
     Returns
     -------
@@ -206,12 +236,17 @@ def draw_source(
         )
     except galsim.GalSimError:
         return DrawnStamp(None, None, 0, total_flux, InjectionFlag.FFT_SIZE_ERROR)
+    largest_odd = settings.max_draw_size if settings.max_draw_size % 2 else settings.max_draw_size - 1
+    level = settings.stamp_noise_fraction * noise_sigma
+    noise_aware = source.draw_size is None and bool(np.isfinite(level) and level > 0)
     if source.draw_size is not None:
         draw_size = odd_size(source.draw_size)
     else:
         draw_size = odd_size(max(kernel_size, settings.stamp_size_factor * good))
-    largest_odd = settings.max_draw_size if settings.max_draw_size % 2 else settings.max_draw_size - 1
     draw_size = min(draw_size, largest_odd)
+    # The noise-aware cut starts from GalSim's good size (x 1) and only goes
+    # up to draw_size (its upper bound) when the model there is still visible.
+    first_size = min(odd_size(max(kernel_size, good)), draw_size) if noise_aware else draw_size
     half = draw_size // 2
     ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
     full_bbox = Box.factory[iy - half : iy + half + 1, ix - half : ix + half + 1]
@@ -222,19 +257,50 @@ def draw_source(
     if bbox != full_bbox:
         flags |= InjectionFlag.PARTIAL_OVERLAP
     dx, dy = x - ix, y - iy
-    try:
-        if profile is None:
-            stamp = shifted_kernel_stamp(entry.kernel, draw_size, dx, dy, total_flux)
-        else:
+
+    def draw(size: int) -> np.ndarray | InjectionFlag:
+        """The full size × size stamp, or the flag of why it cannot be drawn."""
+        try:
+            if profile is None:
+                return shifted_kernel_stamp(entry.kernel, size, dx, dy, total_flux)
             # The periodic grid spans at least the profile's own extent (GalSim's
             # good size), also when the stamp is smaller (clipped or requested):
             # otherwise the wings would wrap onto the stamp.
-            grid = fft_grid_size(max(draw_size, good))
+            grid = fft_grid_size(max(size, good))
             if grid > profile.gsparams.maximum_fft_size:
-                return DrawnStamp(None, None, draw_size, total_flux, flags | InjectionFlag.FFT_SIZE_ERROR)
-            stamp = fft_stamp(jacobian.profileToImage(profile), psf_cache.spectrum(entry, grid), draw_size, dx, dy)
-    except galsim.GalSimError:
-        return DrawnStamp(None, None, draw_size, total_flux, flags | InjectionFlag.DRAW_ERROR)
+                return InjectionFlag.FFT_SIZE_ERROR
+            return fft_stamp(jacobian.profileToImage(profile), psf_cache.spectrum(entry, grid), size, dx, dy)
+        except galsim.GalSimError:
+            return InjectionFlag.DRAW_ERROR
+
+    profile_flux = total_flux if profile is None else float(profile.flux)
+
+    def half_width_of(stamp: np.ndarray) -> int:
+        return stamp_half_width(
+            stamp, profile_flux, noise_sigma, settings.stamp_noise_fraction, settings.stamp_flux_error_fraction, gain
+        )
+
+    stamp = draw(first_size)
+    if noise_aware and not isinstance(stamp, InjectionFlag):
+        half_width = half_width_of(stamp)
+        if half_width >= first_size // 2 and first_size < draw_size:
+            stamp = draw(draw_size)
+            if not isinstance(stamp, InjectionFlag):
+                half_width = half_width_of(stamp)
+        if not isinstance(stamp, InjectionFlag):
+            draw_size = min(max(2 * half_width + 1, odd_size(kernel_size)), stamp.shape[0])
+            stamp = centred_crop(stamp, draw_size)
+            half = draw_size // 2
+            full_bbox = Box.factory[iy - half : iy + half + 1, ix - half : ix + half + 1]
+            try:
+                bbox = full_bbox.intersection(image_bbox)
+            except NoOverlapError:
+                return DrawnStamp(None, None, draw_size, total_flux, InjectionFlag.NO_OVERLAP)
+            flags &= ~InjectionFlag.PARTIAL_OVERLAP
+            if bbox != full_bbox:
+                flags |= InjectionFlag.PARTIAL_OVERLAP
+    if isinstance(stamp, InjectionFlag):
+        return DrawnStamp(None, None, draw_size, total_flux, flags | stamp)
     inner = bbox.slice_within(full_bbox)
     model = stamp[inner.y, inner.x]
-    return DrawnStamp(bbox, np.ascontiguousarray(model), draw_size, total_flux, flags)
+    return DrawnStamp(bbox, np.ascontiguousarray(model), draw_size, total_flux, flags, profile_flux)
