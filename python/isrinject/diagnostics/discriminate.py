@@ -20,9 +20,11 @@ Features (`star_features`, one row per star, the same code for both classes)
     In a square box of side ``2⌈2·FWHM⌉ + 1`` around the star (the mask is
     used only to drop bad pixels: the INJECTED planes are never read):
 
-    1. the centroid is refined with three Gaussian-weighted (σ of the PSF)
-       moment steps from the starting position, and the visit PSF is evaluated
-       there (``compute_stellar_image``), for real and injected stars alike;
+    1. the centroid: Gaussian-weighted (σ of the PSF) moments iterated
+       `CENTROID_ITERATIONS` times from the brightest pixel within 2 pixels of
+       the given position (a detection's centroid or a catalog position: the
+       fixed point does not remember which), and the visit PSF evaluated there
+       (``compute_stellar_image``), for real and injected stars alike;
     2. flux ``F`` and a constant ``b`` are fitted by weighted linear least
        squares ``I ≈ F·P + b`` with weights ``1/V``; ``z = (I − F·P − b)/√V``;
     3. ``chi2_r0``, ``chi2_r1``, ``chi2_r2``: the mean of ``z²`` in the rings
@@ -51,8 +53,10 @@ Test (`discriminate`)
 from __future__ import annotations
 
 __all__ = [
+    "CENTROID_ITERATIONS",
     "FEATURES",
     "HIGH_SNR",
+    "MATCH_BINS",
     "MIN_STARS",
     "N_BOOTSTRAP",
     "STAR_SIZE_TOLERANCE",
@@ -87,6 +91,10 @@ HIGH_SNR = 50.0
 N_BOOTSTRAP = 1000
 #: A detection is a star when its second-moment FWHM is within this fraction of the PSF's.
 STAR_SIZE_TOLERANCE = 0.25
+#: Gaussian-weighted centroid iterations (each shrinks the offset from the fixed point about twofold).
+CENTROID_ITERATIONS = 12
+#: Logarithmic flux bins of the real/injected matching.
+MATCH_BINS = 20
 #: Fewest stars per class for a test.
 MIN_STARS = 20
 
@@ -212,16 +220,21 @@ def star_features(
         im, var, ok = image[box], variance[box], ~unusable[box]
         if ok.sum() < 10:
             continue
-        # 1. Gaussian-weighted centroid, from the starting position.
-        px, py = xs - x0 - ix, ys - y0 - iy
+        # 1. Gaussian-weighted centroid, started from the brightest pixel within 2 pixels of the given
+        #    position (the same start for a detection and a catalog position) and iterated to convergence.
         outer = ok & (np.hypot(dx, dy) >= 1.5 * fwhm)
         level = float(np.median(im[outer])) if outer.any() else 0.0
-        for _ in range(3):
+        near = ok & (np.hypot(dx - (xs - x0 - ix), dy - (ys - y0 - iy)) <= 2.0)
+        if not near.any():
+            continue
+        peak = np.argmax(np.where(near, im, -np.inf))
+        px, py = float(dx.ravel()[peak]), float(dy.ravel()[peak])
+        for _ in range(CENTROID_ITERATIONS):
             w = np.exp(-((dx - px) ** 2 + (dy - py) ** 2) / (2 * sigma**2)) * np.clip(im - level, 0, None) * ok
             if w.sum() <= 0:
                 break
             px, py = float(np.sum(w * dx) / w.sum()), float(np.sum(w * dy) / w.sum())
-            px, py = float(np.clip(px, -1.5, 1.5)), float(np.clip(py, -1.5, 1.5))
+            px, py = float(np.clip(px, -2.5, 2.5)), float(np.clip(py, -2.5, 2.5))
         xa, ya = ix + x0 + px, iy + y0 + py
         # 2. PSF model at the refined position, on the box.
         stellar = psf.compute_stellar_image(x=xa, y=ya)
@@ -367,7 +380,7 @@ def discriminate(label: str, real: Table, injected: Table, *, seed: int = 0) -> 
             r = r[np.asarray(r["peak_snr"]) >= HIGH_SNR]
             i = i[np.asarray(i["peak_snr"]) >= HIGH_SNR]
         ia, ib = matched_subsample(np.asarray(r["flux"], np.float64), np.asarray(i["flux"], np.float64),
-                                   n_bins=10, rng=np.random.default_rng(seed))
+                                   n_bins=MATCH_BINS, rng=np.random.default_rng(seed))
         r, i = r[ia], i[ib]
         matched.append((r, i))
         x = np.concatenate([_matrix(r), _matrix(i)])

@@ -227,38 +227,75 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
 
 
 def plot_forum_panel(ax: Axes, forum: ForumCutout, *, title: str = "") -> None:
-    """The forum's plot on ``ax``: V against I (linear) of the cutout, real and injected pixels, fitted slopes."""
+    """The forum's plot on ``ax``: V against I (linear) of the cutout, real and injected pixels, fitted slopes
+    (`isrinject.diagnostics.forum`), with ISR's line of the star's own pixels."""
     good, star = forum.good, forum.injected
     i0, v0 = forum.original
+    ax.scatter(i0[good], v0[good], s=3, color="#c8c8c8", lw=0, rasterized=True, zorder=0,
+               label=f"all pixels before injection ({int(good.sum())})")
+    with np.errstate(invalid="ignore"):
+        sources = good & ~star & (i0 > 5 * np.sqrt(v0))
+    real = ("real-source pixels (> 5σ)", sources) if sources.sum() >= 20 else (
+        "real pixels under the star, before injection", star)
     populations = [
-        ("real", i0[good], v0[good], 3, 0.5),
-        ("isrinject", forum.isrinject[0][star], forum.isrinject[1][star], 7, 0.8),
-        ("upstream", forum.upstream[0][star], forum.upstream[1][star], 7, 0.8),
+        ("real", real[0], i0[real[1]], v0[real[1]], 5),
+        ("isrinject", "isrinject-injected pixels", forum.isrinject[0][star], forum.isrinject[1][star], 7),
+        ("upstream", "source_injection-injected pixels (emulated)", forum.upstream[0][star],
+         forum.upstream[1][star], 7),
     ]
-    hi = max(float(np.max(im)) if len(im) else 0.0 for _, im, _, _, _ in populations)
-    lo = min(float(np.min(im)) if len(im) else 0.0 for _, im, _, _, _ in populations)
-    grid = np.linspace(lo, hi, 50)
-    for name, im, var, size, alpha in populations:
+    every = np.concatenate([i0[good]] + [im for _, _, im, _, _ in populations])
+    grid = np.linspace(float(np.min(every)), float(np.max(every)), 50) if len(every) else np.zeros(0)
+    for name, text, im, var, size in populations:
         a, b = line_fit(im, var)
-        label = f"{LABELS[name]} pixels ({len(im)}): slope {a:.4g}"
-        ax.scatter(im, var, s=size, color=PALETTE[name], alpha=alpha, lw=0, rasterized=True, label=label,
-                   marker="o" if name != "upstream" else "s", zorder=1 if name == "real" else 2)
+        ax.scatter(im, var, s=size, color=PALETTE[name], alpha=0.8, lw=0, rasterized=True,
+                   label=f"{text} ({len(im)}): slope {a:.4g}", marker="s" if name == "upstream" else "o",
+                   zorder=1 if name == "real" else 2)
         if np.isfinite(a):
-            ax.plot(grid, a * grid + b, color=PALETTE[name], lw=1.2, ls="-" if name != "upstream" else "--")
+            ax.plot(grid, a * grid + b, color=PALETTE[name], lw=1.2, ls="--" if name == "upstream" else "-")
+    if forum.gain is not None and star.any():
+        isr = float(np.median(1.0 / forum.gain[star]))
+        base = float(np.median(v0[star]))
+        ax.plot(grid, isr * grid + base, "k:", lw=1.2, label=f"ISR for the star's pixels: slope c/f = {isr:.4g}")
+    ax.plot([], [], " ", label=f"source_injection's slope s of the star's amplifier: {forum.upstream_slope:.4g}")
     ax.set_xlabel(f"image I [{forum.unit}]")
     ax.set_ylabel(f"variance V [{forum.unit}²]")
     box = forum.bbox
     ax.set_title(title or (f"{box.x.stop - box.x.start}×{box.y.stop - box.y.start} cutout around a bright injected "
                            f"star (detector {forum.detector}, x={forum.star[0]:.0f}, y={forum.star[1]:.0f})"),
                  fontsize=10)
-    ax.legend(fontsize=7.5, loc="upper left", markerscale=2.5)
+    ax.legend(fontsize=7, loc="upper left", markerscale=2.5)
     ax.ticklabel_format(style="sci", scilimits=(-3, 4))
 
 
+def _forum_noise_panel(ax: Axes, forum: ForumCutout) -> None:
+    """Histogram of (ΔI − M)/√ΔV of the star's pixels: the realized noise over the recorded variance."""
+    star = forum.injected
+    i0, v0 = forum.original
+    grid = np.linspace(-5, 5, 41)
+    model = np.zeros(i0.shape) if forum.model is None else forum.model
+    for name, (image, variance) in (("isrinject", forum.isrinject), ("upstream", forum.upstream)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z: npt.NDArray[np.float64] = ((image - i0 - model) / np.sqrt(variance - v0))[star]
+        z = z[np.isfinite(z)]
+        if len(z):
+            ax.hist(np.clip(z, grid[0], grid[-1]), bins=grid.tolist(), density=True, histtype="step", lw=1.8,
+                    color=PALETTE[name], label=f"{LABELS[name]}: std {np.std(z):.3f} ({len(z)} px)")
+    ax.plot(grid, np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi), "k--", lw=1, label="N(0, 1)")
+    ax.set_xlabel("(ΔI − M) / √ΔV of the star's pixels")
+    ax.set_ylabel("density")
+    ax.set_title("realized noise over recorded variance", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+
+
 def plot_forum(forum: ForumCutout, path: str | os.PathLike[str], *, title: str = "") -> Path:
-    """Write the forum panel alone (the README figure)."""
-    fig, ax = plt.subplots(figsize=(7.5, 5.4))
+    """Write the forum panel and, with the model, the noise of the star's pixels beside it (the README figure)."""
+    if forum.model is None:
+        fig, ax = plt.subplots(figsize=(7.5, 5.4))
+        plot_forum_panel(ax, forum, title=title)
+        return _save(fig, path)
+    fig, (ax, ax_noise) = plt.subplots(1, 2, figsize=(12.5, 5.4), gridspec_kw={"width_ratios": [1.6, 1]})
     plot_forum_panel(ax, forum, title=title)
+    _forum_noise_panel(ax_noise, forum)
     return _save(fig, path)
 
 

@@ -9,9 +9,13 @@ star and cuts the arrays; `isrinject.diagnostics.figures.plot_forum` draws
 it with the straight-line fit ``V = a·I + b`` (``numpy.polyfit``, as the peer
 package fits its slope) of every population in the legend:
 
-- real: every good pixel of the cutout before injection;
+- real: the pixels of real sources in the cutout (above 5σ before
+  injection), or, with fewer than 20 of them, the star's own pixels before
+  injection (their sky noise follows ISR's ``dV/dI ≈ c/f`` too, up to the
+  scatter of the per-pixel offsets);
 - isrinject: the injected star's pixels (noiseless model above the original
-  1σ noise) after isrinject's injection;
+  1σ noise) after isrinject's injection, with ISR's line for them (slope the
+  median ``1/g = c/f`` of those pixels);
 - upstream: the same pixels after the emulated ``lsst.source.injection``
   injection of the same model (`isrinject.diagnostics.upstream`).
 
@@ -104,4 +108,5 @@ def forum_cutout(regions: Sequence[RegionData], size: int = FORUM_CUTOUT_SIZE) -
         upstream=(up.image[local].copy(), up.variance[local].copy()),
         injected=(injected & good)[local].copy(), good=good[local].copy(),
         upstream_slope=float(region.upstream_slope[iy, ix]),
+        model=np.asarray(p.model)[local].copy(), gain=np.asarray(p.gain)[local].copy(),
     )

@@ -85,6 +85,10 @@ class ForumCutout:
     """Pixels that are not bad."""
     upstream_slope: float
     """s of the star's amplifier [image units]."""
+    model: npt.NDArray[np.float64] | None = None
+    """The noiseless injected model M of the cutout [image units]."""
+    gain: npt.NDArray[np.float64] | None = None
+    """g = f·R/c of the cutout [e⁻ per image unit]: ISR's slope of each pixel is 1/g."""
 
 
 @dataclasses.dataclass
