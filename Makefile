@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint demo bench docs clean
+.PHONY: venv test test-fast lint demo figure bench docs clean
 
 venv: $(STAMP)
 
@@ -33,14 +33,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-demo: $(STAMP)
+# The README / documentation figure is drawn by code; tests/test_readme_figure.py fails when the
+# committed doc/_static/forum_cutout_u.png is not what it draws.
+figure: $(STAMP)
+	$(PY) -m isrinject.demo.figure doc/_static/forum_cutout_u.png
+
+demo: $(STAMP) figure
 	$(VENV)/bin/isrinject demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
 
 # The documentation site (doc/README.md): warnings are errors, every cross-reference checked.
-docs: $(STAMP)
+docs: $(STAMP) figure
 	$(PY) -m sphinx -b html -W --keep-going -n -d doc/_build/doctrees $(SPHINXOPTS) doc doc/_build/html
 
 clean:

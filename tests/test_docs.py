@@ -69,8 +69,8 @@ def test_pages_exist(site: Path) -> None:
                  "isrinject/scripts/isrinject",
                  "isrinject/tasks/isrinject.VisitInjectTask", "isrinject/api"):
         assert (site / f"{page}.html").is_file(), page
-    # The demo's figure is on the front page and the getting-started page.
-    assert (site / "_images" / "demo_flux_variance_u.png").stat().st_size > 10_000
+    # The forum figure (drawn by isrinject.demo.figure) is on the front page and the getting-started page.
+    assert (site / "_images" / "forum_cutout_u.png").stat().st_size > 10_000
 
 
 def test_tutorial_is_rendered_with_its_outputs(site: Path) -> None:
