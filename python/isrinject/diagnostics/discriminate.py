@@ -38,11 +38,14 @@ Features (`star_features`, one row per star, the same code for both classes)
        the local variance-vs-flux relation the forum looked at;
     6. ``peak_snr``, the largest ``I/√V`` for ``r < FWHM`` (to select the
        forum's regime, S/N ≥ 50; not a classifier input), and ``F``, its
-       error ``σ_F = (ΣP²/V)^{-1/2}``, used to match the two classes.
+       error ``σ_F = (ΣP²/V)^{-1/2}``, used to match the two classes;
+    7. ``size_ratio``: the detection's second-moment FWHM over the PSF's, in
+       the image measured; both classes must pass `find_real_stars`' size cut
+       (so the selection of real stars does not select on their noise alone).
 
 Test (`discriminate`)
-    Real and injected stars are matched in ``log F`` (equal counts per
-    logarithmic bin, `stats.matched_subsample`); the classifier
+    Real and injected stars are matched in ``log F`` (equal counts in each of
+    `MATCH_BINS` logarithmic bins, `stats.matched_subsample`); the classifier
     (scikit-learn ``GradientBoostingClassifier``, 100 depth-3 trees) is scored by
     stratified 5-fold cross-validation (every star scored by a model that
     did not see it); the AUC of those scores, with a percentile bootstrap
@@ -94,7 +97,7 @@ STAR_SIZE_TOLERANCE = 0.25
 #: Gaussian-weighted centroid iterations (each shrinks the offset from the fixed point about twofold).
 CENTROID_ITERATIONS = 12
 #: Logarithmic flux bins of the real/injected matching.
-MATCH_BINS = 20
+MATCH_BINS = 40
 #: Fewest stars per class for a test.
 MIN_STARS = 20
 
@@ -209,8 +212,10 @@ def star_features(
     ny, nx = image.shape
     half = _box_half(fwhm)
     sigma = fwhm / (2 * math.sqrt(2 * math.log(2)))
-    names = ("x", "y", "flux", "flux_err", "peak_snr", *FEATURES)
+    names = ("x", "y", "flux", "flux_err", "peak_snr", "size_ratio", *FEATURES)
     out = {name: np.full(len(x), np.nan) for name in names}
+    out["size_ratio"] = _size_ratio(image, variance, bad, fwhm, np.asarray(x, np.float64) - x0,
+                                    np.asarray(y, np.float64) - y0)
     dy, dx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
     for k, (xs, ys) in enumerate(zip(np.asarray(x, np.float64), np.asarray(y, np.float64))):
         ix, iy = round(xs) - x0, round(ys) - y0
@@ -271,6 +276,33 @@ def star_features(
         out["flux_err"][k] = float(1 / math.sqrt(max(float(np.sum(weights * design[:, 0] ** 2)), 1e-300)))
         out["x"][k], out["y"][k] = xa, ya
     return Table(out)
+
+
+def _size_ratio(
+    image: FloatArray, variance: FloatArray, bad: npt.NDArray[np.bool_] | None, fwhm: float, x: FloatArray,
+    y: FloatArray,
+) -> FloatArray:
+    """Second-moment FWHM of the detection under each position over the PSF FWHM (NaN: not detected).
+
+    The same detection (`photometry.detect`) and photutils ``SourceCatalog.fwhm``
+    as `find_real_stars`, in the image measured, for real and injected stars alike.
+    """
+    from photutils.segmentation import SegmentationImage, SourceCatalog
+
+    out = np.full(len(x), np.nan)
+    segments = photometry.detect(image, variance, bad, fwhm)
+    if not segments.any() or not len(x):
+        return out
+    catalog = SourceCatalog(np.nan_to_num(image), SegmentationImage(segments))
+    size = np.asarray(catalog.fwhm.value if hasattr(catalog.fwhm, "value") else catalog.fwhm, np.float64)
+    index = {int(label): k for k, label in enumerate(np.asarray(catalog.labels))}
+    ny, nx = image.shape
+    ix = np.clip(np.round(x).astype(int), 0, nx - 1)
+    iy = np.clip(np.round(y).astype(int), 0, ny - 1)
+    for k, label in enumerate(segments[iy, ix]):
+        if label:
+            out[k] = size[index[int(label)]] / fwhm
+    return out
 
 
 @dataclasses.dataclass
@@ -367,6 +399,8 @@ def discriminate(label: str, real: Table, injected: Table, *, seed: int = 0) -> 
     """
     def usable(t: Table) -> Table:
         good = np.isfinite(np.asarray(t["flux"], np.float64)) & (np.asarray(t["flux"], np.float64) > 0)
+        # The star-size cut of `find_real_stars`, applied to both classes in the image measured.
+        good &= np.abs(np.asarray(t["size_ratio"], np.float64) - 1) <= STAR_SIZE_TOLERANCE
         for name in FEATURES:
             good &= np.isfinite(np.asarray(t[name], np.float64))
         return t[good]
