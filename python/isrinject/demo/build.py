@@ -13,7 +13,16 @@ input collection over all of it.
 
 from __future__ import annotations
 
-__all__ = ["DemoRepo", "build_demo_repo", "load_demo_repo", "magnitude_range", "simulate_truth"]
+__all__ = [
+    "GRID_SPACING",
+    "MAG_QUANTILE_POWER",
+    "REAL_STAR_FAINT_SNR",
+    "DemoRepo",
+    "build_demo_repo",
+    "load_demo_repo",
+    "magnitude_range",
+    "simulate_truth",
+]
 
 import dataclasses
 import json
