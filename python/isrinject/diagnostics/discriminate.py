@@ -57,6 +57,7 @@ from __future__ import annotations
 
 __all__ = [
     "CENTROID_ITERATIONS",
+    "COLUMNS",
     "FEATURES",
     "HIGH_SNR",
     "MATCH_BINS",
@@ -88,6 +89,8 @@ type FloatArray = npt.NDArray[np.float64]
 
 #: The classifier's inputs (columns of `star_features`).
 FEATURES = ("chi2_r0", "chi2_r1", "chi2_r2", "z_core", "slope_local", "excess_ratio")
+#: Every column of `star_features`.
+COLUMNS = ("x", "y", "flux", "flux_err", "peak_snr", "size_ratio", *FEATURES)
 #: Peak S/N of the forum's regime.
 HIGH_SNR = 50.0
 #: Bootstrap resamples of the AUC interval.
@@ -212,8 +215,7 @@ def star_features(
     ny, nx = image.shape
     half = _box_half(fwhm)
     sigma = fwhm / (2 * math.sqrt(2 * math.log(2)))
-    names = ("x", "y", "flux", "flux_err", "peak_snr", "size_ratio", *FEATURES)
-    out = {name: np.full(len(x), np.nan) for name in names}
+    out = {name: np.full(len(x), np.nan) for name in COLUMNS}
     out["size_ratio"] = _size_ratio(image, variance, bad, fwhm, np.asarray(x, np.float64) - x0,
                                     np.asarray(y, np.float64) - y0)
     dy, dx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
@@ -437,5 +439,4 @@ def pooled(tables: Sequence[Table]) -> Table:
     from astropy.table import vstack
 
     tables = [t for t in tables if len(t)]
-    return vstack(tables) if tables else Table({name: np.zeros(0) for name in ("x", "y", "flux", "flux_err",
-                                                                                 "peak_snr", *FEATURES)})
+    return vstack(tables) if tables else Table({name: np.zeros(0) for name in COLUMNS})
