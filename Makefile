@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: venv venv-runtime venv-size test test-fast lint demo bench docs docs-check clean
+.PHONY: venv venv-runtime venv-size test test-fast lint demo figure bench docs docs-check clean
 
 venv: $(DEV_STAMP)
 venv-runtime: $(RUNTIME_STAMP)
@@ -47,14 +47,19 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-demo: $(RUNTIME_STAMP)
+# The README / documentation figures are drawn by code; tests/test_readme_figure.py fails when the
+# committed doc/_static/forum_cutout_u.png or doc/_static/bright_stars.png is not what it draws.
+figure: $(RUNTIME_STAMP)
+	$(PY) -m isrinject.demo.figure doc/_static/forum_cutout_u.png doc/_static/bright_stars.png
+
+demo: $(RUNTIME_STAMP) figure
 	$(VENV)/bin/isrinject demo $(DEMO_ARGS)
 
 bench: $(DEV_STAMP)
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
 
 # The documentation site (doc/README.md): warnings are errors, every cross-reference checked.
-docs: $(DEV_STAMP)
+docs: $(DEV_STAMP) figure
 	$(PY) -m sphinx -b html -W --keep-going -n -d doc/_build/doctrees $(SPHINXOPTS) doc doc/_build/html
 
 # The built site as a reader sees it, in headless Chromium (Debian's chromium,

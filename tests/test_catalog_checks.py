@@ -5,7 +5,7 @@ stars per detector reaching S/N 2 (past the detection limit), run through the
 real ``pipetask``; `diagnose_demo` measures every isolated injected star with
 photutils in the isrinject output, in the simulator's *physical* injection of
 the same catalog (photons into the pre-flat electrons, then ISR: the truth)
-and in a flux/gain injection.  Tolerances follow from the sample sizes.
+and in the emulated lsst.source.injection injection.  Tolerances follow from the sample sizes.
 """
 
 from __future__ import annotations
@@ -82,11 +82,11 @@ def test_reports_show_all_three(checked) -> None:
     table = catalog_table(diagnosis.by_band())
     for band in demo.bands:
         assert any(line.startswith(band) for line in table.splitlines())
-    assert table.count("truth") == len(demo.bands) and table.count("flux/gain") == len(demo.bands)
+    assert table.count("truth") == len(demo.bands) and table.count("upstream") == len(demo.bands)
     for visit in diagnosis.visits:
         data = json.loads((out / f"diagnose_{visit.visit}_{visit.band}.json").read_text())
         checks = data["catalog_checks"]
-        assert set(checks) == {"isrinject", "truth", "flux/gain"}
+        assert set(checks) == {"isrinject", "truth", "upstream"}
         assert checks["isrinject"]["pulls"]["n"] == visit.catalog_checks["isrinject"].pulls.n
         assert sum(checks["truth"]["completeness"]["n_injected"]) == len(visit.catalog_checks["truth"].stars)
         for name in ("completeness", "pulls"):

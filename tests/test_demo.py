@@ -44,7 +44,7 @@ def test_pipetask_run_and_statistics(demo) -> None:
     visits = diagnosis.by_band()
     print(summary_table({b: (v.statistics, v.verdict) for b, v in visits.items()}))
     for band, visit in visits.items():
-        s, gain_only = visit.statistics, visit.gain_only
+        s, upstream = visit.statistics, visit.upstream
         assert s.n_injected > 200, band
         assert s.slope_injected == pytest.approx(s.slope_real, rel=0.02)
         assert s.slope_real == pytest.approx(1.0, abs=1e-3)
@@ -52,14 +52,14 @@ def test_pipetask_run_and_statistics(demo) -> None:
         assert s.relation_rms < 1e-5
         # The KS test of this small scene (128 px, 12 sources) has a floor from
         # the baseline fit under sources: over noise seeds 0-5 the g band gives
-        # p = 2e-4 … 1.5e-2 (D = 0.09-0.11 at 740 pixels), while a flux/gain
-        # injection of the same sources gives D = 0.52, p < 1e-50.
-        assert s.ks_statistic < 0.3 * gain_only.ks_statistic
-        # One verdict: every check ran, isrinject passes all, the flux/gain injection fails.
+        # p = 2e-4 … 1.5e-2 (D = 0.09-0.11 at 740 pixels), while the upstream
+        # emulation (one slope per amplifier) of the same sources is far off.
+        assert s.ks_statistic < 0.3 * upstream.ks_statistic
+        # One verdict: every check ran, isrinject passes all, the upstream emulation fails.
         assert all(c.available for c in visit.verdict.checks), visit.verdict.describe()
         assert visit.verdict.passed, visit.verdict.describe()
-        assert not visit.gain_only_verdict.passed, visit.gain_only_verdict.describe()
-        assert not visit.gain_only_verdict["ks"].passed and not visit.gain_only_verdict["relation"].passed
+        assert not visit.upstream_verdict.passed, visit.upstream_verdict.describe()
+        assert not visit.upstream_verdict["noise_ratio"].passed and not visit.upstream_verdict["relation"].passed
         # Catalog level: the same isolated stars measured in isrinject's output and in the truth.
         isr, truth = visit.catalog_checks["isrinject"], visit.catalog_checks["truth"]
         # (a 128² scene with 6 stars leaves 1–3 isolated ones; tests/test_catalog_checks.py has the statistics)

@@ -1,8 +1,9 @@
 """`isrinject diagnose` on a small demo repository after a real `pipetask run`.
 
 The statistics, not only the files: the correct injection passes (KS p > 0.01,
-realized-noise ratio ≈ 1, slopes agree) in every band, a flux/gain injection of
-the same model fails in u band, missing datasets fail with a message naming them.
+realized-noise ratio ≈ 1, slopes agree) in every band, the emulated
+lsst.source.injection injection of the same model fails for its noise
+(realized/recorded = 1/s²), missing datasets fail with a message naming them.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def diagnosis(demo, tmp_path_factory: pytest.TempPathFactory):
     lines: list[str] = []
     result = diagnose(
         butler, visit=list(demo.visits.values()), detector=0, collections=OUTPUT, output_dir=out,
-        compare_gain_only=True, progress=lines.append,
+        compare_upstream=True, discriminate=True, progress=lines.append,
     )
     return result, out, lines
 
@@ -68,19 +69,26 @@ def test_correct_injection_passes(diagnosis, band) -> None:
     assert s["passed"] and visit.passed
 
 
-def test_gain_only_fails_in_u(diagnosis) -> None:
+@pytest.mark.parametrize("band", ["u", "r"])
+def test_upstream_fails_for_its_noise(diagnosis, band) -> None:
+    """The emulated peer package records V = s·M but draws noise of variance M/s: ratio 1/s² (0.1 in u, 2 in r)."""
     result, _, _ = diagnosis
-    u, r = result.by_band()["u"], result.by_band()["r"]
-    g = u.summary["gain_only"]
-    assert g["ks_pvalue"] < 1e-6, g
-    assert g["checks"]["ks"]["status"] == "FAIL" and g["checks"]["relation"]["status"] == "FAIL"
-    assert g["relation_rms"] > 0.03, g
-    assert not g["passed"] and not r.summary["gain_only"]["passed"]
+    visit = result.by_band()[band]
+    up = visit.summary["upstream"]
+    slopes = np.asarray(up["slopes"]["0"])
+    assert len(slopes) == 16 and np.all(slopes > 0) and not up["fallbacks"]
+    # An unweighted line through 1600 pixels per amplifier (a 160² detector) scatters around c/f: u ≈ 3, r ≈ 0.7.
+    assert np.median(slopes) == pytest.approx({"u": 3.05, "r": 0.70}[band] / 0.95, rel=0.35)
+    # k̂ is a weighted mean over the injected pixels of their amplifier's 1/s².
+    assert np.min(slopes**-2) <= up["noise_ratio"] <= np.max(slopes**-2), (up["noise_ratio"], slopes**-2)
+    assert up["noise_ratio"] < 0.2 if band == "u" else up["noise_ratio"] > 1.5
+    assert abs(up["noise_ratio"] - 1) > 10 * up["noise_ratio_error"]
+    assert up["checks"]["noise_ratio"]["status"] == "FAIL" and not up["passed"]
+    # One slope per amplifier is off every pixel's own relation by s·g − 1 (the flat within the amplifier).
+    assert up["checks"]["relation"]["status"] == "FAIL" and up["relation_rms"] > 3e-3, up["relation_rms"]
     # Same real pixels: the real slope does not depend on the injection method.
-    assert g["slope_real"] == pytest.approx(u.summary["isrinject"]["slope_real"])
-    # The residual spread of the gain-only injected pixels is much wider than the real ones'.
-    assert np.std(u.gain_only.injected.residual) > 5 * np.std(u.gain_only.real.residual)
-    assert r.summary["gain_only"]["ks_pvalue"] < 0.01
+    assert up["slope_real"] == pytest.approx(visit.summary["isrinject"]["slope_real"])
+    assert up["algorithm"].startswith("lsst.source.injection 8da8778")
 
 
 def test_flux_recovery_and_rerender(diagnosis, demo) -> None:
@@ -101,9 +109,9 @@ def test_flux_recovery_and_rerender(diagnosis, demo) -> None:
 
 def test_json_and_pngs(diagnosis, demo) -> None:
     result, out, lines = diagnosis
-    assert len(lines) == 2 and all("isrinject relation" in line and "→ PASS | flux/gain" in line for line in lines)
-    # The flux/gain comparison's verdict comes before the catalog-level numbers.
-    assert all(line.split(" | flux/gain: ")[1].split(" | ")[0].endswith("→ FAIL") for line in lines)
+    assert len(lines) == 2 and all("isrinject relation" in line and "→ PASS | upstream" in line for line in lines)
+    # The upstream comparison's verdict comes before the catalog-level numbers.
+    assert all(line.split(" | upstream: ")[1].split(" | ")[0].endswith("→ FAIL") for line in lines)
     assert all(" | isrinject: pulls " in line for line in lines)
     summary = json.loads((out / "diagnose_summary.json").read_text())
     assert summary["passed"] is True
@@ -114,17 +122,22 @@ def test_json_and_pngs(diagnosis, demo) -> None:
         assert data["visit"] == visit.visit and data["band"] == visit.band and data["detectors"] == [0]
         for key in ("slope_real", "slope_injected", "ks_statistic", "ks_pvalue", "noise_ratio", "noise_ratio_error"):
             assert data["isrinject"][key] == pytest.approx(getattr(visit.statistics, key))
-            assert data["gain_only"][key] == pytest.approx(getattr(visit.gain_only, key))
+            assert data["upstream"][key] == pytest.approx(getattr(visit.upstream, key))
         assert data["config"]["add_noise"] is True
         assert len(data["sources"]) == len(visit.sources)
         assert {"injection_flux", "expected_flux", "flux_pull", "rerendered_model_flux"} <= set(data["sources"][0])
         import matplotlib.image
 
-        # Catalog level without a truth: isrinject and the flux/gain injection, the same stars.
-        assert set(data["catalog_checks"]) == {"isrinject", "flux/gain"}
-        assert data["catalog_checks"]["isrinject"]["pulls"]["n"] == visit.catalog_checks["flux/gain"].pulls.n > 0
+        # Catalog level without a truth: isrinject and the upstream emulation, the same stars.
+        assert set(data["catalog_checks"]) == {"isrinject", "upstream"}
+        assert data["catalog_checks"]["isrinject"]["pulls"]["n"] == visit.catalog_checks["upstream"].pulls.n > 0
+        # A 160² field without real stars cannot feed the classifier: reported, not faked.
+        for arm in ("isrinject", "upstream"):
+            d = data["discrimination"][arm]
+            assert d["auc"] is None and d["reason"].startswith("all: only "), d
         for name in (f"diagnose_{visit.visit}_{visit.band}_completeness.png",
-                     f"diagnose_{visit.visit}_{visit.band}_pulls.png"):
+                     f"diagnose_{visit.visit}_{visit.band}_pulls.png", f"diagnose_{visit.visit}_{visit.band}_roc.png",
+                     f"diagnose_{visit.visit}_{visit.band}_forum.png"):
             assert (out / name) in visit.paths and (out / name).stat().st_size > 20_000
         for name in (f"diagnose_{visit.visit}_{visit.band}_flux_variance.png",
                      f"diagnose_{visit.visit}_{visit.band}_maps_d0.png"):

@@ -6,8 +6,8 @@ ComCam R22 S11 read noise 5.8–8.0 e⁻) with no real sources at all, exactly
 the situation where a real-vs-injected slope or KS comparison has nothing to
 compare with.  The correct injection must PASS on the checks that can run
 (per-pixel relation residual, realized-noise ratio) with slopes and KS
-reported as not available; a flux/gain injection of the same model on the
-same data must FAIL.
+reported as not available; the emulated lsst.source.injection injection of
+the same model on the same data (one slope per amplifier) must FAIL.
 """
 
 from __future__ import annotations
@@ -22,12 +22,8 @@ from lsst.images import XY
 from isrinject import VisitInjectConfig
 from isrinject.diagnostics.figures import histogram_bins, plot_flux_variance
 from isrinject.diagnostics.results import VisitDiagnosis
-from isrinject.diagnostics.stats import (
-    DetectorPixels,
-    gain_only_injection,
-    injection_statistics,
-    mean_gain,
-)
+from isrinject.diagnostics.stats import DetectorPixels, injection_statistics
+from isrinject.diagnostics.upstream import fit_upstream_slopes, upstream_injection
 from isrinject.diagnostics.verdict import MIN_REAL_PIXELS, RELATION_TOLERANCE, verdict
 from isrinject.engine.catalog import compose_catalog
 from isrinject.engine.inject import inject_sources
@@ -107,19 +103,28 @@ def test_correct_injection_passes_on_the_checks_that_run(sparse) -> None:
     assert result.passed, result.describe()
 
 
-def test_flux_gain_injection_fails_on_the_same_data(sparse) -> None:
+def test_upstream_injection_fails_on_the_same_data(sparse) -> None:
     pixels, _ = sparse
-    gain = mean_gain(pixels.flat, pixels.scaling, None, pixels.amp_index)
-    image, variance = gain_only_injection(pixels.original_image, pixels.original_variance, pixels.model, gain=gain,
-                                          rng=np.random.default_rng(2))
-    flux_gain = dataclasses.replace(pixels, image=image, variance=variance,
-                                    expected_variance=np.clip(pixels.model, 0, None) / gain)
-    s = injection_statistics([flux_gain])
+    fit = fit_upstream_slopes(pixels.original_image, pixels.original_variance, bad=pixels.bad,
+                              amp_index=pixels.amp_index)
+    slope = fit.on(pixels.amp_index)
+    image, variance = upstream_injection(pixels.original_image, pixels.original_variance, pixels.model, slope=slope,
+                                         rng=np.random.default_rng(2))
+    upstream = dataclasses.replace(pixels, image=image, variance=variance,
+                                   expected_variance=slope * np.clip(pixels.model, 0, None))
+    s = injection_statistics([upstream])
     result = verdict(s)
-    # Its variance is self-consistent (noise ratio ≈ 1) ...
-    assert result["noise_ratio"].passed
-    # ... but the pixels are off their own ISR relation by g/ḡ − 1 (the amplifier's vignetting gradient).
-    ratio = (pixels.gain / gain)[pixels.injected & np.isfinite(pixels.gain)]
+    # Its noise is Poisson(s·M)/s: variance M/s against the recorded s·M, so the ratio is 1/s² (u, nJy: s ≈ 3).
+    inj = pixels.injected & (pixels.model > 0)
+    # Per pixel E[(ΔI − M)²]/E[ΔV] = 1/s² of its amplifier; k̂ weights pixels by λ/(1 + 2λ), λ = M·g.
+    used = pixels.injected & (pixels.model > 0) & np.isfinite(pixels.gain)
+    lam = (pixels.model * pixels.gain)[used]
+    weights = lam / (1 + 2 * lam)
+    expected = float(np.sum(weights * slope[used] ** -2.0) / np.sum(weights))
+    assert s.noise_ratio == pytest.approx(expected, abs=4 * s.noise_ratio_error), (s.noise_ratio, expected)
+    assert not result["noise_ratio"].passed
+    # ... and the pixels are off their own ISR relation by s·g − 1 (the amplifier's vignetting gradient).
+    ratio = (pixels.gain * slope)[inj & np.isfinite(pixels.gain)]
     assert np.std(ratio) > 0.05
     assert s.relation_rms > 30 * RELATION_TOLERANCE, s.relation_rms
     assert not result["relation"].passed
@@ -136,7 +141,7 @@ def test_figure_resolves_the_residuals(sparse, tmp_path) -> None:
     counts, _ = np.histogram(np.clip(s.relation / 10.0**exponent, edges[0], edges[-1]), edges)
     assert exponent <= -6 and counts.max() < 0.3 * len(s.relation) and (counts > 0).sum() >= 15, (exponent, counts)
     diagnosis = VisitDiagnosis(visit=21, band="u", detectors=[0], unit="nJy", statistics=s, verdict=verdict(s),
-                               gain_only=None, gain_only_verdict=None, sources=Table(), summary={})
+                               upstream=None, upstream_verdict=None, sources=Table(), summary={})
     png = plot_flux_variance(diagnosis, tmp_path / "sparse.png")
     image = matplotlib.image.imread(png)
     assert image.shape[1] > 1500 and np.std(image[..., :3]) > 0.05

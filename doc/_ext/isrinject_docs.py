@@ -2,7 +2,7 @@
 
 - Cross-references are resolved the way the docstrings are written: a name
   that is in scope in the module whose docstring uses it (``standardize_columns``
-  in `isrinject.engine.catalog.validate`, ``stats.gain_only_injection`` in
+  in `isrinject.engine.catalog.validate`, ``upstream.upstream_injection`` in
   `isrinject.diagnostics.diagnose`) or that a package re-exports
   (``isrinject.engine.catalog.compose_catalog``) links to where the object is
   documented.  A name in scope that is defined outside isrinject (lsst.images,
@@ -127,7 +127,7 @@ def _scopes(node: nodes.Element) -> list[Any]:
                 scopes.append(sys.modules[defined.__module__])
     if module is not None:
         scopes.append(module)
-        # Sibling modules (``stats.gain_only_injection`` in isrinject.diagnostics.diagnose).
+        # Sibling modules (``upstream.upstream_injection`` in isrinject.diagnostics.diagnose).
         package = module.__name__.rpartition(".")[0]
         while package:
             scopes.append(sys.modules[package])
@@ -622,7 +622,9 @@ def setup(app: Sphinx) -> dict[str, Any]:
     """Register the config values, event handlers and directives above."""
     app.add_config_value("isrinject_tutorial", "isrinject/tutorial.ipynb", "env")
     # `isrinject demo` options of the repository the tutorial runs on (as tests/test_tutorial.py).
-    app.add_config_value("isrinject_tutorial_demo", ["--bands", "u", "--detectors", "0"], "env")
+    app.add_config_value("isrinject_tutorial_demo", ["--bands", "u", "--detectors", "0", "--size", "256",
+                                                     "--n-sources", "20", "--n-real-stars", "0", "--no-discriminate"],
+                         "env")
     app.connect("config-inited", _write_module_pages)
     app.connect("builder-inited", _place_tutorial)
     app.connect("missing-reference", _resolve_in_scope)

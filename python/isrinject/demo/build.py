@@ -13,7 +13,16 @@ input collection over all of it.
 
 from __future__ import annotations
 
-__all__ = ["DemoRepo", "build_demo_repo", "load_demo_repo", "magnitude_range", "simulate_truth"]
+__all__ = [
+    "GRID_SPACING",
+    "MAG_QUANTILE_POWER",
+    "REAL_STAR_FAINT_SNR",
+    "DemoRepo",
+    "build_demo_repo",
+    "load_demo_repo",
+    "magnitude_range",
+    "simulate_truth",
+]
 
 import dataclasses
 import functools
@@ -25,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from astropy.table import Table, vstack
 from astropy.time import Time, TimeDelta
 from lsst.daf.butler import Butler
@@ -63,6 +73,12 @@ PIXEL_SCALE_ARCSEC = 0.2
 FIELD_CENTER = (150.0, 2.0)
 #: Exposure time [s].
 EXPOSURE_TIME_S = 30.0
+#: Spacing of the grid the injected sources and the real stars sit on [pixels]: 4 FWHM of the widest PSF (u) + 4.
+GRID_SPACING = 24.0
+#: Injected magnitudes are bright + (faint − bright)·q^MAG_QUANTILE_POWER for q uniform in [0, 1].
+MAG_QUANTILE_POWER = 1.5
+#: Aperture S/N of the faintest real stars (`magnitude_range`): ≈ 3/4 of them have peak S/N ≥ 50.
+REAL_STAR_FAINT_SNR = 100.0
 
 
 @dataclasses.dataclass
@@ -92,6 +108,9 @@ class DemoRepo:
     """The injection catalog of every band (column ``band``)."""
     seed: int = 0
     """Seed of the simulation (`simulate_truth` re-simulates the same pixels from it)."""
+    real_stars: Table | None = None
+    """Stars of the observed scene put on free grid slots (columns ``band``, ``detector``,
+    ``x``, ``y``, ``source_type``, ``mag``): the real stars the classifier compares with."""
 
     def save(self) -> None:
         """Write ``demo.json`` and ``demo_catalog.ecsv`` into the repository root."""
@@ -105,6 +124,8 @@ class DemoRepo:
         }
         (self.root / "demo.json").write_text(json.dumps(meta, indent=1))
         self.catalog.write(self.root / "demo_catalog.ecsv", overwrite=True)
+        if self.real_stars is not None:
+            self.real_stars.write(self.root / "demo_real_stars.ecsv", overwrite=True)
 
     def flat_epoch(self, band: str) -> str:
         """``"old"`` or ``"new"``: the flat certified at the band's visit time."""
@@ -132,6 +153,7 @@ def load_demo_repo(root: str | os.PathLike[str]) -> DemoRepo:
         visit_begin={b: Time(t, scale="tai") for b, t in meta["visit_begin"].items()},
         physical_filters=meta["physical_filters"], flat_switch=Time(meta["flat_switch"], scale="tai"),
         flat_runs=meta["flat_runs"], catalog=Table.read(root / "demo_catalog.ecsv"), seed=int(meta.get("seed", 0)),
+        real_stars=Table.read(root / "demo_real_stars.ecsv") if (root / "demo_real_stars.ecsv").exists() else None,
     )
 
 
@@ -209,6 +231,70 @@ def _sources(
     return table
 
 
+def _grid_slots(rng: np.random.Generator, shape: tuple[int, int], margin: float) -> npt.NDArray[np.float64]:
+    """Shuffled ``(x, y)`` of a square grid of `GRID_SPACING` pixels, jittered by ±1 pixel.
+
+    Sources on distinct slots are ≥ ``GRID_SPACING − 2`` pixels apart, more
+    than `isrinject.diagnostics.photometry.ISOLATION_FWHM` PSF FWHMs in every band.
+    """
+    ny, nx = shape
+    xs = np.arange(margin, nx - 1 - margin + 1e-9, GRID_SPACING)
+    ys = np.arange(margin, ny - 1 - margin + 1e-9, GRID_SPACING)
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    grid += rng.uniform(-1.0, 1.0, grid.shape)
+    return grid[rng.permutation(len(grid))]
+
+
+def _assign_slots(
+    rng: np.random.Generator, slots: npt.NDArray[np.float64], kinds: npt.NDArray[np.str_], n_real: int,
+    buffer: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per source, its slot if it is a star and its slot if it is not; then the real stars' slots.
+
+    The other sources (galaxies) take the highest slots; stars (injected and
+    real, mixed at random) any of the rest but the ``buffer`` slots just below
+    the galaxies, as far as there is room: the wings of bright galaxies reach
+    beyond the grid spacing.
+
+    Returns
+    -------
+    star_slots, galaxy_slots
+        ``(len(kinds) + n_real, 2)`` and ``(len(kinds), 2)``: row ``i`` of each is
+        source ``i``'s slot in the two cases; rows ``len(kinds):`` of ``star_slots``
+        are the real stars'.
+    """
+    by_y = slots[np.argsort(-slots[:, 1], kind="stable")]
+    is_star = kinds == "Star"
+    n_stars, n_galaxies = int(is_star.sum()), int((~is_star).sum())
+    free = len(slots) - n_galaxies - n_stars - n_real
+    rest = by_y[n_galaxies + max(0, min(buffer, free)) :]
+    stars = rest[rng.permutation(len(rest))[: n_stars + n_real]]
+    star_slots = np.zeros((len(kinds) + n_real, 2))
+    galaxy_slots = np.zeros((len(kinds), 2))
+    star_slots[np.flatnonzero(is_star)] = stars[:n_stars]
+    star_slots[len(kinds) :] = stars[n_stars:]
+    galaxy_slots[np.flatnonzero(~is_star)] = by_y[:n_galaxies]
+    return star_slots, galaxy_slots
+
+
+def _real_stars(
+    rng: np.random.Generator, slots: npt.NDArray[np.float64], bands: Sequence[str], detector: int
+) -> Table:
+    """Real stars on ``slots``: uniform in magnitude from `magnitude_range`'s bright end to aperture S/N
+    `REAL_STAR_FAINT_SNR` (the same magnitudes in every band)."""
+    quantile = rng.uniform(0, 1, len(slots))
+    tables = []
+    for band in bands:
+        bright, _ = magnitude_range(band)
+        _, faint = magnitude_range(band, faint_snr=REAL_STAR_FAINT_SNR)
+        tables.append(Table({
+            "band": [band] * len(slots), "detector": np.full(len(slots), detector),
+            "x": slots[:, 0], "y": slots[:, 1], "source_type": ["Star"] * len(slots),
+            "mag": bright + (faint - bright) * quantile,
+        }))
+    return vstack(tables) if tables else Table()
+
+
 def _flats_and_seed(
     seed: int, b_index: int, band: str, detector: int, shape: tuple[int, int], amp_boxes: Sequence[Box]
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
@@ -243,11 +329,20 @@ def simulate_truth(demo: DemoRepo, band: str, detector: int) -> SimulatedExposur
     flats, sim_seed = _flats_and_seed(demo.seed, b_index, band, detector, demo.shape, amplifier_boxes(demo.shape))
     sources = demo.catalog[demo.catalog["band"] == band]
     return _simulate(
+        background_sources=_real_stars_of(demo.real_stars, band, detector),
         band=band, visit=demo.visits[band], detector=detector, d_index=d_index, shape=demo.shape, seed=sim_seed,
         units=demo.units, do_illumination_correction=demo.do_illumination_correction,
         instrument=demo.layout.instrument, flat=flats[demo.flat_epoch(band)], obs_time=demo.visit_begin[band],
         sources=sources,
     )
+
+
+def _real_stars_of(real_stars: Table | None, band: str, detector: int) -> Table | None:
+    """The real stars of one band × detector (`None` when there are none)."""
+    if real_stars is None or not len(real_stars):
+        return None
+    rows = real_stars[(real_stars["band"] == band) & (real_stars["detector"] == detector)]
+    return rows if len(rows) else None
 
 
 def _certify_calibrations(
@@ -292,7 +387,8 @@ def _band_catalog(
     table = positions.copy()
     sky = visit_image.sky_projection.pixel_to_sky(XY(x=np.asarray(table["x"]), y=np.asarray(table["y"])))
     table["ra"], table["dec"] = sky.ra.deg, sky.dec.deg
-    table["mag"] = bright + (faint - bright) * np.asarray(table["quantile"])
+    # quantile^MAG_QUANTILE_POWER: about half the sources bright (peak S/N ≥ 50), the rest down to ``faint``.
+    table["mag"] = bright + (faint - bright) * np.asarray(table["quantile"]) ** MAG_QUANTILE_POWER
     table["injection_id"] = detector * 100_000 + np.arange(len(table))
     table["band"] = band
     table.remove_columns(["x", "y", "quantile"])
@@ -313,6 +409,7 @@ def build_demo_repo(
     layout: RepoLayout | None = None,
     faint_snr: float = 10.0,
     difference_images: bool = True,
+    n_real_stars: int = 0,
 ) -> DemoRepo:
     """Create a local SQLite repository with simulated visits, flats and an injection catalog.
 
@@ -346,6 +443,11 @@ def build_demo_repo(
     difference_images
         Also put a template-convolved ``difference_image`` of every visit
         image (`isrinject.demo.difference`).
+    n_real_stars
+        Stars added to the observed scene of every detector (the real stars
+        the classifier two-sample test compares injected stars with), on the
+        grid slots the injected sources leave free, from the bright end of
+        `magnitude_range` to aperture S/N `REAL_STAR_FAINT_SNR`.
 
     Returns
     -------
@@ -380,6 +482,22 @@ def build_demo_repo(
     seeds = np.random.SeedSequence(seed)
     rng_catalog = np.random.default_rng(seeds.spawn(1)[0])
     positions = {d: _sources(rng_catalog, n_sources, source_types, shape, margin=12.0) for d in detectors}
+    # Injected sources and real stars on distinct slots of one grid (isolated by construction).
+    real_tables = []
+    for d in detectors:
+        slots = _grid_slots(rng_catalog, shape, margin=12.0)
+        if len(slots) >= n_sources + n_real_stars:
+            star_slots, galaxy_slots = _assign_slots(rng_catalog, slots, np.asarray(positions[d]["source_type"]),
+                                                     n_real_stars, buffer=3 * math.ceil(shape[1] / GRID_SPACING))
+            is_star = (np.asarray(positions[d]["source_type"]) == "Star")[:, None]
+            xy = np.where(is_star, star_slots[:n_sources], galaxy_slots)
+            positions[d]["x"], positions[d]["y"] = xy[:, 0], xy[:, 1]
+            if n_real_stars:
+                real_tables.append(_real_stars(rng_catalog, star_slots[n_sources:], bands, d))
+        elif n_real_stars:
+            raise ValueError(f"{n_sources} sources and {n_real_stars} real stars per detector do not fit on the "
+                             f"{len(slots)} grid slots of a {shape} detector.")
+    real_stars = vstack(real_tables) if real_tables else None
     amp_boxes = amplifier_boxes(shape)
     visits = {band: 1000 + 10 * i for i, band in enumerate(bands)}
     catalogs = []
@@ -394,6 +512,7 @@ def build_demo_repo(
                 band=band, visit=visits[band], detector=detector, d_index=d_index, shape=shape, seed=sim_seed,
                 units=units, do_illumination_correction=do_illumination_correction, instrument=layout.instrument,
                 flat=flats[epoch], obs_time=begin[band],
+                background_sources=_real_stars_of(real_stars, band, detector),
             )
             sims[detector] = sim
             vi = sim.visit_image
@@ -431,6 +550,7 @@ def build_demo_repo(
         root=root, layout=layout, bands=bands, detectors=detectors, shape=shape, units=units,
         do_illumination_correction=do_illumination_correction, visits=visits, visit_begin=begin,
         physical_filters=filters, flat_switch=switch, flat_runs=flat_runs, catalog=catalog, seed=seed,
+        real_stars=real_stars,
     )
     demo.save()
     return demo

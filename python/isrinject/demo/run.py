@@ -106,15 +106,19 @@ def diagnose_demo(
     output_dir: str | os.PathLike[str] | None = None,
     seed: int = 0,
     with_truth: bool = True,
+    discriminate: bool = True,
 ) -> DiagnosisResult:
     """`isrinject.diagnostics.diagnose.diagnose` on every visit of the demo.
 
     The same reader, statistics, verdict and figures as ``isrinject
     diagnose``: the flat of the visit's time, the run's own config for the
-    noise-free re-run, and a flux/gain injection (one gain per amplifier) of
-    the same model for comparison.  With ``with_truth`` the catalog-level
-    checks (forced photometry, completeness) also run on the simulator's
+    noise-free re-run, and the emulated ``lsst.source.injection`` injection
+    (`isrinject.diagnostics.upstream`) of the same model for comparison.
+    With ``with_truth`` the catalog-level checks (forced photometry,
+    completeness) and the classifier test also run on the simulator's
     physical injection of the same catalog (`simulate_truth`).  With
+    ``discriminate`` the classifier two-sample test
+    (`isrinject.diagnostics.discriminate`) runs in every arm.  With
     ``output_dir`` the PNGs and JSON are written there.
     """
     band_of_visit = {visit: band for band, visit in demo.visits.items()}
@@ -130,7 +134,8 @@ def diagnose_demo(
         collections=[output_run],
         input_collections=[demo.layout.inputs],
         instrument=demo.layout.instrument,
-        compare_gain_only=True,
+        compare_upstream=True,
+        discriminate=discriminate,
         output_dir=output_dir,
         figures=output_dir is not None,
         truth=truth if with_truth else None,

@@ -4,7 +4,10 @@
 - `isrinject.diagnostics.verdict`: the one PASS/FAIL rule and its thresholds;
 - `isrinject.diagnostics.results`: the result dataclasses;
 - `isrinject.diagnostics.diagnose`: ``isrinject diagnose`` (butler in, JSON and PNG out);
-- `isrinject.diagnostics.figures`: every figure (matplotlib, Agg), one palette.
+- `isrinject.diagnostics.figures`: every figure (matplotlib, Agg), one palette;
+- `isrinject.diagnostics.upstream`: lsst.source.injection HEAD's variance and noise, emulated (comparison arm);
+- `isrinject.diagnostics.discriminate`: the classifier two-sample test, real vs injected stars;
+- `isrinject.diagnostics.forum`: the 128×128 cutout view around a bright injected star.
 
 (Real simulated against injected saturated stars need the simulator: that
 comparison is `isrinject.demo.bright_stars`.)

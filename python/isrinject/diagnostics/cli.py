@@ -53,11 +53,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--cutout-size", type=int, default=DEFAULT_CUTOUT_SIZE,
                         help="Side of the --around cutouts [pixels] (default: %(default)s).")
     parser.add_argument("--output", "-o", default="isrinject_diagnose", help="Output directory.")
-    parser.add_argument("--compare-gain-only", action="store_true",
-                        help="Also show what a flux/gain injection of the same model would look like.")
+    parser.add_argument("--compare-upstream", action="store_true",
+                        help="Also evaluate what lsst.source.injection HEAD makes of the same model on the same "
+                             "image (emulated: one variance-vs-image slope s per amplifier, variance s·M, noise "
+                             "Poisson(s·M)/s).")
+    parser.add_argument("--discriminate", action="store_true",
+                        help="Classifier two-sample test: real stars of the image vs injected stars of matched "
+                             "flux (cross-validated gradient boosting; ROC AUC with bootstrap interval, ROC PNG).")
     parser.add_argument("--config-dataset", default="inject_visit_config",
                         help="Dataset holding the run's task config (<label>_config).")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the KS subsample and gain-only noise.")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="Seed of the KS subsample, the upstream arm's noise and the classifier.")
     parser.add_argument("--no-figures", action="store_true", help="Write only the JSON files.")
     parser.add_argument("--no-catalog-checks", action="store_true",
                         help="Skip the forced PSF photometry and detection completeness of the injected stars.")
@@ -92,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         result = diagnose(
             butler, visit=visits, detector=detectors, collections=_split(args.collections),
             input_collections=_split(args.input_collections) or None, cutout=cutouts or None,
-            output_dir=args.output, compare_gain_only=args.compare_gain_only, instrument=args.instrument,
+            output_dir=args.output, compare_upstream=args.compare_upstream, instrument=args.instrument,
+            discriminate=args.discriminate,
             bands=_split(args.band) or None, config_dataset=args.config_dataset, seed=args.seed,
             figures=not args.no_figures, catalog_checks=not args.no_catalog_checks,
             progress=lambda line: print(line, flush=True),

@@ -30,11 +30,15 @@ that cannot run are reported as not available with the reason).  With
 (`isrinject.diagnostics.photometry`: forced PSF photometry pulls, detection
 completeness against magnitude).
 
-With ``compare_gain_only`` the same is computed for what a flux/gain
-injection (`stats.gain_only_injection`, one mean gain per amplifier) would
-have produced from the same model on the same image; with ``truth`` (for
-simulations) the catalog-level checks also run on the same catalog put into
-the pre-flat electrons by the simulator.
+With ``compare_upstream`` the same is computed for what
+``lsst.source.injection`` HEAD would have produced from the same model on the
+same image (`isrinject.diagnostics.upstream`: one variance-vs-image slope per
+amplifier fitted to the original image, variance ``s·M``, noise
+``Poisson(s·M)/s``); with ``truth`` (for simulations) the catalog-level
+checks also run on the same catalog put into the pre-flat electrons by the
+simulator.  With ``discriminate`` a classifier two-sample test
+(`isrinject.diagnostics.discriminate`) tries to tell real stars of the image
+from injected stars of matched flux, in every arm.
 
 Outputs (per visit, in ``output_dir``): ``<stem>_flux_variance.png``,
 ``<stem>_maps_d<detector>.png``, ``<stem>_completeness.png``,
@@ -58,7 +62,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import astropy.units as u
 import numpy as np
@@ -74,15 +78,20 @@ from ..engine.inject import INJECTION_RESULT_COLUMNS, inject_sources
 from ..engine.masks import mask_bits
 from ..tasks.visit import VisitInjectConfig
 from .advice import NOTHING_INJECTED, missing_collections_message, nothing_injected_line
+from .forum import forum_cutout
 from .results import CatalogChecks, DiagnosisResult, RegionData, VisitDiagnosis
-from .stats import (
-    DetectorPixels,
-    InjectionStatistics,
-    gain_only_injection,
-    injection_statistics,
-    mean_gain,
+from .stats import DetectorPixels, InjectionStatistics, injection_statistics
+from .upstream import (
+    UPSTREAM_BAD_MASK_NAMES,
+    UPSTREAM_REFERENCE,
+    UpstreamSlopes,
+    fit_upstream_slopes,
+    upstream_injection,
 )
 from .verdict import Verdict, criteria, verdict
+
+if TYPE_CHECKING:
+    from .discriminate import Discrimination
 
 _LOG = logging.getLogger(__name__)
 #: The noiseless re-render's logger: its warnings about the catalog repeat
@@ -267,11 +276,12 @@ def _detector_regions(
     collections: Sequence[str],
     input_collections: Sequence[str],
     config: VisitInjectConfig,
-    compare_gain_only: bool,
+    compare_upstream: bool,
     cutouts: Sequence[tuple[int, int, int, int]] | None,
     seed: int,
     catalog_checks: bool,
     truth: Callable[[int, int], MaskedImage] | None,
+    discriminate: bool = False,
 ) -> list[RegionData]:
     injected, _ = _get(butler, "injected_visit_image", data_id, collections)
     catalog, _ = _get(butler, "injected_visit_image_catalog", data_id, collections)
@@ -299,6 +309,18 @@ def _detector_regions(
     v0 = np.asarray(original.variance.array, np.float64)
     model = np.asarray(noiseless.image.image.array, np.float64) - i0
     expected_variance = np.asarray(noiseless.image.variance.array, np.float64) - v0
+    extended_model = None
+    if catalog_checks or discriminate:
+        # The extended sources alone, so the stars' isolation can allow for their wings.
+        from .photometry import POINT_SOURCE_TYPES
+
+        extended_rows = rows[~np.isin(np.asarray(rows["source_type"]).astype(str), POINT_SOURCE_TYPES)]
+        extended_model = np.zeros(i0.shape)
+        if len(extended_rows):
+            extended = inject_sources(original, extended_rows, flat=flat, illumination=illumination,
+                                      config=noiseless_config, rng=np.random.default_rng(0), log=_LOG,
+                                      visit_id=visit_id)
+            extended_model = np.asarray(extended.image.image.array, np.float64) - i0
 
     bbox = original.bbox
     # The planes and c the noiseless injection used (the run's configuration).
@@ -316,14 +338,19 @@ def _detector_regions(
         model=model, expected_variance=expected_variance, illumination=used.illumination, bad=bad,
         amp_index=amp_index, read_noise=np.nan_to_num(read_noise),
     )
-    g_bar = mean_gain(used.flat, scaling, used.illumination, amp_index)
-    gain_only_pixels = None
-    if compare_gain_only:
+    upstream_pixels = None
+    upstream_slopes: UpstreamSlopes | None = None
+    slope_map = np.full(i0.shape, np.nan)
+    if compare_upstream:
+        # The peer package fits its slopes on the original image, per amplifier, before injecting.
+        upstream_bad = mask_bits(original, UPSTREAM_BAD_MASK_NAMES) | ~np.isfinite(i0) | ~np.isfinite(v0)
+        upstream_slopes = fit_upstream_slopes(i0, v0, bad=upstream_bad, amp_index=amp_index)
+        slope_map = upstream_slopes.on(amp_index)
         injected_model = np.where(injected_mask, model, 0.0)
-        image_g, variance_g = gain_only_injection(i0, v0, injected_model, gain=g_bar, rng=rng)
-        gain_only_pixels = dataclasses.replace(
-            pixels, image=image_g, variance=variance_g,
-            expected_variance=np.clip(injected_model, 0.0, None) / g_bar,
+        image_u, variance_u = upstream_injection(i0, v0, injected_model, slope=slope_map, rng=rng)
+        upstream_pixels = dataclasses.replace(
+            pixels, image=image_u, variance=variance_u,
+            expected_variance=slope_map * np.clip(injected_model, 0.0, None),
         )
     sources = _source_table(catalog, noiseless.catalog, visit_id, detector_id)
     regions = []
@@ -332,13 +359,16 @@ def _detector_regions(
         local = (sl.y, sl.x)
         regions.append(RegionData(
             detector=detector_id, bbox=box, pixels=_cut(pixels, local),
-            gain_only_pixels=None if gain_only_pixels is None else _cut(gain_only_pixels, local),
-            unit=str(original.unit), mean_gain=g_bar[local], sources=sources, flat_ref=flat_ref,
+            upstream_pixels=None if upstream_pixels is None else _cut(upstream_pixels, local),
+            unit=str(original.unit), upstream_slope=slope_map[local], upstream_slopes=upstream_slopes,
+            sources=sources, flat_ref=flat_ref, psf=original.psf,
+            extended_model=None if extended_model is None else extended_model[local],
         ))
-    if catalog_checks:
+    if catalog_checks or discriminate:
         truth_image = truth(visit_id, detector_id) if truth is not None else None
         for region in regions:
-            region.measurements = _measure_region(region, original.psf, used.calibration, truth_image)
+            _measure_region(region, original.psf, used.calibration, truth_image,
+                            catalog_checks=catalog_checks, discriminate=discriminate)
     return regions
 
 
@@ -355,9 +385,12 @@ def _catalog_checks(regions: Sequence[RegionData]) -> dict[str, CatalogChecks]:
 
 
 def _measure_region(
-    region: RegionData, psf: PointSpreadFunction, calibration: PixelCalibration, truth_image: MaskedImage | None
-) -> dict[str, Table]:
-    """Forced photometry and detection of the region's isolated injected stars in every image compared."""
+    region: RegionData, psf: PointSpreadFunction, calibration: PixelCalibration, truth_image: MaskedImage | None,
+    *, catalog_checks: bool = True, discriminate: bool = False,
+) -> None:
+    """Forced photometry and detection of the region's isolated injected stars in every image compared
+    (``region.measurements``) and, with ``discriminate``, the classifier features of real and injected stars
+    (``region.features``)."""
     from . import photometry
 
     src = region.sources
@@ -375,20 +408,56 @@ def _measure_region(
         "fwhm": [photometry.psf_fwhm(psf, xi, yi) for xi, yi in zip(x[pick], y[pick])],
     })
     p = region.pixels
-    original_segments = photometry.detect(p.original_image, p.original_variance, p.bad,
-                                          float(np.median(stars["fwhm"])) if len(stars) else 1.0)
+    fwhm = float(np.median(stars["fwhm"])) if len(stars) else photometry.psf_fwhm(
+        psf, 0.5 * (box.x.start + box.x.stop), 0.5 * (box.y.start + box.y.stop))
+    original_segments = photometry.detect(p.original_image, p.original_variance, p.bad, fwhm)
     keep = photometry.isolated(np.asarray(stars["x"]), np.asarray(stars["y"]), x[injected], y[injected],
                                np.asarray(stars["fwhm"]), original_segments, box)
+    if region.extended_model is not None:
+        shift = photometry.neighbour_pull(region.extended_model, p.original_variance, psf, np.asarray(stars["x"]),
+                                          np.asarray(stars["y"]), np.asarray(stars["fwhm"]), box)
+        keep &= np.abs(np.nan_to_num(shift, nan=np.inf)) <= photometry.MAX_NEIGHBOUR_PULL
     stars = stars[keep]
     images = {"isrinject": (p.image, p.variance)}
-    if region.gain_only_pixels is not None:
-        images["flux/gain"] = (region.gain_only_pixels.image, region.gain_only_pixels.variance)
+    if region.upstream_pixels is not None:
+        images["upstream"] = (region.upstream_pixels.image, region.upstream_pixels.variance)
     if truth_image is not None:
         sl = box.slice_within(truth_image.bbox)
         images["truth"] = (np.asarray(truth_image.image.array, np.float64)[sl.y, sl.x],
                            np.asarray(truth_image.variance.array, np.float64)[sl.y, sl.x])
-    return {label: photometry.measure_stars(image, variance, p.bad, psf, box, stars)
-            for label, (image, variance) in images.items()}
+    if catalog_checks:
+        region.measurements = {label: photometry.measure_stars(image, variance, p.bad, psf, box, stars)
+                               for label, (image, variance) in images.items()}
+    if discriminate:
+        from .discriminate import find_real_stars, star_features
+
+        real = find_real_stars(p.original_image, p.original_variance, p.bad, fwhm, x[injected], y[injected],
+                               box.x.start, box.y.start)
+        if region.extended_model is not None and len(real):
+            shift = photometry.neighbour_pull(region.extended_model, p.original_variance, psf, np.asarray(real["x"]),
+                                              np.asarray(real["y"]), np.full(len(real), fwhm), box)
+            real = real[np.abs(np.nan_to_num(shift, nan=np.inf)) <= photometry.MAX_NEIGHBOUR_PULL]
+        region.features = {
+            label: (
+                star_features(image, variance, p.bad, psf, np.asarray(real["x"]), np.asarray(real["y"]), fwhm,
+                              box.x.start, box.y.start),
+                star_features(image, variance, p.bad, psf, np.asarray(stars["x"]), np.asarray(stars["y"]), fwhm,
+                              box.x.start, box.y.start),
+            )
+            for label, (image, variance) in images.items()
+        }
+
+
+def _discrimination(regions: Sequence[RegionData], seed: int) -> dict[str, Discrimination]:
+    """label → the classifier two-sample test of the regions' real and injected stars (pooled)."""
+    from .discriminate import discriminate, pooled
+
+    labels = list(dict.fromkeys(label for r in regions for label in r.features))
+    return {
+        label: discriminate(label, pooled([r.features[label][0] for r in regions if label in r.features]),
+                            pooled([r.features[label][1] for r in regions if label in r.features]), seed=seed)
+        for label in labels
+    }
 
 
 def _cut(pixels: DetectorPixels, local: tuple[slice, slice]) -> DetectorPixels:
@@ -517,7 +586,7 @@ def diagnose(
     collections: str | Sequence[str],
     cutout: tuple[int, int, int, int] | Sequence[tuple[int, int, int, int]] | None = None,
     output_dir: str | os.PathLike[str] | None = None,
-    compare_gain_only: bool = False,
+    compare_upstream: bool = False,
     config: VisitInjectConfig | None = None,
     input_collections: str | Sequence[str] | None = None,
     instrument: str | None = None,
@@ -528,6 +597,7 @@ def diagnose(
     catalog_checks: bool = True,
     truth: Callable[[int, int], MaskedImage] | None = None,
     progress: Callable[[str], None] | None = None,
+    discriminate: bool = False,
 ) -> DiagnosisResult:
     """Diagnose injected visit images against the ISR flux–variance relation.
 
@@ -549,8 +619,9 @@ def diagnose(
         shared pixels twice.
     output_dir
         Where to write PNGs and JSON; `None` writes nothing.
-    compare_gain_only
-        Also evaluate a flux/gain injection of the same model on the same image.
+    compare_upstream
+        Also evaluate what ``lsst.source.injection`` HEAD does with the same
+        model on the same image (`isrinject.diagnostics.upstream`).
     config
         The task configuration of the run; default: read ``config_dataset``.
     input_collections
@@ -561,13 +632,13 @@ def diagnose(
     bands
         Restrict to visits in these bands.
     seed
-        Seeds the KS subsample and the gain-only noise.
+        Seeds the KS subsample, the upstream arm's noise and the classifier.
     figures
         Write the PNGs (with ``output_dir``).
     catalog_checks
         Forced PSF photometry and detection completeness of the injected
         stars (`isrinject.diagnostics.photometry`) in the injected image and,
-        with ``compare_gain_only``, in the flux/gain injection.
+        with ``compare_upstream``, in the upstream-emulated injection.
     truth
         For simulations: ``(visit, detector) → VisitImage`` of the same
         catalog put physically into the pre-flat electrons (e.g.
@@ -575,6 +646,12 @@ def diagnose(
         reported as ``truth`` beside isrinject's.
     progress
         Called with one line per visit (e.g. `print`).
+    discriminate
+        Run the classifier two-sample test (`isrinject.diagnostics.discriminate`):
+        real stars of the image against isolated injected stars of matched
+        flux, per band and arm (isrinject, upstream with ``compare_upstream``,
+        the truth with ``truth``); ROC AUC with bootstrap intervals in the
+        JSON and ``<stem>_roc.png``.
 
     Raises
     ------
@@ -594,8 +671,8 @@ def diagnose(
         config = butler.get(ref)
     run = _Run(
         butler=butler, instrument=instrument, collections=outputs, input_collections=inputs, config=config,
-        config_dataset=config_dataset, compare_gain_only=compare_gain_only, cutouts=_as_cutouts(cutout),
-        seed=seed, catalog_checks=catalog_checks, truth=truth,
+        config_dataset=config_dataset, compare_upstream=compare_upstream, cutouts=_as_cutouts(cutout),
+        seed=seed, catalog_checks=catalog_checks, truth=truth, discriminate=discriminate,
     )
     targets = _data_ids(
         butler, instrument, _as_list(visit), _as_list(detector), list(bands) if bands else None, outputs
@@ -635,11 +712,12 @@ class _Run:
     input_collections: list[str]
     config: VisitInjectConfig
     config_dataset: str
-    compare_gain_only: bool
+    compare_upstream: bool
     cutouts: list[tuple[int, int, int, int]] | None
     seed: int
     catalog_checks: bool
     truth: Callable[[int, int], MaskedImage] | None
+    discriminate: bool = False
 
 
 def _diagnose_visit(
@@ -652,8 +730,8 @@ def _diagnose_visit(
         for did in data_ids
         for region in _detector_regions(
             run.butler, did, collections=run.collections, input_collections=run.input_collections,
-            config=run.config, compare_gain_only=run.compare_gain_only, cutouts=run.cutouts, seed=run.seed,
-            catalog_checks=run.catalog_checks, truth=run.truth,
+            config=run.config, compare_upstream=run.compare_upstream, cutouts=run.cutouts, seed=run.seed,
+            catalog_checks=run.catalog_checks, truth=run.truth, discriminate=run.discriminate,
         )
     ]
     detectors = sorted({r.detector for r in regions})
@@ -665,13 +743,13 @@ def _diagnose_visit(
     with np.errstate(invalid="ignore", divide="ignore"):
         stats_isr = injection_statistics([r.pixels for r in regions], seed=run.seed)
         verdict_isr = verdict(stats_isr)
-        stats_gain: InjectionStatistics | None = None
-        verdict_gain: Verdict | None = None
-        if run.compare_gain_only:
-            stats_gain = injection_statistics(
-                [r.gain_only_pixels for r in regions if r.gain_only_pixels is not None], seed=run.seed
+        stats_upstream: InjectionStatistics | None = None
+        verdict_upstream: Verdict | None = None
+        if run.compare_upstream:
+            stats_upstream = injection_statistics(
+                [r.upstream_pixels for r in regions if r.upstream_pixels is not None], seed=run.seed
             )
-            verdict_gain = verdict(stats_gain)
+            verdict_upstream = verdict(stats_upstream)
     config = run.config
     summary: dict[str, Any] = {
         "visit": visit_id, "band": band, "instrument": run.instrument, "detectors": detectors,
@@ -687,18 +765,29 @@ def _diagnose_visit(
         "flux_recovery": _sources_summary(sources),
         "sources": _source_records(sources),
     }
-    if stats_gain is not None and verdict_gain is not None:
-        summary["gain_only"] = statistics_dict(stats_gain, verdict_gain)
+    if stats_upstream is not None and verdict_upstream is not None:
+        summary["upstream"] = statistics_dict(stats_upstream, verdict_upstream) | {
+            "algorithm": UPSTREAM_REFERENCE,
+            "slopes": {str(r.detector): r.upstream_slopes.slopes.tolist() for r in per_detector
+                       if r.upstream_slopes is not None},
+            "fallbacks": {str(r.detector): r.upstream_slopes.fallback for r in per_detector
+                          if r.upstream_slopes is not None and r.upstream_slopes.fallback},
+        }
     if nothing_injected:
         summary["status"] = NOTHING_INJECTED
         summary["isrinject"]["passed"] = None
     checks = _catalog_checks(regions) if run.catalog_checks and not nothing_injected else {}
     if checks:
         summary["catalog_checks"] = _json_ready({label: c.as_dict() for label, c in checks.items()})
+    discrimination = _discrimination(regions, run.seed) if run.discriminate else {}
+    if discrimination:
+        summary["discrimination"] = _json_ready({label: d.as_dict() for label, d in discrimination.items()})
     diagnosis = VisitDiagnosis(
         visit=visit_id, band=band, detectors=detectors, unit=regions[0].unit,
-        statistics=stats_isr, verdict=verdict_isr, gain_only=stats_gain, gain_only_verdict=verdict_gain,
-        sources=sources, summary=summary, catalog_checks=checks, nothing_injected=nothing_injected,
+        statistics=stats_isr, verdict=verdict_isr, upstream=stats_upstream, upstream_verdict=verdict_upstream,
+        sources=sources, summary=summary, catalog_checks=checks, discrimination=discrimination,
+        forum=forum_cutout(regions) if run.compare_upstream and not nothing_injected else None,
+        nothing_injected=nothing_injected,
     )
     return diagnosis, regions
 
@@ -713,19 +802,25 @@ def _write_visit_outputs(
         from .figures import (
             plot_completeness,
             plot_flux_variance,
+            plot_forum,
             plot_maps,
             plot_pulls,
+            plot_roc,
         )
 
+        title = f"visit {visit_id}, band {band}"
         diagnosis.paths.append(plot_flux_variance(diagnosis, out_dir / f"{stem}_flux_variance.png"))
+        if diagnosis.forum is not None:
+            diagnosis.paths.append(plot_forum(diagnosis.forum, out_dir / f"{stem}_forum.png"))
         if checks:
-            title = f"visit {visit_id}, band {band}"
             diagnosis.paths.append(plot_completeness(checks, out_dir / f"{stem}_completeness.png", title=title))
             diagnosis.paths.append(plot_pulls(checks, out_dir / f"{stem}_pulls.png", title=title))
+        if diagnosis.discrimination:
+            diagnosis.paths.append(plot_roc(diagnosis.discrimination, out_dir / f"{stem}_roc.png", title=title))
         for i, region in enumerate(regions):
             suffix = f"_{i}" if run.cutouts and len(run.cutouts) > 1 else ""
             diagnosis.paths.append(plot_maps(region, out_dir / f"{stem}_maps_d{region.detector}{suffix}.png",
-                                             visit=visit_id, band=band, compare_gain_only=run.compare_gain_only))
+                                             visit=visit_id, band=band, compare_upstream=run.compare_upstream))
     json_path = out_dir / f"{stem}.json"
     diagnosis.summary["paths"] = [str(p) for p in diagnosis.paths] + [str(json_path)]
     json_path.write_text(json.dumps(diagnosis.summary, indent=1))
@@ -738,12 +833,15 @@ def _progress_line(k: int, n_visits: int, diagnosis: VisitDiagnosis) -> str:
     if diagnosis.nothing_injected:
         return line + nothing_injected_line(np.asarray(diagnosis.sources["injection_flag"]))
     line += f"isrinject {diagnosis.verdict.describe()}"
-    if diagnosis.gain_only_verdict is not None:
-        line += f" | flux/gain: {diagnosis.gain_only_verdict.describe()}"
+    if diagnosis.upstream_verdict is not None:
+        line += f" | upstream: {diagnosis.upstream_verdict.describe()}"
     for label, c in diagnosis.catalog_checks.items():
         line += (f" | {label}: pulls {c.pulls.mean:+.2f}±{c.pulls.mean_error:.2f}, std {c.pulls.std:.2f}"
                  f"±{c.pulls.std_error:.2f} ({c.pulls.n} stars), detected "
                  f"{int(c.completeness.n_detected.sum())}/{int(c.completeness.n_injected.sum())}")
+    for label, d in diagnosis.discrimination.items():
+        line += (f" | AUC {label}: {d.auc:.3f} [{d.auc_interval[0]:.3f}, {d.auc_interval[1]:.3f}], "
+                 f"S/N≥50 {d.auc_high_snr:.3f} ({d.n_real_high_snr}/{d.n_injected_high_snr} stars)")
     return line
 
 
@@ -752,11 +850,13 @@ def _overall_summary(results: list[VisitDiagnosis]) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     for v in results:
         record = {"visit": v.visit, "band": v.band, "detectors": v.detectors, "isrinject": v.summary["isrinject"],
-                  **({"gain_only": v.summary["gain_only"]} if "gain_only" in v.summary else {}),
+                  **({"upstream": v.summary["upstream"]} if "upstream" in v.summary else {}),
                   "flux_recovery": v.summary["flux_recovery"]}
         if "catalog_checks" in v.summary:
             record["catalog_checks"] = {label: {k: c[k] for k in ("pulls", "completeness")}
                                         for label, c in v.summary["catalog_checks"].items()}
+        if "discrimination" in v.summary:
+            record["discrimination"] = v.summary["discrimination"]
         records.append(record)
     checked = [v for v in results if not v.nothing_injected]
     return {"passed": bool(checked) and all(v.passed for v in checked), "criteria": criteria(), "visits": records,

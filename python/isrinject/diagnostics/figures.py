@@ -1,13 +1,17 @@
 """Figures of ``isrinject diagnose`` and the demo (matplotlib, Agg backend), one palette.
 
-`plot_flux_variance`: per visit, one row per injection method (isrinject, and
-the flux/gain comparison with ``compare_gain_only``) of four panels:
+`plot_flux_variance`: per visit, first the forum's panel (`plot_forum_panel`:
+linear variance against image of the 128×128 cutout around a bright injected
+star, real, isrinject-injected and upstream-injected pixels with their fitted
+slopes; `isrinject.diagnostics.forum`), then one row per injection method
+(isrinject, and the emulated ``lsst.source.injection`` with
+``compare_upstream``) of four panels:
 
 1. variance V against flux I of real and injected pixels with the expected
    relation ``V = I/g + V_sky`` for the range of ``g = f·R/c``;
 2. each pixel's flat-normalised slope ``(y − b̂ − q̂)/x`` against
    ``x = I·g`` [pre-flat e⁻] (`isrinject.diagnostics.stats`): ISR puts
-   every pixel at 1, a flux/gain injection scatters as ``g/ḡ``;
+   every pixel at 1, one slope ``s`` per amplifier scatters as ``s·g``;
 3. the histogram of that slope residual for real and injected pixels (the
    KS comparison);
 4. the histogram of the per-pixel relation residual ``(V − V₀)/ΔV_ISR − 1``
@@ -15,11 +19,13 @@ the flux/gain comparison with ``compare_gain_only``) of four panels:
 
 `plot_maps`: per detector or cutout, the flat ``f``, the effective gain
 ``g = f·R/c`` with the injected footprint, ``ΔI = I − I₀`` and, with
-``compare_gain_only``, ``g/ḡ``.
+``compare_upstream``, ``s·g`` (the upstream slope over ISR's ``1/g``).
 
 `plot_completeness` and `plot_pulls`: the catalog-level checks
-(`isrinject.diagnostics.photometry`) of isrinject, the flux/gain injection
-and, on simulations, the truth.
+(`isrinject.diagnostics.photometry`) of isrinject, the upstream emulation
+and, on simulations, the truth.  `plot_roc`: the classifier two-sample test
+(`isrinject.diagnostics.discriminate`).  `plot_forum`: the forum panel alone
+(the README figure).
 
 Every axis range follows the data it shows.
 """
@@ -27,12 +33,16 @@ Every axis range follows the data it shows.
 from __future__ import annotations
 
 __all__ = [
+    "LABELS",
     "PALETTE",
     "histogram_bins",
     "plot_completeness",
     "plot_flux_variance",
+    "plot_forum",
+    "plot_forum_panel",
     "plot_maps",
     "plot_pulls",
+    "plot_roc",
     "thin",
 ]
 
@@ -40,6 +50,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -50,7 +61,8 @@ import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .results import CatalogChecks, RegionData, VisitDiagnosis
+from .forum import line_fit
+from .results import CatalogChecks, ForumCutout, RegionData, VisitDiagnosis
 from .stats import InjectionStatistics
 from .verdict import Verdict
 
@@ -58,8 +70,15 @@ from .verdict import Verdict
 PALETTE: dict[str, str] = {
     "real": "#6b6b6b",
     "isrinject": "#1f77b4",
-    "flux/gain": "#d62728",
+    "upstream": "#d62728",
     "truth": "#2ca02c",
+}
+#: How the arms are named in legends.
+LABELS: dict[str, str] = {
+    "real": "real",
+    "isrinject": "isrinject",
+    "upstream": "source_injection (emulated)",
+    "truth": "truth (simulator)",
 }
 
 
@@ -164,7 +183,7 @@ def _row(axes: Sequence[Axes], s: InjectionStatistics, result: Verdict, method: 
     ax_raw.set_yscale("log")
     ax_raw.set_xlabel(f"flux I [{unit}]")
     ax_raw.set_ylabel(f"variance V [{unit}²]")
-    ax_raw.set_title(f"{method}: variance vs flux (each pixel has slope 1/g)", fontsize=10)
+    ax_raw.set_title(f"{LABELS[method]}: variance vs flux (each pixel has slope 1/g)", fontsize=10)
     ax_raw.legend(fontsize=6.5, loc="upper left", markerscale=3)
     # (2) per-pixel flat-normalised slope: 1 for ISR.
     slopes = []
@@ -207,12 +226,92 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def plot_forum_panel(ax: Axes, forum: ForumCutout, *, title: str = "") -> None:
+    """The forum's plot on ``ax``: V against I (linear) of the cutout, real and injected pixels, fitted slopes
+    (`isrinject.diagnostics.forum`), with ISR's line of the star's own pixels."""
+    good, star = forum.good, forum.injected
+    i0, v0 = forum.original
+    ax.scatter(i0[good], v0[good], s=3, color="#c8c8c8", lw=0, rasterized=True, zorder=0,
+               label=f"all pixels before injection ({int(good.sum())})")
+    with np.errstate(invalid="ignore"):
+        sources = good & ~star & (i0 > 5 * np.sqrt(v0))
+    real = ("real-source pixels (> 5σ)", sources) if sources.sum() >= 20 else (
+        "real pixels under the star, before injection", star)
+    populations = [
+        ("real", real[0], i0[real[1]], v0[real[1]], 5),
+        ("isrinject", "isrinject-injected pixels", forum.isrinject[0][star], forum.isrinject[1][star], 7),
+        ("upstream", "source_injection-injected pixels (emulated)", forum.upstream[0][star],
+         forum.upstream[1][star], 7),
+    ]
+    every = np.concatenate([i0[good]] + [im for _, _, im, _, _ in populations])
+    grid = np.linspace(float(np.min(every)), float(np.max(every)), 50) if len(every) else np.zeros(0)
+    for name, text, im, var, size in populations:
+        a, b = line_fit(im, var)
+        ax.scatter(im, var, s=size, color=PALETTE[name], alpha=0.8, lw=0, rasterized=True,
+                   label=f"{text} ({len(im)}): slope {a:.4g}", marker="s" if name == "upstream" else "o",
+                   zorder=1 if name == "real" else 2)
+        if np.isfinite(a):
+            ax.plot(grid, a * grid + b, color=PALETTE[name], lw=1.2, ls="--" if name == "upstream" else "-")
+    if forum.gain is not None and star.any():
+        isr = float(np.median(1.0 / forum.gain[star]))
+        base = float(np.median(v0[star]))
+        ax.plot(grid, isr * grid + base, "k:", lw=1.2, label=f"ISR for the star's pixels: slope c/f = {isr:.4g}")
+    ax.plot([], [], " ", label=f"source_injection's slope s of the star's amplifier: {forum.upstream_slope:.4g}")
+    ax.set_xlabel(f"image I [{forum.unit}]")
+    ax.set_ylabel(f"variance V [{forum.unit}²]")
+    box = forum.bbox
+    ax.set_title(title or (f"{box.x.stop - box.x.start}×{box.y.stop - box.y.start} cutout around a bright injected "
+                           f"star (detector {forum.detector}, x={forum.star[0]:.0f}, y={forum.star[1]:.0f})"),
+                 fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", markerscale=2.5)
+    ax.ticklabel_format(style="sci", scilimits=(-3, 4))
+
+
+def _forum_noise_panel(ax: Axes, forum: ForumCutout) -> None:
+    """Histogram of (ΔI − M)/√ΔV of the star's pixels: the realized noise over the recorded variance."""
+    star = forum.injected
+    i0, v0 = forum.original
+    grid = np.linspace(-5, 5, 41)
+    model = np.zeros(i0.shape) if forum.model is None else forum.model
+    for name, (image, variance) in (("isrinject", forum.isrinject), ("upstream", forum.upstream)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z: npt.NDArray[np.float64] = ((image - i0 - model) / np.sqrt(variance - v0))[star]
+        z = z[np.isfinite(z)]
+        if len(z):
+            ax.hist(np.clip(z, grid[0], grid[-1]), bins=grid.tolist(), density=True, histtype="step", lw=1.8,
+                    color=PALETTE[name], label=f"{LABELS[name]}: std {np.std(z):.3f} ({len(z)} px)")
+    ax.plot(grid, np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi), "k--", lw=1, label="N(0, 1)")
+    ax.set_xlabel("(ΔI − M) / √ΔV of the star's pixels")
+    ax.set_ylabel("density")
+    ax.set_title("realized noise over recorded variance", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def plot_forum(forum: ForumCutout, path: str | os.PathLike[str], *, title: str = "") -> Path:
+    """Write the forum panel and, with the model, the noise of the star's pixels beside it (the README figure)."""
+    if forum.model is None:
+        fig, ax = plt.subplots(figsize=(7.5, 5.4))
+        plot_forum_panel(ax, forum, title=title)
+        return _save(fig, path)
+    fig, (ax, ax_noise) = plt.subplots(1, 2, figsize=(12.5, 5.4), gridspec_kw={"width_ratios": [1.6, 1]})
+    plot_forum_panel(ax, forum, title=title)
+    _forum_noise_panel(ax_noise, forum)
+    return _save(fig, path)
+
+
 def plot_flux_variance(diagnosis: VisitDiagnosis, path: str | os.PathLike[str], *, seed: int = 0) -> Path:
-    """Write the flux–variance PNG of one visit (rows: isrinject, flux/gain)."""
+    """Write the flux–variance PNG of one visit: the forum panel, then rows isrinject and upstream."""
     rows = [("isrinject", diagnosis.statistics, diagnosis.verdict)]
-    if diagnosis.gain_only is not None and diagnosis.gain_only_verdict is not None:
-        rows.append(("flux/gain", diagnosis.gain_only, diagnosis.gain_only_verdict))
-    fig, axes = plt.subplots(len(rows), 4, figsize=(21, 4.9 * len(rows)), squeeze=False)
+    if diagnosis.upstream is not None and diagnosis.upstream_verdict is not None:
+        rows.append(("upstream", diagnosis.upstream, diagnosis.upstream_verdict))
+    forum = diagnosis.forum
+    n_cols = 4 + (forum is not None)
+    fig = plt.figure(figsize=(5.25 * n_cols, 4.9 * len(rows)))
+    grid_spec = fig.add_gridspec(len(rows), n_cols)
+    if forum is not None:
+        plot_forum_panel(fig.add_subplot(grid_spec[:, 0]), forum)
+    first = n_cols - 4
+    axes = np.array([[fig.add_subplot(grid_spec[r, first + c]) for c in range(4)] for r in range(len(rows))])
     rng = np.random.default_rng(seed)
     for ax_row, (method, s, result) in zip(axes, rows):
         _row(ax_row, s, result, method, diagnosis.unit, rng)
@@ -238,7 +337,7 @@ def plot_maps(
     *,
     visit: int,
     band: str,
-    compare_gain_only: bool = False,
+    compare_upstream: bool = False,
 ) -> Path:
     """Write the flat / effective gain / injected footprint maps of one detector or cutout."""
     box = region.bbox
@@ -255,8 +354,8 @@ def plot_maps(
         ("effective gain g = f·R/c", gain, "magma", f"g [e⁻/{region.unit}]"),
         ("injected ΔI = I − I₀", delta, "gray_r", f"ΔI [{region.unit}]"),
     ]
-    if compare_gain_only:
-        panels.append(("g/ḡ: slope error of a flux/gain injection", gain / region.mean_gain, "coolwarm", "g/ḡ"))
+    if compare_upstream:
+        panels.append(("s·g: upstream slope s over ISR's 1/g", gain * region.upstream_slope, "coolwarm", "s·g"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
     src = region.sources
     inside = (np.asarray(src["injected"], bool)
@@ -267,7 +366,7 @@ def plot_maps(
         if "ΔI" in title:
             vmax = float(np.percentile(finite, 99.5)) if len(finite) else 1.0
             vmin = -0.05 * vmax
-        elif "ḡ" in title:
+        elif "s·g" in title:
             dev = float(np.nanmax(np.abs(finite - 1))) if len(finite) else 0.1
             vmin, vmax = 1 - dev, 1 + dev
         else:
@@ -277,7 +376,7 @@ def plot_maps(
             ax.contour(footprint.astype(float), levels=[0.5], colors=PALETTE["isrinject"], linewidths=0.8,
                        extent=extent, origin="lower")
         if "ΔI" in title:
-            ax.plot(np.asarray(src["x"])[inside], np.asarray(src["y"])[inside], "+", color=PALETTE["flux/gain"],
+            ax.plot(np.asarray(src["x"])[inside], np.asarray(src["y"])[inside], "+", color=PALETTE["upstream"],
                     ms=6, label="catalog positions")
             ax.plot([], [], color=PALETTE["isrinject"], lw=0.8, label="footprint: model M > √V₀")
             ax.plot([], [], " ", label=f"INJECTED stamps: {stamps.mean():.0%} of pixels")
@@ -301,7 +400,8 @@ def plot_completeness(checks: Mapping[str, CatalogChecks], path: str | os.PathLi
         keep = c.completeness.n_injected > 0
         ax.errorbar(c.completeness.centres[keep] + offset, c.completeness.fraction[keep],
                     yerr=c.completeness.error[keep], fmt="o-", ms=4, capsize=2, color=PALETTE[label],
-                    label=f"{label} ({int(c.completeness.n_detected.sum())}/{int(c.completeness.n_injected.sum())})")
+                    label=f"{LABELS.get(label, label)} "
+                          f"({int(c.completeness.n_detected.sum())}/{int(c.completeness.n_injected.sum())})")
     ax.set_xlabel("injected magnitude [AB]")
     ax.set_ylabel("fraction detected")
     ax.set_ylim(-0.05, 1.05)
@@ -324,7 +424,7 @@ def plot_pulls(checks: Mapping[str, CatalogChecks], path: str | os.PathLike[str]
     for label, c in checks.items():
         values = np.clip(c.pulls.pulls[np.isfinite(c.pulls.pulls)], edges[0], edges[-1])
         ax.hist(values, bins=edges.tolist(), density=True, histtype="step", lw=1.8, color=PALETTE[label],
-                label=f"{label}: mean {c.pulls.mean:+.3f}±{c.pulls.mean_error:.3f}, "
+                label=f"{LABELS.get(label, label)}: mean {c.pulls.mean:+.3f}±{c.pulls.mean_error:.3f}, "
                       f"std {c.pulls.std:.3f}±{c.pulls.std_error:.3f} ({c.pulls.n})")
     grid = np.linspace(edges[0], edges[-1], 200)
     ax.plot(grid, np.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi), "k--", lw=1, label="N(0, 1)")
@@ -333,4 +433,29 @@ def plot_pulls(checks: Mapping[str, CatalogChecks], path: str | os.PathLike[str]
     ax.set_ylabel("density")
     ax.set_title(f"forced PSF photometry of injected stars{': ' + title if title else ''}", fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
+    return _save(fig, path)
+
+
+def plot_roc(discrimination: Mapping[str, Any], path: str | os.PathLike[str], *, title: str = "") -> Path:
+    """ROC curves of the classifier two-sample test per arm: all matched stars and peak S/N ≥ 50."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
+    for ax, high in zip(axes, (False, True)):
+        for label, d in discrimination.items():
+            fpr, tpr = d.roc_high_snr if high else d.roc
+            auc = d.auc_high_snr if high else d.auc
+            lo, hi = d.auc_high_snr_interval if high else d.auc_interval
+            n = (d.n_real_high_snr, d.n_injected_high_snr) if high else (d.n_real, d.n_injected)
+            if len(fpr):
+                ax.plot(fpr, tpr, color=PALETTE.get(label, "k"), lw=1.6,
+                        label=f"{LABELS.get(label, label)}: AUC {auc:.3f} [{lo:.3f}, {hi:.3f}] ({n[0]}/{n[1]})")
+        ax.plot([0, 1], [0, 1], "k:", lw=1, label="indistinguishable (AUC 0.5)")
+        ax.set_xlabel("false-positive rate (real stars called injected)")
+        ax.set_title(("peak S/N ≥ 50" if high else "all matched stars") + (f": {title}" if title else ""),
+                     fontsize=10)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("true-positive rate (injected stars called injected)")
+    fig.suptitle("classifier two-sample test: real stars vs injected stars of matched flux "
+                 "(cross-validated gradient boosting, 95 % bootstrap intervals; real/injected stars)", fontsize=10)
     return _save(fig, path)

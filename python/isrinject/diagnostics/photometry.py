@@ -29,8 +29,12 @@ Detection completeness (`detect`)
     injected star is detected when a segment covers its pixel.
 
 Only *isolated* stars are used: no other injected source within
-`ISOLATION_FWHM` PSF FWHMs and no pixel of a source detected in the original
-image (before injection) inside the fit box, so a star's pull is its own.
+`ISOLATION_FWHM` PSF FWHMs, no pixel of a source detected in the original
+image (before injection) inside the fit box and, when the noiseless model of
+the injected extended sources is known, no more of their light in the fit
+box than shifts the flux by `MAX_NEIGHBOUR_PULL` standard errors
+(`neighbour_pull`: the wings of a bright galaxy reach beyond 4 FWHM), so a
+star's pull is its own.
 The same stars are measured in every image compared (isrinject, a flux/gain
 injection, the physical truth of a simulation), all of which share the
 original image.
@@ -43,11 +47,13 @@ __all__ = [
     "DETECTION_THRESHOLD",
     "FIT_FWHM",
     "ISOLATION_FWHM",
+    "MAX_NEIGHBOUR_PULL",
     "POINT_SOURCE_TYPES",
     "detect",
     "isolated",
     "magnitude_edges",
     "measure_stars",
+    "neighbour_pull",
     "psf_fwhm",
     "summarise",
 ]
@@ -74,6 +80,8 @@ DETECTION_NPIXELS = 5
 FIT_FWHM = 3.0
 #: A star is isolated when no other injected source lies within this many FWHMs.
 ISOLATION_FWHM = 4.0
+#: Largest flux shift [standard errors] the light of injected extended neighbours may cause in a star's fit.
+MAX_NEIGHBOUR_PULL = 0.25
 #: Source types measured as point sources.
 POINT_SOURCE_TYPES = ("Star", "DeltaFunction")
 
@@ -241,3 +249,44 @@ def summarise(label: str, measured: Table, edges: FloatArray) -> CatalogChecks:
     completeness = Completeness(edges=np.asarray(edges, np.float64), n_injected=n_injected, n_detected=n_detected,
                                 threshold=DETECTION_THRESHOLD)
     return CatalogChecks(label=label, pulls=summary, completeness=completeness, stars=measured)
+
+
+def neighbour_pull(
+    other_model: FloatArray, variance: FloatArray, psf: object, x: FloatArray, y: FloatArray, fwhm: FloatArray,
+    bbox: Box,
+) -> FloatArray:
+    """Flux shift [standard errors] that other sources' noiseless light ``other_model`` causes in each star's fit.
+
+    For a PSF fit of flux only with weights ``1/V``, light ``O`` under the
+    star shifts the flux by ``Σ(O·P/V)/Σ(P²/V)`` and the standard error is
+    ``(ΣP²/V)^{-1/2}``, so the shift is ``Σ(O·P/V)/√(ΣP²/V)`` standard
+    errors (over the fit box; P the PSF at the star).  NaN where the box
+    leaves the image.
+    """
+    other_model = np.nan_to_num(np.asarray(other_model, np.float64))
+    variance = np.asarray(variance, np.float64)
+    ny, nx = other_model.shape
+    out = np.full(len(x), np.nan)
+    for i in range(len(x)):
+        half = _fit_size(float(fwhm[i])) // 2
+        ix, iy = round(float(x[i])) - bbox.x.start, round(float(y[i])) - bbox.y.start
+        if ix - half < 0 or iy - half < 0 or ix + half >= nx or iy + half >= ny:
+            continue
+        box = (slice(iy - half, iy + half + 1), slice(ix - half, ix + half + 1))
+        stellar = psf.compute_stellar_image(x=float(x[i]), y=float(y[i]))  # type: ignore[attr-defined]
+        model = np.zeros((2 * half + 1, 2 * half + 1))
+        sb = stellar.bbox
+        bx0, by0 = ix + bbox.x.start - half, iy + bbox.y.start - half
+        xs0, xs1 = max(sb.x.start, bx0), min(sb.x.stop, bx0 + 2 * half + 1)
+        ys0, ys1 = max(sb.y.start, by0), min(sb.y.stop, by0 + 2 * half + 1)
+        if xs1 <= xs0 or ys1 <= ys0:
+            continue
+        model[ys0 - by0 : ys1 - by0, xs0 - bx0 : xs1 - bx0] = np.asarray(stellar.array, np.float64)[
+            ys0 - sb.y.start : ys1 - sb.y.start, xs0 - sb.x.start : xs1 - sb.x.start
+        ]
+        v = variance[box]
+        ok = np.isfinite(v) & (v > 0)
+        weight = np.where(ok, 1.0 / np.where(ok, v, 1.0), 0.0)
+        out[i] = float(np.sum(other_model[box] * model * weight) / math.sqrt(max(float(np.sum(model**2 * weight)),
+                                                                                   1e-300)))
+    return out

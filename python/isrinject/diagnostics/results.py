@@ -10,6 +10,7 @@ __all__ = [
     "CatalogChecks",
     "Completeness",
     "DiagnosisResult",
+    "ForumCutout",
     "PullSummary",
     "RegionData",
     "VisitDiagnosis",
@@ -26,6 +27,7 @@ from lsst.daf.butler import DatasetRef
 from lsst.images import Box
 
 from .stats import DetectorPixels, InjectionStatistics
+from .upstream import UpstreamSlopes
 from .verdict import Verdict
 
 
@@ -37,18 +39,56 @@ class RegionData:
     bbox: Box
     """The region [absolute pixels]: the detector or a cutout."""
     pixels: DetectorPixels
-    gain_only_pixels: DetectorPixels | None
-    """What a flux/gain injection of the same model gives (``compare_gain_only``)."""
+    upstream_pixels: DetectorPixels | None
+    """What ``lsst.source.injection`` makes of the same model (``compare_upstream``)."""
     unit: str
-    mean_gain: npt.NDArray[np.float64]
-    """ḡ, the flux/gain injection's one gain per amplifier, as a map [e⁻ per image unit]."""
+    upstream_slope: npt.NDArray[np.float64]
+    """s, the peer package's variance-vs-image slope of each pixel's amplifier [image units]
+    (NaN without ``compare_upstream``)."""
+    upstream_slopes: UpstreamSlopes | None
+    """The detector's per-amplifier fit behind ``upstream_slope``."""
     sources: Table
     """Per-source flux recovery of the detector (all its sources)."""
     flat_ref: DatasetRef
     """The butler reference of the flat used."""
+    psf: Any = None
+    """The visit's PSF (lsst.images), for star cutouts."""
+    extended_model: npt.NDArray[np.float64] | None = None
+    """Noiseless model of the injected extended sources alone [image units] (for the stars' isolation)."""
+    features: dict[str, tuple[Table, Table]] = dataclasses.field(default_factory=dict)
+    """label → `isrinject.diagnostics.discriminate.star_features` of (real stars, injected stars)
+    measured in that arm's image (``discriminate=True``)."""
     measurements: dict[str, Table] = dataclasses.field(default_factory=dict)
     """label → forced photometry and detection of the isolated injected stars
     (`isrinject.diagnostics.photometry.measure_stars`; ``catalog_checks=True``)."""
+
+
+@dataclasses.dataclass
+class ForumCutout:
+    """The forum's view of one band: a cutout around a bright injected star, before and after injection."""
+
+    detector: int
+    bbox: Box
+    """The cutout [absolute pixels]."""
+    star: tuple[float, float]
+    """The star's position [absolute pixels]."""
+    unit: str
+    original: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+    """I₀, V₀ of the cutout."""
+    isrinject: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+    """I, V after isrinject's injection."""
+    upstream: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+    """I, V after the upstream-emulated injection of the same model."""
+    injected: npt.NDArray[np.bool_]
+    """The injected star's pixels: noiseless model above the original 1σ noise."""
+    good: npt.NDArray[np.bool_]
+    """Pixels that are not bad."""
+    upstream_slope: float
+    """s of the star's amplifier [image units]."""
+    model: npt.NDArray[np.float64] | None = None
+    """The noiseless injected model M of the cutout [image units]."""
+    gain: npt.NDArray[np.float64] | None = None
+    """g = f·R/c of the cutout [e⁻ per image unit]: ISR's slope of each pixel is 1/g."""
 
 
 @dataclasses.dataclass
@@ -100,7 +140,7 @@ class CatalogChecks:
     """Catalog-level checks of one injection (one band): forced photometry and completeness."""
 
     label: str
-    """``isrinject``, ``flux/gain`` or ``truth``."""
+    """``isrinject``, ``upstream`` or ``truth``."""
     pulls: PullSummary
     completeness: Completeness
     stars: Table
@@ -133,9 +173,9 @@ class VisitDiagnosis:
     """Statistics of the injection as run (isrinject)."""
     verdict: Verdict
     """`isrinject.diagnostics.verdict.verdict` of ``statistics``."""
-    gain_only: InjectionStatistics | None
-    """Statistics of a flux/gain injection of the same model (``compare_gain_only``)."""
-    gain_only_verdict: Verdict | None
+    upstream: InjectionStatistics | None
+    """Statistics of the upstream-emulated injection of the same model (``compare_upstream``)."""
+    upstream_verdict: Verdict | None
     sources: Table
     """Per-source flux recovery (all detectors)."""
     summary: dict[str, Any]
@@ -147,6 +187,10 @@ class VisitDiagnosis:
     nothing_injected: bool = False
     """No source of the visit was injected (every catalog row flagged): no
     check had pixels to look at; neither passed nor failed."""
+    discrimination: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """label → `isrinject.diagnostics.discriminate.Discrimination` (``discriminate=True``)."""
+    forum: ForumCutout | None = None
+    """The 128×128 cutout around a bright injected star in every arm (``compare_upstream``)."""
 
     @property
     def passed(self) -> bool:

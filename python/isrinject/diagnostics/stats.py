@@ -18,8 +18,9 @@ background [post-ISR e⁻], σ_a read noise [e⁻])::
 
 so the slope of ``y`` against ``x`` is 1 in every pixel.  A correct
 injection of ``n`` pre-flat electrons keeps the pixel on the same relation
-(S → S + n); a flux/gain injection (one gain ḡ per detector or amplifier)
-moves it to slope ``g/ḡ``.
+(S → S + n); an injection with one variance slope ``s`` per amplifier
+(``lsst.source.injection``, `isrinject.diagnostics.upstream`) moves it to
+slope ``s·g``.
 
 The baseline ``b(p)`` is not observable under a source; `fit_baseline`
 models it from the real background pixels of the *original* image as
@@ -61,10 +62,8 @@ __all__ = [
     "PopulationSample",
     "fit_baseline",
     "flat_normalised",
-    "gain_only_injection",
     "injection_statistics",
     "matched_subsample",
-    "mean_gain",
     "realized_noise_ratio",
     "relation_residual",
 ]
@@ -405,8 +404,9 @@ def relation_residual(
 
     and the residual is ``r = (V − V₀)/ΔV_ISR − 1`` (dimensionless).  An
     ISR-consistent injection gives ``r = 0`` up to float32 rounding of the
-    planes (≈ 10⁻⁵ for pixels well above the noise); a flux/gain
-    injection (``ΔV = M/ḡ``) gives ``r ≈ (g/ḡ)·(M/ΔI) − 1``.
+    planes (≈ 10⁻⁵ for pixels well above the noise); one slope per
+    amplifier (``ΔV = s·ΔI``, `isrinject.diagnostics.upstream`) gives
+    ``r ≈ s·g − 1``.
 
     Parameters
     ----------
@@ -605,67 +605,4 @@ def injection_statistics(
         relation=relation,
         real=real,
         injected=inj,
-    )
-
-
-def mean_gain(
-    flat: FloatArray,
-    scaling: FloatArray | float,
-    illumination: FloatArray | None = None,
-    amp_index: npt.NDArray[np.integer] | None = None,
-) -> FloatArray:
-    """One effective gain ḡ = mean(f·R/c) per detector (or per amplifier), as a map.
-
-    What a flux/gain injection (``lsst.source.injection``) assumes: the gain
-    of the detector (or of each amplifier) instead of every pixel's ``g``.
-    """
-    gain = effective_gain(flat, scaling, illumination)
-    out = np.empty(gain.shape)
-    labels = np.zeros(gain.shape, np.int64) if amp_index is None else np.asarray(amp_index)
-    for label in np.unique(labels):
-        sel = labels == label
-        out[sel] = np.nanmean(gain[sel])
-    return out
-
-
-def gain_only_injection(
-    original_image: FloatArray,
-    original_variance: FloatArray,
-    model: FloatArray,
-    *,
-    gain: FloatArray | float,
-    rng: np.random.Generator,
-    add_noise: bool = True,
-) -> tuple[FloatArray, FloatArray]:
-    """What a flux/gain injection produces on the same inputs.
-
-    ``ΔV = M/ḡ`` and ``ΔI = M + N(0, ΔV)`` (Gaussian noise of that
-    variance), with ``ḡ`` one gain per detector or amplifier (`mean_gain`).
-
-    Parameters
-    ----------
-    original_image, original_variance
-        I₀, V₀ [image units, units²].
-    model
-        Noiseless injected model M [image units] (negative → 0).
-    gain
-        ḡ [e⁻ per image unit], scalar or map.
-    rng
-        Generator of the noise.
-    add_noise
-        Add the Gaussian noise.
-
-    Returns
-    -------
-    image, variance
-        I₀ + ΔI and V₀ + ΔV.
-    """
-    model = np.clip(np.nan_to_num(np.asarray(model, np.float64)), 0.0, None)
-    delta_variance = model / np.asarray(gain, np.float64)
-    delta_image = model.copy()
-    if add_noise:
-        delta_image += np.sqrt(delta_variance) * rng.standard_normal(model.shape)
-    return (
-        np.asarray(original_image, np.float64) + delta_image,
-        np.asarray(original_variance, np.float64) + delta_variance,
     )

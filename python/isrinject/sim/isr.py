@@ -579,10 +579,13 @@ def _draw_scene(
     n_background_stars: int,
     n_background_galaxies: int,
     rng: np.random.Generator,
+    background_sources: Table | None = None,
 ) -> _Scene:
-    """Draw the random background scene and the added ``sources`` (PSF-convolved)."""
+    """Draw the random background scene (plus ``background_sources``) and the added ``sources`` (PSF-convolved)."""
     gs_wcs = _galsim_wcs(wcs)
     background_rows = _random_background_catalog(rng, shape, n_background_stars, n_background_galaxies)
+    if background_sources is not None:
+        background_rows += _table_rows(background_sources, wcs)
     added_rows = _table_rows(sources, wcs) if sources is not None else []
     for origin, rows in (("background", background_rows), ("added", added_rows)):
         for row in rows:
@@ -722,6 +725,7 @@ def simulate_exposure(
     do_saturation_interpolation: bool = True,
     grow_saturation_footprint_size: int = 1,
     suspect_electrons: float | None = None,
+    background_sources: Table | None = None,
 ) -> SimulatedExposure:
     """Simulate a post-ISR Rubin visit image of a random scene (see module docstring).
 
@@ -774,6 +778,10 @@ def simulate_exposure(
     suspect_electrons
         Suspect level of every amplifier in pre-flat electrons (SUSPECT at or
         above it); `None`: none.
+    background_sources
+        Sources of the scene itself (the same columns as ``sources``): drawn
+        with the random background, so they are part of the observed image
+        (real sources at chosen positions and magnitudes).
 
     Returns
     -------
@@ -812,7 +820,8 @@ def simulate_exposure(
 
     wcs = _make_wcs(shape, ra_dec_center, pixel_scale_arcsec)
     scene = _draw_scene(
-        shape, wcs, psf_sigma_pixels, sources, int(n_background_stars), int(n_background_galaxies), rng_scene
+        shape, wcs, psf_sigma_pixels, sources, int(n_background_stars), int(n_background_galaxies), rng_scene,
+        background_sources,
     )
     no_data, bad = _defect_masks(shape, defects, rng_defects)
     response = np.where(no_data, 0.0, f_true * r_map)
