@@ -106,7 +106,11 @@ def resumed_run(demo: DemoRepo, inputs_before, tmp_path_factory: pytest.TempPath
             time.sleep(0.005)
         returncode = process.wait(timeout=60)
     assert returncode == -signal.SIGKILL, (returncode, log_path.read_text()[-3000:])
-    butler = Butler.from_config(str(demo.root))
+    # Writeable: a kill inside a registry transaction leaves SQLite a hot
+    # journal, which the first connection must roll back (a read-only one
+    # fails with "attempt to write a readonly database"), as the resumed
+    # pipetask would.
+    butler = Butler.from_config(str(demo.root), writeable=True)
     at_kill = _registered(butler, output_run)
     files_at_kill = _output_files(run_dir)
     resumed = subprocess.run(

@@ -26,7 +26,7 @@ to the S of the same scene without them: simulating with and without
 added photons (and the saturation they cause).
 
 ISR (doc/isrinject/design.md)
----------------
+-----------------------------
 With ``f``, ``V_f`` the *measured* flat and its variance, ``B = s·R`` the
 smooth background in post-flat electrons and ``c`` the image units per
 electron (``c0`` for nJy, 1 for electron):
