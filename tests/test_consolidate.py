@@ -16,6 +16,7 @@ from lsst.images import Box
 from isrinject.engine.catalog.schema import read_catalog
 from isrinject.engine.flags import FATAL_FLAGS, InjectionFlag, flag_descriptions, flag_meanings
 from isrinject.tasks.consolidate import consolidate_visit_catalogs
+from isrinject.tasks.marking import CONFIG_HASH_KEY, VERSION_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -60,6 +61,21 @@ def test_primary_is_the_detector_holding_the_centre() -> None:
     for detector, catalog in catalogs.items():  # inputs untouched
         assert catalog.colnames == originals[detector].colnames and catalog.meta == originals[detector].meta
         assert np.all(catalog == originals[detector])
+
+
+def test_version_and_config_hash_are_kept() -> None:
+    """The per-detector catalogs' isrinject version and config hash (tasks.marking) reach the visit catalog."""
+    box = Box.factory[0:10, 0:10]
+    catalogs = {3: _catalog([1], [1], [1]), 4: _catalog([2], [2], [2])}
+    for detector, catalog in catalogs.items():
+        catalog.meta[VERSION_KEY] = "1.2.3"
+        catalog.meta[CONFIG_HASH_KEY] = f"hash{detector}"
+    result = consolidate_visit_catalogs(catalogs, {3: box, 4: box}, visit=77, band="i")
+    assert result.meta[VERSION_KEY] == "1.2.3"
+    assert result.meta[CONFIG_HASH_KEY] == "hash3,hash4"
+    assert VERSION_KEY not in consolidate_visit_catalogs(
+        {3: _catalog([1], [1], [1])}, {3: box}, visit=77, band="i"
+    ).meta
 
 
 def test_consolidate_errors_name_visit_and_detector() -> None:

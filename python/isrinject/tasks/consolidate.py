@@ -45,6 +45,7 @@ from lsst.pipe.base import PipelineTask, PipelineTaskConfig, PipelineTaskConnect
 from lsst.pipe.base import connectionTypes as cT
 
 from ..engine.flags import FATAL_FLAGS, flag_descriptions, flag_meanings
+from .marking import CONFIG_HASH_KEY, VERSION_KEY
 
 _VISIT_DETECTOR = ("instrument", "visit", "detector")
 
@@ -121,6 +122,8 @@ def consolidate_visit_catalogs(
     if missing := sorted(set(catalogs) - set(image_bboxes)):
         raise ValueError(f"Visit {visit}: no image bounding box for detector(s) {missing}.")
     tables = []
+    # isrinject's version and config hash of each detector's run (tasks.marking).
+    provenance: dict[str, set[str]] = {VERSION_KEY: set(), CONFIG_HASH_KEY: set()}
     for detector in sorted(catalogs):
         catalog = catalogs[detector]
         if absent := [c for c in ("injection_id", "injection_flag", "x", "y") if c not in catalog.colnames]:
@@ -128,6 +131,9 @@ def consolidate_visit_catalogs(
         table = Table(catalog, copy=True)
         meta = dict(table.meta)
         DatasetProvenance.strip_provenance_from_flat_dict(meta)
+        for key, values in provenance.items():
+            if key in meta:
+                values.add(str(meta[key]))
         table.meta.clear()
         n_rows = len(table)
         bbox = image_bboxes[detector]
@@ -167,6 +173,10 @@ def consolidate_visit_catalogs(
         "the row of the detector whose image holds the source centre (no fatal flag; the centre farthest "
         "from the image edge if several do); sources centred off every image have none"
     )
+    # The per-detector runs' version and config hash, kept (comma-separated if they differ).
+    for key, values in provenance.items():
+        if values:
+            visit_catalog.meta[key] = ",".join(sorted(values))
     return visit_catalog
 
 
