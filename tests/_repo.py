@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -180,6 +181,27 @@ def check_outputs(butler: Butler, pairs: list[tuple[int, int]], collection: str)
         assert np.all((np.asarray(catalog["injection_flag"]) & int(FATAL_FLAGS)) == 0), catalog
         image = butler.get("injected_visit_image", data_id, collections=collection)
         assert image.mask.get("INJECTED").sum() > 0
+
+
+def stamp_footprint(catalog: Table, image: Any) -> np.ndarray:
+    """Pixels an injection may change: the drawn stamps (each row's
+    ``injection_draw_size`` box centred on its nearest pixel, as
+    `isrinject.engine.draw.render` places it) and the pixels ISR's saturation
+    treatment touched (SATURATED, INTERPOLATED, SUSPECT: bleed trails leave the
+    stamp along the column).  ``INJECTED`` no longer covers whole stamps (it is
+    set where the model is above a fraction of the sky noise), so the changed
+    pixels are checked against this."""
+    bbox = image.bbox
+    footprint = np.zeros(image.image.array.shape, dtype=bool)
+    for x, y, size in zip(catalog["x"], catalog["y"], catalog["injection_draw_size"], strict=True):
+        if not (np.isfinite(x) and np.isfinite(y)) or np.ma.is_masked(size):
+            continue
+        half = int(size) // 2
+        ix, iy = int(np.floor(x + 0.5)) - bbox.x.start, int(np.floor(y + 0.5)) - bbox.y.start
+        footprint[max(iy - half, 0) : max(iy + half + 1, 0), max(ix - half, 0) : max(ix + half + 1, 0)] = True
+    for plane in ("SATURATED", "INTERPOLATED", "SUSPECT"):
+        footprint |= image.mask.get(plane)
+    return footprint
 
 
 def bps_environment(cwd: Path | None = None) -> dict[str, str]:

@@ -48,7 +48,10 @@ def test_pipetask_run_and_statistics(demo) -> None:
         assert s.n_injected > 200, band
         assert s.slope_injected == pytest.approx(s.slope_real, rel=0.02)
         assert s.slope_real == pytest.approx(1.0, abs=1e-3)
-        assert s.noise_ratio == pytest.approx(1.0, abs=0.03)
+        # The verdict's tolerance: 0.03 or 3 standard errors of the ratio, whichever is larger
+        # (INJECTED now covers only the pixels where the model is above 0.1 sigma of the sky,
+        # so this small scene has fewer of them; one run gave 1.035 in one band).
+        assert s.noise_ratio == pytest.approx(1.0, abs=max(0.03, 3 * s.noise_ratio_error))
         assert s.relation_rms < 1e-5
         # The KS test of this small scene (128 px, 12 sources) has a floor from
         # the baseline fit under sources: over noise seeds 0-5 the g band gives

@@ -67,7 +67,8 @@ def test_demo_runs_in_a_fresh_clone(clone: Path) -> None:
     demo = subprocess.run(
         # One band is enough to find what the clone lacks (tests/test_demo.py runs two).
         [sys.executable, "-m", "isrinject.cli", "demo", "--size", "128", "--bands", "u",
-         "--detectors", "0", "--n-sources", "12", "--output", str(output), "--repo", str(repo)],
+         "--detectors", "0", "--n-sources", "12", "--n-real-stars", "0", "--no-discriminate",
+         "--output", str(output), "--repo", str(repo)],
         cwd=clone, env=env, capture_output=True, text=True, timeout=900,
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]

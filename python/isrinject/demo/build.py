@@ -496,7 +496,8 @@ def build_demo_repo(
                 real_tables.append(_real_stars(rng_catalog, star_slots[n_sources:], bands, d))
         elif n_real_stars:
             raise ValueError(f"{n_sources} sources and {n_real_stars} real stars per detector do not fit on the "
-                             f"{len(slots)} grid slots of a {shape} detector.")
+                             f"{len(slots)} grid slots of a {shape} detector; lower --n-real-stars (0: none) or "
+                             "--n-sources, or raise --size.")
     real_stars = vstack(real_tables) if real_tables else None
     amp_boxes = amplifier_boxes(shape)
     visits = {band: 1000 + 10 * i for i, band in enumerate(bands)}
