@@ -30,7 +30,8 @@ def checked(tmp_path_factory: pytest.TempPathFactory):
     run = run_pipetask(demo.root, demo.layout.inputs)
     assert run.returncode == 0, run.stderr[-3000:]
     out = tmp_path_factory.mktemp("catalog_checks_out")
-    return demo, diagnose_demo(demo, run.output_run, output_dir=out), out
+    # The classifier two-sample test is tested in test_discriminate.py and test_diagnose.py.
+    return demo, diagnose_demo(demo, run.output_run, output_dir=out, discriminate=False), out
 
 
 def _pulls(diagnosis, label: str) -> np.ndarray:
