@@ -183,20 +183,74 @@ def test_local_jacobians_match_galsim_gnomonic_projection(projection) -> None:
         np.testing.assert_allclose(jacobian.getMatrix(), expected, rtol=0, atol=1e-9 * PIXEL_SCALE)
 
 
-def test_star_shift_equals_galsim_real_space_draw() -> None:
-    """A star is the PSF kernel shifted with GalSim's quintic interpolant:
-    the same as drawing the kernel's InterpolatedImage in real space (GalSim
-    tabulates the interpolant: equal to 1e-7 of the peak)."""
-    from isrinject.engine.draw.fast import shifted_kernel_stamp
+#: Sub-pixel offsets of the star tests: the pixel centre, both half-pixel edges, between.
+SUB_PIXEL_OFFSETS = [(0.0, 0.0), (0.1, 0.0), (0.25, 0.2), (0.4, -0.3), (0.5, 0.5), (-0.3, 0.45), (0.37, 0.11),
+                     (-0.499, 0.2), (0.2, 0.499)]
 
-    kernel = galsim.Moffat(beta=3.0, fwhm=3.5).shear(g1=0.05).drawImage(nx=25, ny=25, scale=1.0).array
-    kernel /= kernel.sum()
-    profile = galsim.InterpolatedImage(galsim.Image(kernel, scale=1.0))
-    for dx, dy in ((0.0, 0.0), (0.31, -0.47), (-0.5, 0.5)):
-        stamp = shifted_kernel_stamp(kernel, 33, dx, dy, flux=1.0)
-        galsim_stamp = profile.drawImage(nx=33, ny=33, scale=1.0, offset=(dx, dy), method="no_pixel").array
-        np.testing.assert_allclose(stamp, galsim_stamp / galsim_stamp.sum(), rtol=0, atol=1e-7 * stamp.max())
-        assert stamp.sum() == pytest.approx(1.0, rel=1e-14)
+
+def _on_box(image, box: Box) -> np.ndarray:
+    """``image`` (an lsst.images Image) on ``box`` (zero outside its own box)."""
+    out = np.zeros((box.y.size, box.x.size))
+    inner = image.bbox.intersection(box)
+    out[inner.slice_within(box).y, inner.slice_within(box).x] = image.array[
+        inner.slice_within(image.bbox).y, inner.slice_within(image.bbox).x
+    ]
+    return out
+
+
+@pytest.mark.parametrize("sigma, stamp_size", [(1.6986, 19), (2.1233, 23)])  # i and u as the demo simulates them
+def test_star_is_the_psf_stellar_image(projection, sigma: float, stamp_size: int) -> None:
+    """A star is F × ``psf.compute_stellar_image`` at its exact position (the
+    image measurement fits to) at every sub-pixel offset, to 1e-6 of the
+    peak (the calib_flux_radius aperture misses 1e-7 of a Gaussian).  The
+    cached kernel shifted with GalSim's quintic was off by up to 4.5e-3
+    (σ = 1.7 px) and 1.5e-3 (σ = 2.1 px): the demo's i-band AUC excess."""
+    psf = GaussianPointSpreadFunction(sigma, bounds=BBOX, stamp_size=stamp_size)
+    flux = 1e5
+    for dx, dy in SUB_PIXEL_OFFSETS:
+        x, y = 250.0 + dx, 180.0 + dy
+        drawn = _draw({"source_type": "Star"}, projection, psf, x=x, y=y, flux=flux,
+                      settings=RenderSettings(calib_flux_radius=12.0))
+        expected = flux * _on_box(psf.compute_stellar_image(x=x, y=y), drawn.bbox)
+        np.testing.assert_allclose(drawn.model, expected, rtol=0, atol=1e-6 * expected.max(), err_msg=f"{dx}, {dy}")
+        assert drawn.model.sum() == pytest.approx(flux, rel=1e-6)
+
+
+def test_star_is_the_piff_stellar_image_of_a_real_visit() -> None:
+    """With the real DP1 Piff PSF (its own Lanczos(11) rendering of its pixel
+    grid) the star is Piff's stellar image to float64 rounding at every
+    offset; the quintic shift of the centred kernel was off by 0.6–2.1 % of
+    the peak, a sinc shift by 0.15–0.7 %.  At an exact half-integer the star
+    stays centred (lsst.images labels Piff's stamp one pixel off there)."""
+    from pathlib import Path
+
+    from lsst.images import VisitImage
+    from lsst.images.serialization import read_archive
+
+    from isrinject.engine.draw.stellar import stellar_stamp
+
+    fixture = Path(__file__).parent / "data" / "lsst_images_visit_image-1.0.0-dp1.json"
+    visit_image = read_archive(fixture, VisitImage)
+    psf, bbox = visit_image.psf, visit_image.bbox
+    flux = 1e4
+    # lsst.images mislabels Piff's stamp at exact half-integers: those are checked by the centroid below.
+    for dx, dy in [offset for offset in SUB_PIXEL_OFFSETS if 0.5 not in offset] + [(0.2, 0.45)]:
+        x, y = bbox.x.min + 7.0 + dx, bbox.y.min + 8.0 + dy
+        drawn = draw_source(
+            source_spec({"source_type": "Star"}), x=x, y=y, flux=flux, psf=psf,
+            sky_projection=visit_image.sky_projection, image_bbox=bbox,
+            settings=RenderSettings(calib_flux_radius=None),
+        )
+        assert drawn.flags == InjectionFlag.PARTIAL_OVERLAP  # a 25-px stamp on a 16-px crop
+        expected = flux * _on_box(psf.compute_stellar_image(x=x, y=y), drawn.bbox)
+        np.testing.assert_allclose(drawn.model, expected, rtol=0, atol=1e-12 * expected.max(), err_msg=f"{dx}, {dy}")
+
+    def centroid(x: float) -> float:
+        stamp = stellar_stamp(psf, x, 8.2, 25, 1.0)
+        return float((stamp.sum(axis=0) * (np.arange(25) - 12 + np.floor(x + 0.5))).sum())
+
+    # One pixel off would be 1.0 away; the noisy Piff wings make the centroid slightly non-linear.
+    assert centroid(7.5) == pytest.approx(0.5 * (centroid(7.49) + centroid(7.51)), abs=0.02)
 
 
 @pytest.mark.parametrize("sersic_n, hlr", [(1.0, 0.5), (1.0, 3.0), (4.0, 0.5), (4.0, 3.0)])

@@ -47,6 +47,15 @@ with the bleed and interpolation off, every pin of issue 22's noise-aware
 stamps held unchanged (only ``injection_lost_electrons`` and the flag list in
 ``catalog.meta`` are new), which is what `PINS_BEFORE_BLEED` holds now.
 
+Stars re-recorded ``image``, ``variance``, ``mask``, ``injection_flux``,
+``injection_flux_electrons`` and ``injection_truncated_fraction`` (in both
+sets) when a star became the PSF's own ``compute_stellar_image`` at its
+position (`isrinject.engine.draw.stellar`) instead of the cached kernel
+shifted with GalSim's quintic, which was off by up to 0.45 % of the peak for
+σ = 1.7 px and 0.15 % for the u band's σ = 2.1 px (a real rendering error, the
+classifier test's AUC excess; ``tests/test_draw.py``).  Flags, draw sizes
+and every other column held; the inputs are unchanged.
+
 The input is pinned as well: if the simulator changes, the input hashes fail
 first and the output hashes must be re-recorded (``ISRINJECT_PRINT_PINS=1``
 prints them) from a commit whose engine is known to be unchanged.
@@ -82,9 +91,9 @@ INPUT_PINS = {
 
 #: sha256 of the output planes and of every output catalog column.
 OUTPUT_PINS = {
-    "image": "15d745cb814c614590b1159c594560b741c0e43031d09a536587d9ce6a472cca",
-    "variance": "c5435832ee69aae48aed7a997e14099f5f79ad7b859e2d5e54347390665cd42c",
-    "mask": "2ed9614c240d7ec95086967cb31784acd2774677935fc46960f8f90a62ce987b",
+    "image": "294a7131f254e0cc65dac43517e19bd9c2d0c77d8ccb83b5fc1d2fed8d12ae2e",
+    "variance": "3e7292fd9623d8d8df880e459b3a43731a649295d81739f1a2268320a65fb594",
+    "mask": "76c3af5885995f5685d2192b680403aeac572a21986308245cf08b70b3434486",
     "mask_planes": "ab9943008abe515bdb1a30ffa73e4608ebb3f6d214c76fcf1d63468d08d633a8",
     "catalog.injection_id": "84ca4f50986f859425dcfceda2b5fe6bd467aa7c5fe638ba980433b5ab47761f",
     "catalog.injection_flag": "9e025a75b7e212c58843e5f2fccdd45bb585e142b37ced2a53a42d5d48c293e4",
@@ -101,13 +110,13 @@ OUTPUT_PINS = {
     "catalog.stamp": "c62c47fa93389c4ce9dec61ffef13a3a1ff34cbfaf7aab92ce144d328e85ab64",
     "catalog.x": "30bfed7ba6b0a407fc12fb2eccb04ca99baa3c82144a412b67a6d1fd51735e10",
     "catalog.y": "3e9020c0f12851ea3ff9e519e19c206ad9aee0107ee8a47141f80c947a5c023e",
-    "catalog.injection_flux": "652cd6c2bfa76b0deff30a52e67c1838233258c7b237239671883882194725ab",
-    "catalog.injection_flux_electrons": "206e76c34eaba1840cb2a932d5017698ac4e8d34444a7f26372d6583fcc791b8",
+    "catalog.injection_flux": "cdb3cfa645050753ead8f2999263ede8198ee5906a60f0c8d7e1ebad72971327",
+    "catalog.injection_flux_electrons": "20e231ab956b0ac67594a08aa5b557c948b6f3dac39e063ac1b814f666f42e01",
     "catalog.injection_model_flux": "2c7215a5a26a72d3e5f20baead7b892fe3b15c49a82392d96a21d070ba0c0264",
     "catalog.injection_flat": "e34f67952202e83a17b7af243189af2ac74934e42575f22f6154797778e33e37",
     "catalog.injection_effective_gain": "e09a9b188c0879ee8280d4cb8f80a13da9f0fa60ebc91863446edf63f1a4a7a0",
     "catalog.injection_lost_electrons": "c60c71867456d5bccb3841549bb545987add908187ee6a73a9acbbcf5235da1d",
-    "catalog.injection_truncated_fraction": "3494eb0d452e749f88a8b584193dea48ae3d51b6568376a2ce6eb87352d43c66",
+    "catalog.injection_truncated_fraction": "ea76094e89ae39ba255d65a2825f431a9f49e829973e51e1432d0af31caf5da8",
     "catalog.meta": "585405dae89b15709fa377ce99ac65d752518767fb956522fb63f3e2551b76da",
 }
 
@@ -115,11 +124,11 @@ OUTPUT_PINS = {
 #: new column's pin and the meta listing its two new flag bits.
 PINS_BEFORE_BLEED = {
     **OUTPUT_PINS,
-    "image": "6b1559add36ddaa7bba2f672857a44b1ba369247d03eb736042fd2b80cc2eeb4",
-    "variance": "a5e247f975480fece0af78387bd8cba5e3392197b2a8163813f47c34bc6894e4",
-    "mask": "9002a81120fc0d0c7624f664c1daa28459ee65c9260b22884d911d6347ed2bf6",
+    "image": "2e6cc162a292138ceefb97c804a45eb677b056a212a81f7139f95f2182998cf7",
+    "variance": "0ba908a011049f993a8386274284c3116ca71c68ab2f0868215b8eb6b0f5c9e6",
+    "mask": "a5bdf009adabfb3d74c87a11fd891b92d9a56bf6621ee6f2ff4454faa4e2a925",
     "catalog.injection_flag": "5d60d8fe6edc96438b298d8b7498e364ce159bc70ca9255ad5a97cbe2ba9b308",
-    "catalog.injection_flux": "e4b18800904e24609c2f6cb249cfb418c2212ad08e458bd835b32e4e5c1f765a",
+    "catalog.injection_flux": "34394a9876793afafb1e2685818d6f29d2ab2789b8cd8c785fcb84ee35a367d4",
 }
 
 

@@ -1,7 +1,7 @@
 """Rendering layer: catalog rows → noiseless model stamps (GalSim + image PSF).
 
 `geometry` (Jacobians, sky ↔ pixel, aperture fractions) ← `fast` (stamp
-kernels) ← `psf_cache` ← `render`; `profiles` maps a row to a GalSim profile.
+kernels), `stellar` (a star's stamp) ← `psf_cache` ← `render`; `profiles` maps a row to a GalSim profile.
 """
 
 from .geometry import *  # noqa: F403

@@ -1,20 +1,10 @@
-"""Fast stamp kernels: a point source by shifting the PSF image, an extended
-source by one FFT with a cached PSF spectrum.
+"""Fast stamp kernels: an extended source by one FFT with a cached PSF spectrum.
 
-Both work on the *pixelized* PSF kernel K (the image of a point source,
+It works on the *pixelized* PSF kernel K (the image of a point source,
 already containing the pixel response, unit sum, odd sides, centred), which
 is what ``method="no_pixel"`` drawing with the PSF as an
-`galsim.InterpolatedImage` convolves with.
-
-Point source at sub-pixel offset (δx, δy) from the stamp centre::
-
-    M[j, i] = F · Σ_{m, l} W(j − c − δy − (m − c_K)) · W(i − c − δx − (l − c_K)) · K[m, l]
-            = F · (W_y · K · W_xᵀ)[j, i]
-
-with W GalSim's quintic interpolant (the default ``x_interpolant`` of
-`galsim.InterpolatedImage`, so the result is GalSim's real-space draw of the
-kernel profile), c the stamp centre and c_K the kernel centre: two small
-matrix products, no FFT, no per-source GalSim object.
+`galsim.InterpolatedImage` convolves with.  (Point sources are the PSF
+model's own stellar image at their position: `isrinject.engine.draw.stellar`.)
 
 Extended source with pixel-frame profile g (the sky profile mapped through
 the local Jacobian) on an even N × N periodic grid (N ≥ stamp side)::
@@ -35,7 +25,7 @@ flux beyond the period N folds back, as in GalSim's own FFT draws.
 
 from __future__ import annotations
 
-__all__ = ["fft_grid_size", "fft_stamp", "kernel_spectrum", "shifted_kernel_stamp"]
+__all__ = ["fft_grid_size", "fft_stamp", "kernel_spectrum"]
 
 import functools
 
@@ -44,43 +34,6 @@ import numpy as np
 import scipy.fft
 
 from .sersic_table import k_image as sersic_k_image
-
-_QUINTIC = galsim.Quintic()
-
-
-def _interpolation_matrix(size: int, kernel_size: int, shift: float) -> np.ndarray:
-    """W[j, m] = quintic(j − size//2 − shift − (m − kernel_size//2))."""
-    offsets = (np.arange(size)[:, None] - size // 2 - shift) - (np.arange(kernel_size)[None, :] - kernel_size // 2)
-    return _QUINTIC.xval(offsets.ravel()).reshape(size, kernel_size)
-
-
-def shifted_kernel_stamp(kernel: np.ndarray, size: int, dx: float, dy: float, flux: float) -> np.ndarray:
-    """Return a ``size × size`` stamp of the PSF kernel centred at
-    (size//2 + dx, size//2 + dy), scaled to ``flux`` (see module docstring).
-
-    Parameters
-    ----------
-    kernel
-        Unit-sum PSF kernel with odd sides, centred.
-    size
-        Odd stamp side [pixels]; smaller than the kernel crops it.
-    dx, dy
-        Sub-pixel offset of the source from the stamp centre [pixels].
-    flux
-        Total flux [image units]: when the stamp holds the whole shifted
-        kernel the stamp sums to exactly this.
-    """
-    w_y = _interpolation_matrix(size, kernel.shape[0], dy)
-    w_x = _interpolation_matrix(size, kernel.shape[1], dx)
-    stamp = w_y @ kernel @ w_x.T
-    if size >= max(kernel.shape):
-        # The interpolant's weights sum to 1 only approximately at a
-        # fractional shift; the stamp holds the whole kernel, so give it
-        # exactly the source's flux.
-        total = stamp.sum()
-        if np.isfinite(total) and total > 0:
-            return stamp * (flux / total)
-    return stamp * flux
 
 
 @functools.cache

@@ -12,7 +12,10 @@ too, within a memory budget.
 
 Accuracy: the kernel is always normalised to unit sum and centred, so fluxes
 and centroids do not depend on ``spacing``; only the PSF *shape* and the
-local pixel scale are those of a point at most ``spacing/√2`` pixels away.
+local pixel scale are those of a point at most ``spacing/√2`` pixels away
+(for extended sources: a star is the PSF's stellar image at its exact
+position, `isrinject.engine.draw.stellar`, and takes only its aperture
+fraction, Jacobian and stamp size from the cell).
 Rubin PSF models (Piff) and sky projections vary on scales of hundreds to
 thousands of pixels, so the default 128 px (≤ 91 px away) changes nothing
 measurable; ``spacing <= 0`` evaluates both exactly at every source (no reuse).

@@ -31,10 +31,11 @@ from lsst.images.psfs import PointSpreadFunction
 
 from ..flags import InjectionFlag
 from .extent import DEFAULT_STAMP_FLUX_ERROR_FRACTION, centred_crop, stamp_half_width
-from .fast import fft_grid_size, fft_stamp, shifted_kernel_stamp
+from .fast import fft_grid_size, fft_stamp
 from .geometry import aperture_fraction, odd_size
 from .profiles import SourceSpec, profile_parameters
 from .psf_cache import DEFAULT_SPACING, PsfCache
+from .stellar import stellar_stamp
 
 #: How Stamp sources (FITS images) are placed on the image.
 type FitsAlignment = Literal["pixel", "wcs"]
@@ -166,10 +167,10 @@ def draw_source(
 ) -> DrawnStamp:
     """Draw one source's noiseless model stamp, clipped to the image.
 
-    Point sources (``Star``/``DeltaFunction``) are drawn by shifting the
-    cached PSF kernel to the sub-pixel position with GalSim's quintic
-    interpolant (`isrinject.engine.draw.fast.shifted_kernel_stamp`, no FFT) and
-    normalising the stamp to the source flux; every other profile is
+    Point sources (``Star``/``DeltaFunction``) are the PSF model's own
+    image of a star at the exact position (``psf.compute_stellar_image``,
+    `isrinject.engine.draw.stellar.stellar_stamp`) scaled to the source
+    flux; every other profile is
     convolved with the kernel in one FFT on its stamp's grid, with the
     kernel's spectrum cached per PSF cell (`isrinject.engine.draw.fast.fft_stamp`).
 
@@ -262,7 +263,10 @@ def draw_source(
         """The full size × size stamp, or the flag of why it cannot be drawn."""
         try:
             if profile is None:
-                return shifted_kernel_stamp(entry.kernel, size, dx, dy, total_flux)
+                try:
+                    return stellar_stamp(psf, x, y, size, total_flux)
+                except Exception:  # the PSF model cannot image a star here
+                    return InjectionFlag.PSF_COMPUTE_ERROR
             # The periodic grid spans at least the profile's own extent (GalSim's
             # good size), also when the stamp is smaller (clipped or requested):
             # otherwise the wings would wrap onto the stamp.
