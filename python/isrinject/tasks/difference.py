@@ -21,14 +21,12 @@ __all__ = [
 import dataclasses
 from collections.abc import Sequence
 
-import numpy as np
 from astropy.table import Table
 from lsst.images import DifferenceImage, Image, MaskedImage
 from lsst.images.psfs import PointSpreadFunction
 from lsst.pex.config import ChoiceField, Field
 from lsst.pipe.base import (
     InputQuantizedConnection,
-    NoWorkFound,
     OutputQuantizedConnection,
     PipelineTask,
     PipelineTaskConfig,
@@ -45,7 +43,7 @@ from .call import run_inputs
 from .inputs import read_flat
 from .marking import mark_injected_catalog, mark_injected_image
 from .provenance import check_recorded_flat
-from .shared import InjectionConfigBase, InjectionInputConnections
+from .shared import InjectionConfigBase, InjectionInputConnections, check_catalog_rows, quantum_rng
 
 
 class DifferenceInjectConnections(
@@ -207,14 +205,9 @@ class DifferenceInjectTask(PipelineTask):
             scaling_source=self.config.scaling_source,
         )
         visit_id, detector_id = inputs.data_id
-        seed = np.random.SeedSequence([self.config.noise_seed, visit_id, detector_id])
-        rng = np.random.Generator(np.random.PCG64(seed))
+        rng = quantum_rng(self.config.noise_seed, visit_id, detector_id)
         catalog = catalog_at_exposure(compose_catalog(inputs.catalogs), inputs.visit_image, visit_id, self.log)
-        if len(catalog) == 0 and not self.config.process_all_data_ids:
-            raise NoWorkFound(
-                f"No injection catalog rows for visit {visit_id}, detector {detector_id}; "
-                "set process_all_data_ids=True to write the image anyway."
-            )
+        check_catalog_rows(catalog, inputs.catalogs, visit_id, detector_id, config=self.config, log=self.log)
         illumination = illumination_correction if self.config.do_illumination_correction else None
         result = inject_difference(
             inputs.visit_image, catalog, flat=inputs.flat, illumination=illumination, config=self.config,

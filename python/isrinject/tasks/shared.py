@@ -9,14 +9,14 @@ adds only its own image connections (and storage-class field).
 
 from __future__ import annotations
 
-__all__ = ["InjectionConfigBase", "InjectionInputConnections"]
+__all__ = ["InjectionConfigBase", "InjectionInputConnections", "check_catalog_rows", "quantum_rng"]
 
 import dataclasses
 from typing import Any
 
 import numpy as np
 from lsst.pex.config import ChoiceField, Config, Field, FieldValidationError, ListField
-from lsst.pipe.base import PipelineTaskConnections
+from lsst.pipe.base import NoWorkFound, PipelineTaskConnections
 from lsst.pipe.base import connectionTypes as cT
 
 from ..engine.calibration import SCALING_SOURCES
@@ -298,3 +298,42 @@ class InjectionConfigBase(Config):
     def column_names(self) -> dict[str, str]:
         """Standard column name → configured column name (``col_<name>``)."""
         return {name: getattr(self, f"col_{name}") for name in CONFIGURABLE_COLUMNS}
+
+
+def quantum_rng(noise_seed: int, visit_id: int, detector_id: int) -> np.random.Generator:
+    """The noise generator of one (visit, detector): seeded from ``noise_seed``
+    and the data ID, so every quantum has independent, reproducible noise."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([noise_seed, visit_id, detector_id])))
+
+
+def check_catalog_rows(
+    catalog: Any,
+    catalogs: Any,
+    visit_id: int,
+    detector_id: int,
+    *,
+    config: Any,
+    log: Any,
+    catalogs_are_shards: bool = False,
+) -> None:
+    """Say so when a quantum or call has no catalog rows to inject.
+
+    With no rows, a WARNING names the visit, the detector and how many catalogs
+    were given, then either ``lsst.pipe.base.NoWorkFound`` is raised or, with
+    ``config.process_all_data_ids``, the output is a copy of the input.
+    ``catalogs_are_shards`` (``runQuantum``, which has already warned when it
+    received no catalog at all) leaves out the warning for no catalog.
+    """
+    if len(catalog):
+        return
+    given = f"{len(catalogs)} catalog(s) given, all empty" if catalogs else "no catalog given"
+    message = f"No injection catalog rows for visit {visit_id}, detector {detector_id} ({given})"
+    # NoWorkFound is logged at INFO by pipetask: say it louder.
+    loud = not (catalogs_are_shards and not catalogs)
+    if not config.process_all_data_ids:
+        if loud:
+            log.warning("%s: nothing injected, no output written (process_all_data_ids=True "
+                        "writes a copy of the image).", message)
+        raise NoWorkFound(f"{message}; set process_all_data_ids=True to write the image anyway.")
+    if loud:
+        log.warning("%s: the output is a copy of the input image.", message)

@@ -20,13 +20,11 @@ import os
 from collections.abc import Sequence
 from typing import Any, cast
 
-import numpy as np
 from astropy.table import Table
 from lsst.images import Image, MaskedImage, VisitImage
 from lsst.pex.config import Field
 from lsst.pipe.base import (
     InputQuantizedConnection,
-    NoWorkFound,
     OutputQuantizedConnection,
     PipelineTask,
     PipelineTaskConfig,
@@ -45,7 +43,7 @@ from .inputs import read_flat
 from .marking import mark_injected_catalog, mark_injected_image
 from .messages import no_catalog_message
 from .provenance import check_recorded_flat
-from .shared import InjectionConfigBase, InjectionInputConnections
+from .shared import InjectionConfigBase, InjectionInputConnections, check_catalog_rows, quantum_rng
 
 
 class VisitInjectConnections(
@@ -206,22 +204,12 @@ class VisitInjectTask(PipelineTask):
             psf=psf, photo_calib=photo_calib, wcs=wcs, flat=flat, scaling_source=self.config.scaling_source,
         )
         visit_id, detector_id = inputs.data_id
-        seed = np.random.SeedSequence([self.config.noise_seed, visit_id, detector_id])
-        rng = np.random.Generator(np.random.PCG64(seed))
+        rng = quantum_rng(self.config.noise_seed, visit_id, detector_id)
         catalog = catalog_at_exposure(compose_catalog(inputs.catalogs), inputs.visit_image, visit_id, self.log)
-        if len(catalog) == 0:
-            given = f"{len(inputs.catalogs)} catalog(s) given, all empty" if inputs.catalogs else "no catalog given"
-            message = f"No injection catalog rows for visit {visit_id}, detector {detector_id} ({given})"
-            # NoWorkFound is logged at INFO by pipetask: say it louder (runQuantum
-            # has already said why when it received no catalog at all).
-            loud = not (catalogs_are_shards and not inputs.catalogs)
-            if not self.config.process_all_data_ids:
-                if loud:
-                    self.log.warning("%s: nothing injected, no output written (process_all_data_ids=True "
-                                     "writes a copy of the image).", message)
-                raise NoWorkFound(f"{message}; set process_all_data_ids=True to write the image anyway.")
-            if loud:
-                self.log.warning("%s: the output is a copy of the input image.", message)
+        check_catalog_rows(
+            catalog, inputs.catalogs, visit_id, detector_id, config=self.config, log=self.log,
+            catalogs_are_shards=catalogs_are_shards,
+        )
         illumination = cast(
             "Image | MaskedImage | None",
             illumination_correction if self.config.do_illumination_correction else None,
